@@ -1,0 +1,63 @@
+"""Batched greedy generation with left padding, stopping at the model's end-of-turn tokens.
+
+    >>> answers = generate(model, tokenizer, ["Q: 2+3=? A:"], chat=False, stop_token_ids=info.stop_token_ids)
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from tqdm.auto import tqdm
+
+from helpers.modeling import UNSLOTH
+from helpers.sft import encode_prompt, render_prompt
+
+
+@contextlib.contextmanager
+def inference_mode(model):
+    """Eval mode (and Unsloth's fast inference kernels) for the block, training mode after."""
+    was_training = model.training
+    if UNSLOTH:
+        from unsloth import FastLanguageModel
+
+        FastLanguageModel.for_inference(model)
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield model
+    finally:
+        if was_training:
+            if UNSLOTH:
+                FastLanguageModel.for_training(model)
+            model.train()
+
+
+def generate(model, tokenizer, prompts: list[str], *, chat: bool, stop_token_ids: list[int],
+             max_new_tokens: int = 64, batch_size: int = 32, desc: str = "generate") -> list[str]:
+    """Greedy answers to `prompts`, in order. Prompts are sorted by length so that each batch holds
+    similar lengths (less padding); the answer excludes the prompt and the stop token."""
+    encoded = [encode_prompt(tokenizer, render_prompt(tokenizer, p, chat=chat), chat=chat) for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+    answers = [""] * len(prompts)
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id
+    with inference_mode(model), tqdm(total=len(prompts), desc=desc, unit="q") as bar:
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            width = max(len(encoded[i]) for i in idx)
+            ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, i in enumerate(idx):  # left padding: every prompt ends where generation starts
+                ids[row, width - len(encoded[i]):] = torch.tensor(encoded[i])
+                mask[row, width - len(encoded[i]):] = 1
+            out = model.generate(
+                input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
+                do_sample=False, eos_token_id=list(stop_token_ids), pad_token_id=pad_id,
+            )
+            for row, i in enumerate(idx):
+                new = out[row, width:].tolist()
+                cut = next((j for j, t in enumerate(new) if t in stop_token_ids), len(new))
+                answers[i] = tokenizer.decode(new[:cut], skip_special_tokens=True)
+            bar.update(len(idx))
+    return answers

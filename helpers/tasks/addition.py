@@ -1,0 +1,193 @@
+"""k-digit addition: train on k in [train_digits_min, train_digits_max], test on
+[test_digits_min, test_digits_max]; k above the training range tests length generalisation.
+
+    >>> train, test = make_problems(AdditionConfig(n_train=70, n_test_per_k=5))
+    >>> prompt(test[0]), test[0].answer
+    ('Q: 31+70=? A:', '101')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+from helpers.config import ConfigError, StudyConfig
+from helpers.metrics import digit_accuracy, edit_distance, exact_match, extract_integer
+
+VERSION = "addition-v1"
+MAX_DIGITS = 30  # operands up to 10^30; generation lengths grow with k
+
+
+@dataclasses.dataclass
+class AdditionConfig(StudyConfig):
+    train_digits_min: int = 1
+    train_digits_max: int = 7
+    test_digits_min: int = 1
+    test_digits_max: int = 12
+    n_train: int = 10000
+    n_test_per_k: int = 50
+    max_seq_length: int = 64
+    max_new_tokens: int = 24
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("train_digits", "test_digits"):
+            lo, hi = getattr(self, f"{name}_min"), getattr(self, f"{name}_max")
+            if not 1 <= lo <= hi <= MAX_DIGITS:
+                raise ConfigError(f"{name}_min/{name}_max must satisfy 1 <= min <= max <= {MAX_DIGITS}, got {lo}..{hi}")
+        if not (self.test_digits_min <= self.train_digits_min and self.train_digits_max <= self.test_digits_max):
+            raise ConfigError(
+                f"test digits {self.test_digits_min}..{self.test_digits_max} must cover the training digits "
+                f"{self.train_digits_min}..{self.train_digits_max} to compare in-range accuracy"
+            )
+        if self.n_train < self.train_digits_max - self.train_digits_min + 1:
+            raise ConfigError(f"n_train={self.n_train} is smaller than the number of training digit counts")
+        if self.n_test_per_k < 1:
+            raise ConfigError(f"n_test_per_k must be >= 1, got {self.n_test_per_k}")
+        if self.max_new_tokens < self.test_digits_max + 1:
+            raise ConfigError(f"max_new_tokens={self.max_new_tokens} cannot hold a {self.test_digits_max + 1}-digit "
+                              f"sum: set it to at least {self.test_digits_max + 2}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    a: int
+    b: int
+    k: int
+
+    @property
+    def answer(self) -> str:
+        return str(self.a + self.b)
+
+
+def prompt(problem: Problem) -> str:
+    # The study's plain completion format; the answer follows after a space.
+    return f"Q: {problem.a}+{problem.b}=? A:"
+
+
+def target(problem: Problem) -> str:
+    return " " + problem.answer
+
+
+def sample_operand(rng: random.Random, k: int) -> int:
+    """Uniform over the integers with exactly k digits (k = 1 includes 0)."""
+    return rng.randint(0 if k == 1 else 10 ** (k - 1), 10 ** k - 1)
+
+
+def _distinct_pairs(k: int) -> int:
+    n = 10 if k == 1 else 9 * 10 ** (k - 1)
+    return n * n
+
+
+def make_problems(cfg: AdditionConfig) -> tuple[list[Problem], list[Problem]]:
+    """Disjoint train and test sets. The test set is drawn first (distinct pairs per k); training
+    pairs that occur in it (as a+b or b+a) are redrawn. Training pairs may repeat when k is small."""
+    rng = random.Random(cfg.seed)
+    test: list[Problem] = []
+    for k in range(cfg.test_digits_min, cfg.test_digits_max + 1):
+        if cfg.n_test_per_k > _distinct_pairs(k):
+            raise ConfigError(f"k={k} has only {_distinct_pairs(k)} distinct problems: lower n_test_per_k")
+        seen: set = set()
+        while len(seen) < cfg.n_test_per_k:
+            pair = (sample_operand(rng, k), sample_operand(rng, k))
+            if pair not in seen:
+                seen.add(pair)
+                test.append(Problem(*pair, k))
+    held_out = {(p.a, p.b) for p in test} | {(p.b, p.a) for p in test}
+
+    train: list[Problem] = []
+    ks = list(range(cfg.train_digits_min, cfg.train_digits_max + 1))
+    for i, k in enumerate(ks):
+        free = _distinct_pairs(k) - sum(1 for a, b in held_out if len(str(a)) == k and len(str(b)) == k)
+        if free <= 0:
+            raise ConfigError(f"the test set uses every {k}-digit problem, none left to train on: lower n_test_per_k")
+        count = cfg.n_train // len(ks) + (1 if i < cfg.n_train % len(ks) else 0)
+        while count:
+            pair = (sample_operand(rng, k), sample_operand(rng, k))
+            if pair not in held_out:
+                train.append(Problem(*pair, k))
+                count -= 1
+    rng.shuffle(train)
+    assert not {(p.a, p.b) for p in train} & held_out, "train and test overlap"
+    return train, test
+
+
+def score(problem: Problem, generation: str) -> dict:
+    predicted = extract_integer(generation)
+    return {
+        "exact_match": exact_match(predicted, problem.answer),
+        "digit_accuracy": digit_accuracy(predicted, problem.answer),
+        "edit_distance": edit_distance(predicted, problem.answer),
+        "parsed": predicted,
+    }
+
+
+METRICS = ("exact_match", "digit_accuracy", "edit_distance")
+
+
+def per_k(problems: list[Problem], scores: list[dict]) -> dict[int, dict]:
+    """Mean of each metric per digit count k."""
+    table: dict[int, dict] = {}
+    for k in sorted({p.k for p in problems}):
+        rows = [s for p, s in zip(problems, scores) if p.k == k]
+        table[k] = {m: sum(r[m] for r in rows) / len(rows) for m in METRICS} | {"n": len(rows)}
+    return table
+
+
+def range_mean(table: dict[int, dict], lo: int, hi: int, metric: str = "exact_match") -> float | None:
+    """Item-weighted mean of `metric` over k in [lo, hi] (None if no k falls there)."""
+    rows = [v for k, v in table.items() if lo <= k <= hi]
+    total = sum(v["n"] for v in rows)
+    return sum(v[metric] * v["n"] for v in rows) / total if total else None
+
+
+def evaluate(model, tokenizer, info, problems: list[Problem], cfg: AdditionConfig, *, desc: str):
+    """Generate answers to `problems` and score them. Returns (generations, item scores, per-k table)."""
+    from helpers.generation import generate
+
+    generations = generate(model, tokenizer, [prompt(p) for p in problems], chat=False,
+                           stop_token_ids=info.stop_token_ids, max_new_tokens=cfg.max_new_tokens,
+                           batch_size=cfg.eval_batch_size, desc=desc)
+    scores = [score(p, g) for p, g in zip(problems, generations)]
+    return generations, scores, per_k(problems, scores)
+
+
+def summarize(table: dict[int, dict], cfg: AdditionConfig) -> dict:
+    """Per-k table plus in-range (training digits) and out-of-range means of every metric."""
+    out = {"per_k": table}
+    for metric in METRICS:
+        out[f"in_range_{metric}"] = range_mean(table, cfg.train_digits_min, cfg.train_digits_max, metric)
+        longer = range_mean(table, cfg.train_digits_max + 1, cfg.test_digits_max, metric)
+        out[f"out_of_range_{metric}"] = longer
+    return out
+
+
+def comparison_table(metrics: dict):
+    """Base vs fine-tuned per k, as a pandas DataFrame (accuracies in %)."""
+    import pandas as pd
+
+    rows = []
+    for k, base in metrics["base"]["per_k"].items():
+        tuned = metrics["finetuned"]["per_k"][k]
+        rows.append({
+            "k": int(k), "in training range": metrics["train_digits"][0] <= int(k) <= metrics["train_digits"][1],
+            "base exact %": 100 * base["exact_match"], "tuned exact %": 100 * tuned["exact_match"],
+            "base digit %": 100 * base["digit_accuracy"], "tuned digit %": 100 * tuned["digit_accuracy"],
+            "base edit dist": base["edit_distance"], "tuned edit dist": tuned["edit_distance"],
+        })
+    return pd.DataFrame(rows).set_index("k").round(1)
+
+
+Config = AdditionConfig
+
+
+def report(metrics: dict) -> str:
+    """The base vs fine-tuned table the demo prints."""
+    lines = [comparison_table(metrics).to_string(), ""]
+    for stage in ("base", "finetuned"):
+        m = metrics[stage]
+        out = m["out_of_range_exact_match"]
+        lines.append(f"{stage:>10}: exact match {100 * m['in_range_exact_match']:5.1f}% in range (k <= "
+                     f"{metrics['train_digits'][1]}), " + (f"{100 * out:5.1f}% beyond" if out is not None else "-"))
+    lines.append(f"in-range exact-match gain: {metrics['in_range_exact_match_gain_points']:+.1f} points")
+    return "\n".join(lines)
