@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from helpers.config import REPO_ROOT, ConfigError, build_config, load_preset
+from helpers.registry import resolve_model
 from helpers.runs import run_folder
 from helpers.tasks import TASKS
 
@@ -46,6 +47,7 @@ def resolve(study: str, preset: str | None, overrides: dict):
     if unknown:
         raise ConfigError(f"{notebook.name} has no parameter {', '.join(unknown)}; it has: {', '.join(defaults)}")
     cfg = build_config(TASKS[study].Config, {**defaults, **params})
+    resolve_model(cfg.model)  # fail before starting a kernel
     return notebook, params, cfg, run_folder(study, cfg)
 
 

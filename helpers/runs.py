@@ -12,11 +12,13 @@ a disconnected run continue where it stopped (resume=True).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
 import platform
 import subprocess
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -30,8 +32,10 @@ def run_folder(study: str, cfg) -> Path:
     root = Path(cfg.output_root)
     if not root.is_absolute():
         root = REPO_ROOT / root
-    model = str(cfg.model).rstrip("/").replace("/", "--")
-    name = cfg.run_name or f"{Path(model).name}-{config_hash(cfg)}"
+    model = str(cfg.model).rstrip("/")
+    # a local folder is named by its last part; a hub id keeps its org ('org--name')
+    model = Path(model).name if Path(model).expanduser().is_dir() else model.replace("/", "--")
+    name = cfg.run_name or f"{model}-{config_hash(cfg)}"
     return root / study / name
 
 
@@ -52,7 +56,8 @@ def git_state() -> dict:
                                   timeout=10).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
-    return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    return {"commit": git("rev-parse", "HEAD") or None, "dirty": dirty}
 
 
 def _jsonable(value):
@@ -81,7 +86,7 @@ def write_run_record(run_dir: Path, cfg, *, study: str, model_info=None, extra: 
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.processor() or 'x86_64'})"
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.machine()})"
     record = {
         "study": study,
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -98,3 +103,25 @@ def write_run_record(run_dir: Path, cfg, *, study: str, model_info=None, extra: 
 
 def write_metrics(run_dir: Path, metrics: dict) -> Path:
     return write_json(Path(run_dir) / "metrics.json", metrics)
+
+
+class Timer:
+    """Wall-clock seconds of named steps, for the run's metrics.
+
+        >>> timer = Timer()
+        >>> with timer("load"):
+        ...     model = load_model(...)
+        >>> timer.seconds
+        {'load': 3.2}
+    """
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 2)

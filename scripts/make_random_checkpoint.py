@@ -1,0 +1,74 @@
+"""Build a random-weight checkpoint of a real architecture from its public config numbers.
+
+No weights can be fetched on the GPU machine; speed, memory and whether a code path runs do not
+depend on weight values. The tokenizer comes from a folder you pass (e.g. the embedded model's
+cached copy) and the vocabulary is resized to it.
+
+    python scripts/make_random_checkpoint.py smollm2-135m /tmp/ckpt --tokenizer .gpu/tokenizer
+    python scripts/make_random_checkpoint.py llama-3.1-8b /tmp/ckpt --tokenizer .gpu/tokenizer --layers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+# Public config.json numbers of each architecture (hidden, intermediate, layers, heads, kv heads).
+ARCHITECTURES = {
+    "smollm2-135m": dict(model_type="llama", hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                         num_attention_heads=9, num_key_value_heads=3, rope_theta=100000.0,
+                         max_position_embeddings=8192, tie_word_embeddings=True, rms_norm_eps=1e-5),
+    "llama-2-7b": dict(model_type="llama", hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                       num_attention_heads=32, num_key_value_heads=32, rope_theta=10000.0,
+                       max_position_embeddings=4096, rms_norm_eps=1e-5),
+    "llama-3-8b": dict(model_type="llama", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                       num_attention_heads=32, num_key_value_heads=8, rope_theta=500000.0,
+                       max_position_embeddings=8192, rms_norm_eps=1e-5),
+    "llama-3.1-8b": dict(model_type="llama", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                         num_attention_heads=32, num_key_value_heads=8, rope_theta=500000.0,
+                         max_position_embeddings=131072, rms_norm_eps=1e-5,
+                         rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                       "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}),
+    "gemma-7b": dict(model_type="gemma", hidden_size=3072, intermediate_size=24576, num_hidden_layers=28,
+                     num_attention_heads=16, num_key_value_heads=16, head_dim=256, rope_theta=10000.0,
+                     max_position_embeddings=8192, rms_norm_eps=1e-6),
+    "gemma-2-9b": dict(model_type="gemma2", hidden_size=3584, intermediate_size=14336, num_hidden_layers=42,
+                       num_attention_heads=16, num_key_value_heads=8, head_dim=256, rope_theta=10000.0,
+                       max_position_embeddings=8192, rms_norm_eps=1e-6, sliding_window=4096,
+                       attn_logit_softcapping=50.0, final_logit_softcapping=30.0, query_pre_attn_scalar=256),
+    "mistral-7b-v3": dict(model_type="mistral", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                          num_attention_heads=32, num_key_value_heads=8, rope_theta=1000000.0,
+                          max_position_embeddings=32768, rms_norm_eps=1e-5, sliding_window=None),
+    "qwen-2-7b": dict(model_type="qwen2", hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                      num_attention_heads=28, num_key_value_heads=4, rope_theta=1000000.0,
+                      max_position_embeddings=32768, rms_norm_eps=1e-6),
+}
+
+
+def build(arch: str, out: str, tokenizer_dir: str, layers: int | None = None, dtype=torch.bfloat16) -> None:
+    numbers = dict(ARCHITECTURES[arch])
+    model_type = numbers.pop("model_type")
+    if layers:
+        numbers["num_hidden_layers"] = layers
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                                  eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                                  **numbers)
+    torch.manual_seed(0)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    print(f"{arch}: {sum(p.numel() for p in model.parameters()) / 1e6:.0f}M parameters -> {out}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("arch", choices=sorted(ARCHITECTURES))
+    parser.add_argument("out")
+    parser.add_argument("--tokenizer", required=True, help="folder with tokenizer files")
+    parser.add_argument("--layers", type=int, help="fewer layers than the real model (quick checks)")
+    args = parser.parse_args()
+    build(args.arch, args.out, args.tokenizer, args.layers)

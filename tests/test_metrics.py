@@ -1,0 +1,52 @@
+import math
+
+import pytest
+
+from helpers.metrics import digit_accuracy, edit_distance, exact_match, extract_integer, mean_ci
+
+
+@pytest.mark.parametrize("text, expected", [
+    (" 1234", "1234"),
+    ("The answer is 1,234.", "1234"),
+    ("-17 apples", "-17"),
+    ("12 then 13", "12"),
+    ("no number here", ""),
+    ("", ""),
+    (None, ""),
+])
+def test_extract_integer(text, expected):
+    assert extract_integer(text) == expected
+
+
+def test_exact_match_needs_a_prediction():
+    assert exact_match("42", "42") == 1.0
+    assert exact_match("042", "42") == 0.0
+    assert exact_match("", "") == 0.0
+
+
+@pytest.mark.parametrize("pred, ref, expected", [
+    ("1234", "1234", 1.0),
+    ("1235", "1234", 0.75),     # units wrong
+    ("234", "1234", 0.75),      # leading digit missing: right-aligned, 3 of 4 agree
+    ("11234", "1234", 0.8),     # extra leading digit: 4 of the 5 positions agree
+    ("4321", "1234", 0.0),
+    ("", "1234", 0.0),
+    ("9", "19", 0.5),
+])
+def test_digit_accuracy_is_right_aligned(pred, ref, expected):
+    assert digit_accuracy(pred, ref) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("pred, ref, expected", [
+    ("1234", "1234", 0), ("1235", "1234", 1), ("234", "1234", 1), ("", "1234", 4), ("4321", "1234", 4),
+])
+def test_edit_distance(pred, ref, expected):
+    assert edit_distance(pred, ref) == expected
+
+
+def test_mean_ci():
+    mean, half = mean_ci([0, 1, 0, 1])
+    assert mean == 0.5
+    assert half == pytest.approx(1.96 * math.sqrt((1 / 3) / 4))
+    assert math.isnan(mean_ci([])[0])
+    assert math.isnan(mean_ci([1.0])[1])
