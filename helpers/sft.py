@@ -62,6 +62,22 @@ def tokenize_example(tokenizer, prompt: str, answer: str, *, chat: bool, max_len
     return {"input_ids": input_ids, "labels": labels}
 
 
+def show_loss_tokens(tokenizer, example: dict) -> str:
+    """The example's text with the loss-carrying tokens in [[...]] — for eyeballing a template.
+
+        >>> show_loss_tokens(tok, tokenize_example(tok, "Q: 12+30=? A:", " 42", chat=False, max_length=64))
+        'Q: 12+30=? A:[[ 42<|im_end|>]]'
+    """
+    out, span, learning = [], [], False
+    for token, label in zip(example["input_ids"], example["labels"]):
+        if (label != IGNORE_INDEX) != learning:
+            out.append(tokenizer.decode(span) if not learning else f"[[{tokenizer.decode(span)}]]")
+            span, learning = [], not learning
+        span.append(token)
+    out.append(tokenizer.decode(span) if not learning else f"[[{tokenizer.decode(span)}]]")
+    return "".join(out)
+
+
 def build_sft_dataset(tokenizer, pairs, *, chat: bool, max_length: int):
     """A `datasets.Dataset` of input_ids/labels. Examples whose answer is cut off entirely by
     `max_length` are dropped (and counted in `.info.description`); if none is left, that's an error."""
@@ -143,6 +159,8 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
     collator = AnswerOnlyCollator(DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id))
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          data_collator=collator)
+    if backend != "unsloth":
+        keep_adapters_fp32(model)
     output = trainer.train(resume_from_checkpoint=checkpoint)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     if losses and not all(math.isfinite(x) for x in losses):
@@ -159,11 +177,22 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
             "batch_size": trainer.args.per_device_train_batch_size,
             "grad_accum": trainer.args.gradient_accumulation_steps,
             "padding_free": bool(getattr(trainer.args, "padding_free", False)),
+            "adapter_dtype": sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()
+                                     if p.requires_grad}),
         },
     }
     (run_dir / "train_result.json").write_text(json.dumps(result, indent=2))
     model.save_pretrained(adapter_dir)  # last: its presence marks the training as finished
     return result
+
+
+def keep_adapters_fp32(model) -> None:
+    """Undo TRL's cast of a quantized model's trainable parameters to bf16 (trl 1.14.2,
+    SFTTrainer.__init__, following the QLoRA paper). bf16 adapters lose small updates to rounding, a
+    CPU computes bf16 slowly, and fp16 mixed precision (T4) needs fp32 master weights."""
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
 
 
 def load_adapter(model, adapter_dir) -> None:

@@ -85,3 +85,16 @@ def test_bad_input_stops_with_one_line(capsys, args, message):
     assert run_notebook.main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_plain_papermill_rejects_a_misspelt_parameter(tmp_path):
+    """Without the runner (papermill CLI or API), the notebook itself stops on an unknown name."""
+    import papermill
+
+    with pytest.raises(papermill.PapermillExecutionError) as err:
+        papermill.execute_notebook(str(run_notebook.NOTEBOOKS / "addition.ipynb"), str(tmp_path / "out.ipynb"),
+                                   parameters={"lora_rank": 8, "output_root": str(tmp_path)},
+                                   kernel_name="python3", progress_bar=False)
+    assert err.value.ename == "ConfigError"
+    assert "unknown parameter 'lora_rank' (did you mean 'lora_r'?)" in err.value.evalue
+    assert not (tmp_path / "addition").exists()  # stopped before anything was written

@@ -1,0 +1,85 @@
+"""Training through the 4-bit path with the embedded model: resume after an interruption, and
+adapters that really change the model."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from helpers.config import build_config
+from helpers.modeling import add_lora, load_model
+from helpers.sft import build_sft_dataset, last_checkpoint, train_sft
+from helpers.tasks import addition
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return build_config(addition.AdditionConfig, {
+        "train_digits_max": 2, "test_digits_max": 2, "n_train": 32, "n_test_per_k": 4, "max_steps": 4,
+        "save_steps": 2, "lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "learning_rate": 1e-3,
+        "lora_targets": ["q_proj", "v_proj"], "gradient_checkpointing": False, "warmup_steps": 0,
+        "batch_size": 4, "max_new_tokens": 8})
+
+
+def fresh(cfg):
+    """Model with new adapters, tokenizer, info and the training set: what a restarted notebook has."""
+    model, tokenizer, info = load_model(cfg.model, max_seq_length=cfg.max_seq_length)
+    model = add_lora(model, info, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
+                     targets=cfg.lora_targets, seed=cfg.seed, gradient_checkpointing=False)
+    train, _ = addition.make_problems(cfg)
+    dataset = build_sft_dataset(tokenizer, [(addition.prompt(p), addition.target(p)) for p in train],
+                                chat=False, max_length=cfg.max_seq_length)
+    return model, tokenizer, info, dataset
+
+
+def lora_b(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if "lora_B" in k}
+
+
+def test_4bit_path_is_nf4_with_double_quant(cfg):
+    model, tokenizer, info, _ = fresh(cfg)
+    assert info.backend == "transformers+bitsandbytes" and info.dtype == "float32"
+    quant = model.config.quantization_config
+    assert quant.load_in_4bit and quant.bnb_4bit_quant_type == "nf4" and quant.bnb_4bit_use_double_quant
+    assert info.stop_token_ids == [tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    assert all(v.abs().sum() == 0 for v in lora_b(model).values())  # fresh LoRA = the base model
+
+
+def test_interrupted_training_resumes_from_its_last_checkpoint(cfg, tmp_path):
+    model, tokenizer, info, dataset = fresh(cfg)
+    first = train_sft(model, tokenizer, dataset, run_dir=tmp_path, settings=cfg, backend=info.backend)
+    assert first["steps"] == 4 and first["resumed_from"] is None
+    trained = lora_b(model)
+    assert all(v.abs().sum() > 0 for v in trained.values())
+    # trl casts a quantized model's adapters to bf16; helpers.sft keeps them fp32 (CPU speed, T4 fp16 AMP)
+    assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+
+    # a disconnect after checkpoint-2: the later checkpoint and the adapter were never written
+    shutil.rmtree(tmp_path / "adapter")
+    shutil.rmtree(tmp_path / "checkpoints" / "checkpoint-4")
+    assert last_checkpoint(tmp_path).endswith("checkpoint-2")
+    model, tokenizer, info, dataset = fresh(cfg)
+    resumed = train_sft(model, tokenizer, dataset, run_dir=tmp_path, settings=cfg, backend=info.backend)
+    assert resumed["resumed_from"].endswith("checkpoint-2") and resumed["steps"] == 4
+    assert json.loads((tmp_path / "train_result.json").read_text())["resumed_from"].endswith("checkpoint-2")
+    again = lora_b(model)
+    for name, value in trained.items():  # same data order and optimizer state: the uninterrupted result
+        assert torch.allclose(value, again[name], atol=1e-5), name
+
+    # finished: a restarted notebook loads the adapter instead of training
+    model, tokenizer, info, dataset = fresh(cfg)
+    reused = train_sft(model, tokenizer, dataset, run_dir=tmp_path, settings=cfg, backend=info.backend)
+    assert reused["reused_adapter"] is True
+    for name, value in trained.items():
+        assert torch.allclose(value, lora_b(model)[name], atol=1e-5), name
+
+
+def test_resume_false_trains_from_scratch(cfg, tmp_path):
+    model, tokenizer, info, dataset = fresh(cfg)
+    train_sft(model, tokenizer, dataset, run_dir=tmp_path, settings=cfg, backend=info.backend)
+    model, tokenizer, info, dataset = fresh(cfg)
+    again = train_sft(model, tokenizer, dataset, run_dir=tmp_path, settings=cfg, backend=info.backend, resume=False)
+    assert again["resumed_from"] is None and "reused_adapter" not in again and again["steps"] == 4
