@@ -22,4 +22,11 @@ import json, sys
 m = json.load(open(sys.argv[1] + "/metrics.json"))
 print("backend:", m["backend"], "| train:", {k: m["train"][k] for k in ("steps", "loss_first", "loss_last", "runtime_s", "effective")})
 print("timings_s:", m["timings_s"])
+nb = json.load(open(sys.argv[1] + "/addition.ipynb"))
+keys = ("Unsloth 2026", "Batch size", "Total batch", "Trainable", "Num examples", "padding", "Padding")
+for cell in nb["cells"]:
+    for out in cell.get("outputs", []):
+        for line in "".join(out.get("text", "")).splitlines():
+            if any(k in line for k in keys):
+                print("  |", line.strip())
 PY
