@@ -114,9 +114,32 @@ def last_checkpoint(run_dir: Path) -> str | None:
     return get_last_checkpoint(str(folder)) if folder.is_dir() else None
 
 
-def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, resume: bool = True) -> dict:
+def stage_dir(run_dir, epoch: int) -> Path:
+    return Path(run_dir) / "stages" / f"epoch{epoch}"
+
+
+def _stage_callback(run_dir, epochs):
+    from transformers import TrainerCallback
+
+    class SaveStages(TrainerCallback):
+        """Saves the adapter as it is at the end of each epoch in `epochs` (the study benchmarks
+        after epoch 1, then the same run continues to epoch 3)."""
+
+        def on_epoch_end(self, args, state, control, model=None, **kwargs):
+            epoch = round(state.epoch)
+            if epoch in epochs and abs(state.epoch - epoch) < 1e-6:
+                model.save_pretrained(stage_dir(run_dir, epoch))
+                (stage_dir(run_dir, epoch) / "stage.json").write_text(
+                    json.dumps({"epoch": epoch, "global_step": state.global_step}))
+
+    return SaveStages()
+
+
+def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, resume: bool = True,
+              stage_epochs=()) -> dict:
     """Train the LoRA adapters of `model` on `dataset`; checkpoints go to run_dir/checkpoints,
-    the adapter to run_dir/adapter. With `resume`, an interrupted run continues from its last
+    the adapter to run_dir/adapter, and with `stage_epochs` the adapter at the end of those epochs
+    to run_dir/stages/epoch<N>. With `resume`, an interrupted run continues from its last
     checkpoint, and a finished one loads its adapter instead of training again."""
     from trl import SFTConfig, SFTTrainer
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
@@ -158,7 +181,8 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
     )
     collator = AnswerOnlyCollator(DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id))
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         data_collator=collator)
+                         data_collator=collator,
+                         callbacks=[_stage_callback(run_dir, set(stage_epochs))] if stage_epochs else None)
     if backend != "unsloth":
         keep_adapters_fp32(model)
     output = trainer.train(resume_from_checkpoint=checkpoint)

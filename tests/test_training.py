@@ -83,3 +83,26 @@ def test_resume_false_trains_from_scratch(cfg, tmp_path):
     model, tokenizer, info, dataset = fresh(cfg)
     again = train_sft(model, tokenizer, dataset, run_dir=tmp_path, settings=cfg, backend=info.backend, resume=False)
     assert again["resumed_from"] is None and "reused_adapter" not in again and again["steps"] == 4
+
+
+def test_stages_save_the_adapter_after_each_requested_epoch(cfg, tmp_path):
+    """The study's protocol: benchmark after epoch 1, continue the same run to epoch 3."""
+    import dataclasses
+
+    from peft import load_peft_weights
+
+    from helpers.sft import stage_dir
+
+    three = dataclasses.replace(cfg, epochs=3.0, max_steps=-1, n_train=8, batch_size=4, save_steps=100)
+    model, tokenizer, info, dataset = fresh(three)
+    dataset = dataset.select(range(8))  # 2 steps per epoch
+    result = train_sft(model, tokenizer, dataset, run_dir=tmp_path, settings=three, backend=info.backend,
+                       stage_epochs=[1, 3])
+    assert result["steps"] == 6
+    assert json.loads((stage_dir(tmp_path, 1) / "stage.json").read_text()) == {"epoch": 1, "global_step": 2}
+    assert json.loads((stage_dir(tmp_path, 3) / "stage.json").read_text()) == {"epoch": 3, "global_step": 6}
+    assert not stage_dir(tmp_path, 2).exists()
+    one, final = load_peft_weights(str(stage_dir(tmp_path, 1))), load_peft_weights(str(tmp_path / "adapter"))
+    three_ = load_peft_weights(str(stage_dir(tmp_path, 3)))
+    assert all(torch.equal(three_[k], final[k]) for k in final)          # epoch 3 = the end of the run
+    assert any(not torch.equal(one[k], final[k]) for k in final)         # epoch 1 is an earlier state
