@@ -2,7 +2,15 @@ import math
 
 import pytest
 
-from helpers.metrics import digit_accuracy, edit_distance, exact_match, extract_integer, mean_ci
+from helpers.metrics import (
+    digit_accuracy,
+    edit_distance,
+    exact_match,
+    extract_integer,
+    final_number,
+    mean_ci,
+    numeric_match,
+)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -50,3 +58,27 @@ def test_mean_ci():
     assert half == pytest.approx(1.96 * math.sqrt((1 / 3) / 4))
     assert math.isnan(mean_ci([])[0])
     assert math.isnan(mean_ci([1.0])[1])
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("3 + 4 = 7 apples. Then 7 * 2 = 14.", 14.0),
+    ("The answer is 42. I checked 3 times.", 42.0),           # the cue beats a later number
+    ("#### 1,234", 1234.0),
+    ("He pays $12.50 in total.", 12.5),
+    ("so \\boxed{-3}", -3.0),
+    ("The temperature fell to -5 degrees.", -5.0),
+    ("No idea.", None),
+    ("", None),
+])
+def test_final_number(text, expected):
+    assert final_number(text) == expected
+
+
+def test_numeric_match():
+    assert numeric_match("Total: 2 + 3 = 5", "5") == 1.0
+    assert numeric_match("The answer is 5.0", "5") == 1.0
+    assert numeric_match("It is 0.1 + 0.2 = 0.30000000000000004", "0.3") == 1.0
+    assert numeric_match("The answer is 6", "5") == 0.0
+    assert numeric_match("I cannot tell", "5") == 0.0
+    with pytest.raises(ValueError, match="not a number"):
+        numeric_match("5", "five")
