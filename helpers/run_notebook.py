@@ -20,10 +20,10 @@ from pathlib import Path
 
 import yaml
 
-from helpers.config import REPO_ROOT, ConfigError, build_config, load_preset
+from helpers.config import REPO_ROOT, ConfigError, load_preset
 from helpers.registry import resolve_model
 from helpers.runs import run_folder
-from helpers.tasks import TASKS
+from helpers.studies import STUDIES, get_study, study_config
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 
@@ -38,15 +38,14 @@ def notebook_defaults(notebook: Path) -> dict:
 
 def resolve(study: str, preset: str | None, overrides: dict):
     """(notebook, parameters to inject, typed config, run folder) for one run."""
-    if study not in TASKS:
-        raise ConfigError(f"unknown study '{study}'; known: {', '.join(TASKS)}")
+    get_study(study)  # an unknown study fails here, before the notebook is read
     notebook = NOTEBOOKS / f"{study}.ipynb"
     defaults = notebook_defaults(notebook)
     params = {**(load_preset(study, preset) if preset else {}), **overrides}
     unknown = sorted(set(params) - set(defaults))
     if unknown:
         raise ConfigError(f"{notebook.name} has no parameter {', '.join(unknown)}; it has: {', '.join(defaults)}")
-    cfg = build_config(TASKS[study].Config, {**defaults, **params})
+    cfg = study_config(study, {**defaults, **params})
     resolve_model(cfg.model)  # fail before starting a kernel
     return notebook, params, cfg, run_folder(study, cfg)
 
@@ -74,7 +73,7 @@ def _parse_overrides(pairs) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("study", help=f"one of: {', '.join(TASKS)}")
+    parser.add_argument("study", help=f"one of: {', '.join(STUDIES)}")
     parser.add_argument("--preset", help="configs/presets/<preset>/<study>.yaml, e.g. demo")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"))
     parser.add_argument("--quiet", action="store_true", help="do not stream the notebook's output")
@@ -93,7 +92,7 @@ def main(argv=None) -> int:
     for name, path in {"notebook": run_dir / f"{args.study}.ipynb", **metrics.get("files", {}),
                        "metrics": run_dir / "metrics.json"}.items():
         print(f"  {name:<12} {Path(path).relative_to(REPO_ROOT) if Path(path).is_relative_to(REPO_ROOT) else path}")
-    report = getattr(TASKS[args.study], "report", None)
+    report = STUDIES[args.study].report
     if report:
         print()
         print(report(metrics))

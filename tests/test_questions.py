@@ -238,3 +238,21 @@ def test_unknown_set_lists_the_known_ones():
     assert "\n" not in message
     assert message.startswith("questions/chemistry.yaml: no question set 'chemistry'")
     assert {"bio", "math"} <= set(message.split("known: ")[1].split(", "))
+
+
+def test_offline_training_data_does_not_contain_the_benchmark_questions():
+    """A model trained on benchmark_data/data must not have seen the questions it is rated on."""
+    import json
+
+    from rapidfuzz import fuzz
+
+    from helpers.tasks.instruct import DATA_DIR, TASKS
+
+    for name, task in TASKS.items():
+        questions = load_question_set(name)
+        rows = [json.loads(line) for line in (DATA_DIR / task.local_file).read_text().splitlines()]
+        assert len(rows) >= 40
+        for row in rows:
+            prompt = task.to_pair(row)[0]
+            worst = max(questions, key=lambda q: fuzz.token_set_ratio(q.question, prompt))
+            assert fuzz.token_set_ratio(worst.question, prompt) < 75, (worst.id, prompt[:80])

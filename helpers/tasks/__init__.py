@@ -1,6 +1,2 @@
-"""Tasks by name. A task module holds its config, data, prompt format and scorer; notebooks look
-tasks up here, and adding one never edits the trainer."""
-
-from helpers.tasks import addition
-
-TASKS = {"addition": addition}
+"""Tasks: each module holds a task's config, data, prompt format and scorer. Notebooks reach them
+through helpers.studies; adding a task never edits the trainer."""

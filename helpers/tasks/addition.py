@@ -178,8 +178,6 @@ def comparison_table(metrics: dict):
     return pd.DataFrame(rows).set_index("k").round(1)
 
 
-Config = AdditionConfig
-
 
 def report(metrics: dict) -> str:
     """The base vs fine-tuned table the demo prints."""

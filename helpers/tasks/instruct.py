@@ -1,0 +1,168 @@
+"""Instruction tasks of the seven-model study: Orca-Math word problems and BioInstruct.
+
+Each task knows its hub dataset, the project-written offline copy in the same schema
+(benchmark_data/data/), how a row becomes a (prompt, answer) pair for the chat template, its
+benchmark question set (questions/<task>.yaml) and its automatic score, where one exists.
+
+    >>> pairs = load_pairs(TASKS["math"], source="local", n=100)
+    >>> TASKS["math"].score(question, "... so the answer is 12.")
+    1.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable
+
+from helpers.config import REPO_ROOT, ConfigError, StudyConfig
+from helpers.metrics import numeric_match
+
+DATA_DIR = REPO_ROOT / "benchmark_data" / "data"
+
+
+@dataclasses.dataclass(frozen=True)
+class InstructTask:
+    name: str
+    version: str
+    hub_id: str
+    local_file: str
+    columns: tuple
+    to_pair: Callable[[dict], tuple[str, str]]
+    score: Callable | None  # (Question, generated answer) -> float, or None: humans only
+    description: str
+
+
+def _orca_pair(row: dict) -> tuple[str, str]:
+    return row["question"].strip(), row["answer"].strip()
+
+
+def _bio_pair(row: dict) -> tuple[str, str]:
+    prompt = row["instruction"].strip()
+    if (row.get("input") or "").strip():
+        prompt += "\n\n" + row["input"].strip()
+    return prompt, row["output"].strip()
+
+
+TASKS = {
+    "math": InstructTask(
+        name="math", version="orca-math-v1", hub_id="microsoft/orca-math-word-problems-200k",
+        local_file="orca_math_sample.jsonl", columns=("question", "answer"), to_pair=_orca_pair,
+        score=lambda q, answer: numeric_match(answer, q.answer),
+        description="grade-school math word problems; automatic score: final-number match",
+    ),
+    "bio": InstructTask(
+        name="bio", version="bioinstruct-v1", hub_id="bio-nlp-umass/bioinstruct",
+        local_file="bioinstruct_sample.jsonl", columns=("instruction", "input", "output"), to_pair=_bio_pair,
+        score=None, description="biomedical instructions; rated by people only",
+    ),
+}
+
+
+def get_task(name: str) -> InstructTask:
+    if name not in TASKS:
+        raise ConfigError(f"unknown task '{name}'; known: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def load_pairs(task: InstructTask, *, source: str, n: int) -> list[tuple[str, str]]:
+    """The first `n` rows of the task's data as (prompt, answer) pairs.
+
+    source: "hub" (the study's dataset; needs internet), "local" (the project-written copy in
+    benchmark_data/data/), or a path to a .jsonl/.json/.csv/.parquet file with the same columns.
+    """
+    from datasets import load_dataset
+
+    if source == "hub":
+        try:
+            data = load_dataset(task.hub_id, split=f"train[:{n}]")
+        except Exception as err:  # offline, gated, renamed: all end the same way for the user
+            raise ConfigError(
+                f"could not load '{task.hub_id}' from the hub ({type(err).__name__}); without internet use "
+                f"dataset_source='local' (benchmark_data/data/{task.local_file}) or a path to your own copy"
+            ) from None
+    else:
+        path = DATA_DIR / task.local_file if source == "local" else Path(source).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"dataset_source '{source}' is neither 'hub', 'local' nor an existing file")
+        kind = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}.get(path.suffix)
+        if kind is None:
+            raise ConfigError(f"{path.name}: use a .jsonl, .json, .csv or .parquet file")
+        data = load_dataset(kind, data_files=str(path), split="train")
+        data = data.select(range(min(n, len(data))))
+    missing = [c for c in task.columns if c not in data.column_names]
+    if missing:
+        raise ConfigError(f"{task.name} data lacks column(s) {', '.join(missing)}; "
+                          f"it has {', '.join(data.column_names)}")
+    if len(data) == 0:
+        raise ConfigError(f"{task.name} data from '{source}' is empty")
+    return [task.to_pair(row) for row in data]
+
+
+@dataclasses.dataclass
+class TrainConfig(StudyConfig):
+    """train_math / train_bio: QLoRA on the first `n_samples` rows, adapters kept after each of
+    `stage_epochs` (the study: epoch 1, then the same run continues to epoch 3)."""
+
+    task: str = "math"
+    dataset_source: str = "hub"
+    n_samples: int = 10000
+    epochs: float = 3.0
+    stage_epochs: list = dataclasses.field(default_factory=lambda: [1, 3])
+    lora_r: int = 16
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    learning_rate: float = 2e-4
+    batch_size: int = 2
+    grad_accum: int = 4
+    max_seq_length: int = 1024
+    save_steps: int = 100
+
+    def validate(self) -> None:
+        super().validate()
+        get_task(self.task)
+        if not self.dataset_source.strip():
+            raise ConfigError("dataset_source is empty: use 'hub', 'local' or a path to a data file")
+        if self.n_samples < 1:
+            raise ConfigError(f"n_samples must be >= 1, got {self.n_samples}")
+        if not self.stage_epochs or any(not isinstance(e, int) or not 1 <= e <= self.epochs for e in self.stage_epochs):
+            raise ConfigError(f"stage_epochs {self.stage_epochs} must be whole epochs within 1..epochs={self.epochs:g}")
+        if self.max_steps > 0:
+            raise ConfigError("max_steps would cut the epochs short and skip the stages: set max_steps = -1 "
+                              "and size the run with n_samples and epochs")
+
+
+@dataclasses.dataclass
+class BenchmarkConfig:
+    """benchmark: answer the task's question set with each stage of a training run."""
+
+    model: str = "smollm2-135m"
+    task: str = "math"
+    train_run: str = ""
+    stages: list = dataclasses.field(default_factory=lambda: ["base", "epoch1", "epoch3"])
+    question_set: str = ""
+    max_questions: int = 0
+    eval_batch_size: int = 16
+    max_new_tokens: int = 512
+    output_root: str = "benchmarks"
+    workbook_dir: str = "benchmark_data"
+    run_name: str = ""
+    resume: bool = True
+
+    def validate(self) -> None:
+        get_task(self.task)
+        for stage in self.stages:
+            if stage != "base" and not (stage.startswith("epoch") and stage[5:].isdigit()):
+                raise ConfigError(f"stage '{stage}' is neither 'base' nor 'epoch<N>' (e.g. epoch1)")
+        if not self.stages:
+            raise ConfigError("stages is empty: e.g. ['base', 'epoch1', 'epoch3']")
+        if self.eval_batch_size < 1 or self.max_new_tokens < 1 or self.max_questions < 0:
+            raise ConfigError("eval_batch_size and max_new_tokens must be >= 1, max_questions >= 0 (0 = all)")
+
+
+def train_report(metrics: dict) -> str:
+    train = metrics["train"]
+    lines = [f"{metrics['task']} on {metrics['model']} ({metrics['backend']}): {metrics['n_examples']} examples, "
+             f"{train['steps']} steps, loss {train['loss_first']:.3f} -> {train['loss_last']:.3f}"]
+    lines += [f"  stage {name}: {path}" for name, path in metrics["stages"].items()]
+    return "\n".join(lines)

@@ -1,0 +1,67 @@
+"""The math/bio instruction tasks: data sources, schema checks, configs; train notebooks end to end."""
+
+import json
+
+import pytest
+
+from helpers import run_notebook
+from helpers.config import ConfigError
+from helpers.studies import study_config
+from helpers.tasks.instruct import TASKS, load_pairs
+
+
+def test_local_data_in_the_hub_schemas():
+    math = load_pairs(TASKS["math"], source="local", n=5)
+    assert len(math) == 5 and all(prompt and answer for prompt, answer in math)
+    bio = load_pairs(TASKS["bio"], source="local", n=1000)
+    assert len(bio) >= 40
+    with_input = [p for p in bio if "\n\n" in p[0]]  # instruction + input, as BioInstruct is used
+    assert with_input
+
+
+def test_a_data_file_path_works_and_bad_sources_say_what_to_do(tmp_path):
+    good = tmp_path / "mine.csv"
+    good.write_text("question,answer\nWhat is 2+2?,It is 4.\n")
+    assert load_pairs(TASKS["math"], source=str(good), n=10) == [("What is 2+2?", "It is 4.")]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "x", "answer": "y"}) + "\n")
+    with pytest.raises(ConfigError, match="lacks column\\(s\\) question; it has prompt, answer"):
+        load_pairs(TASKS["math"], source=str(bad), n=10)
+    with pytest.raises(ConfigError, match="neither 'hub', 'local' nor an existing file"):
+        load_pairs(TASKS["bio"], source="nowhere.jsonl", n=10)
+
+
+def test_unreachable_hub_points_to_local_data(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError, match="dataset_source='local'") as err:
+        load_pairs(TASKS["math"], source="hub", n=10)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"task": "bio"}, "train_math fixes task"),
+    ({"stage_epochs": [1, 4]}, "within 1..epochs=3"),
+    ({"stage_epochs": []}, "must be whole epochs"),
+    ({"max_steps": 10}, "max_steps would cut the epochs short"),
+    ({"dataset_source": " "}, "dataset_source is empty"),
+    ({"n_samples": 0}, "n_samples must be >= 1"),
+])
+def test_train_config_errors(params, message):
+    with pytest.raises(ConfigError, match=message):
+        study_config("train_math", params)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("study", ["train_math", "train_bio"])
+def test_train_notebook_keeps_epoch1_and_epoch3_of_one_run(study, tmp_path):
+    run_dir = run_notebook.execute(study, "smoke", {"output_root": str(tmp_path)}, log_output=False)
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert m["task"] == study.removeprefix("train_") and m["dataset_source"] == "local"
+    assert m["backend"] == "transformers+bitsandbytes" and m["n_examples"] == 8
+    assert json.loads(m["data"]) == {"examples": 8, "dropped_no_answer_tokens": 0}
+    assert m["train"]["steps"] == 6 and m["train"]["effective"]["adapter_dtype"] == ["float32"]
+    for epoch, step in ((1, 2), (3, 6)):  # 8 examples / batch 4 = 2 steps an epoch
+        stage = run_dir / "stages" / f"epoch{epoch}"
+        assert m["stages"][f"epoch{epoch}"] == str(stage)
+        assert json.loads((stage / "stage.json").read_text()) == {"epoch": epoch, "global_step": step}
+    assert run_dir.parent.name == study
