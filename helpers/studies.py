@@ -27,6 +27,7 @@ STUDIES = {
     "addition": Study(addition.AdditionConfig, report=addition.report),
     "train_math": Study(instruct.TrainConfig, {"task": "math"}, report=instruct.train_report),
     "train_bio": Study(instruct.TrainConfig, {"task": "bio"}, report=instruct.train_report),
+    "benchmark": Study(instruct.BenchmarkConfig, report=instruct.benchmark_report),
 }
 
 

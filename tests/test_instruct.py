@@ -65,3 +65,56 @@ def test_train_notebook_keeps_epoch1_and_epoch3_of_one_run(study, tmp_path):
         assert m["stages"][f"epoch{epoch}"] == str(stage)
         assert json.loads((stage / "stage.json").read_text()) == {"epoch": epoch, "global_step": step}
     assert run_dir.parent.name == study
+
+
+@pytest.mark.slow
+def test_benchmark_stages_raw_files_workbook_and_ratings_survive_a_rerun(tmp_path):
+    from openpyxl import load_workbook
+
+    root, books = tmp_path / "runs", tmp_path / "books"
+    train_dir = run_notebook.execute("train_math", "smoke", {"output_root": str(root)}, log_output=False)
+    params = {"output_root": str(root), "workbook_dir": str(books)}
+    run_dir = run_notebook.execute("benchmark", "smoke", params, log_output=False)
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert m["train_run"] == str(train_dir) and m["n_questions"] == 4
+    assert list(m["stages"]) == ["base", "epoch1", "epoch3"]
+    for stage, s in m["stages"].items():
+        assert s["n"] == 4 and 0.0 <= s["auto_score"] <= 1.0
+        raw = [json.loads(line) for line in open(m["raw_files"][stage])]
+        assert [r["id"] for r in raw] == ["math-001", "math-002", "math-003", "math-004"]
+        assert sum(r["score"] for r in raw) / 4 == pytest.approx(s["auto_score"])
+    assert "/raw/base/" in m["raw_files"]["base"] and "/raw/qlora/" in m["raw_files"]["epoch3"]
+    book = books / "smollm2-135m-math.xlsx"
+    assert m["files"]["workbook"] == str(book) and m["workbook_update"]["added"] == 4
+
+    # a reviewer rates every answer of every stage
+    wb = load_workbook(book)
+    ws = wb["math"]
+    header = [c.value for c in ws[1]]
+    typed = {}
+    for r in range(2, 6):
+        for j, stage in enumerate(("base", "epoch1", "epoch3")):
+            ws.cell(row=r, column=header.index(f"rating_{stage}") + 1, value=1 + (r + j) % 5)
+            typed[(r, stage)] = 1 + (r + j) % 5
+        ws.cell(row=r, column=header.index("comment") + 1, value=f"seen {r}")
+    wb.save(book)
+
+    # benchmark again with other generation settings: answers change, nothing typed is lost
+    rerun = run_notebook.execute("benchmark", "smoke", {**params, "max_new_tokens": 12}, log_output=False)
+    update = json.loads((rerun / "metrics.json").read_text())["workbook_update"]
+    assert update["superseded"] >= 1 and update["superseded"] + update["unchanged"] == 4
+    ws = load_workbook(book)["math"]
+    for (r, stage), value in typed.items():
+        assert ws.cell(row=r, column=header.index(f"rating_{stage}") + 1).value == value
+        assert ws.cell(row=r, column=header.index("comment") + 1).value == f"seen {r}"
+
+
+def test_benchmark_without_a_training_run_says_what_to_do(tmp_path):
+    from helpers.benchmark import find_train_run
+
+    cfg = study_config("benchmark", {"output_root": str(tmp_path), "task": "bio"})
+    with pytest.raises(ConfigError, match="run notebooks/train_bio.ipynb first, pass train_run, or use"):
+        find_train_run(cfg)
+    assert find_train_run(study_config("benchmark", {"output_root": str(tmp_path), "stages": ["base"]})) is None
+    with pytest.raises(ConfigError, match="stage 'epoch' is neither"):
+        study_config("benchmark", {"stages": ["base", "epoch"]})

@@ -166,3 +166,12 @@ def train_report(metrics: dict) -> str:
              f"{train['steps']} steps, loss {train['loss_first']:.3f} -> {train['loss_last']:.3f}"]
     lines += [f"  stage {name}: {path}" for name, path in metrics["stages"].items()]
     return "\n".join(lines)
+
+
+def benchmark_report(metrics: dict) -> str:
+    lines = [f"{metrics['task']} questions answered by {metrics['model']} ({metrics['n_questions']} each):"]
+    for stage, s in metrics["stages"].items():
+        auto = f", automatic score {100 * s['auto_score']:.1f}%" if "auto_score" in s else ""
+        lines.append(f"  {stage:>8}: {s['empty_answers']} empty, {s['mean_answer_chars']:.0f} chars on average{auto}")
+    lines.append(f"workbook: {metrics['files']['workbook']} {metrics['workbook_update']}")
+    return "\n".join(lines)
