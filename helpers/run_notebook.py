@@ -46,7 +46,8 @@ def resolve(study: str, preset: str | None, overrides: dict):
     if unknown:
         raise ConfigError(f"{notebook.name} has no parameter {', '.join(unknown)}; it has: {', '.join(defaults)}")
     cfg = study_config(study, {**defaults, **params})
-    resolve_model(cfg.model)  # fail before starting a kernel
+    if hasattr(cfg, "model"):
+        resolve_model(cfg.model)  # fail before starting a kernel
     return notebook, params, cfg, run_folder(study, cfg)
 
 

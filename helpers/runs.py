@@ -29,6 +29,9 @@ PACKAGES = ["torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate"
 
 
 def run_folder(study: str, cfg) -> Path:
+    if not hasattr(cfg, "output_root"):  # a study without models (compile_ratings): its output_dir
+        out = Path(cfg.output_dir)
+        return out if out.is_absolute() else REPO_ROOT / out
     root = Path(cfg.output_root)
     if not root.is_absolute():
         root = REPO_ROOT / root

@@ -28,6 +28,7 @@ STUDIES = {
     "train_math": Study(instruct.TrainConfig, {"task": "math"}, report=instruct.train_report),
     "train_bio": Study(instruct.TrainConfig, {"task": "bio"}, report=instruct.train_report),
     "benchmark": Study(instruct.BenchmarkConfig, report=instruct.benchmark_report),
+    "compile_ratings": Study(instruct.CompileConfig, report=instruct.compile_report),
 }
 
 

@@ -175,3 +175,25 @@ def benchmark_report(metrics: dict) -> str:
         lines.append(f"  {stage:>8}: {s['empty_answers']} empty, {s['mean_answer_chars']:.0f} chars on average{auto}")
     lines.append(f"workbook: {metrics['files']['workbook']} {metrics['workbook_update']}")
     return "\n".join(lines)
+
+
+@dataclasses.dataclass
+class CompileConfig:
+    """compile_ratings: read every rating workbook, write the summary."""
+
+    workbook_dir: str = "benchmark_data"
+    output_dir: str = "benchmark_data/summary"
+
+    def validate(self) -> None:
+        if not (REPO_ROOT / self.workbook_dir).is_dir() and not Path(self.workbook_dir).is_dir():
+            raise ConfigError(f"workbook_dir '{self.workbook_dir}' is not a folder")
+
+
+def compile_report(metrics: dict) -> str:
+    import pandas as pd
+
+    summary = pd.DataFrame(metrics["summary"])
+    if summary.empty:
+        return "no rating workbooks found"
+    cols = ["model", "task", "stage", "items", "ratings", "missing", "mean_rating", "ci95", "auto_score"]
+    return summary[cols].round(2).to_string(index=False)
