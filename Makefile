@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONUNBUFFERED ?= 1
 
-.PHONY: install demo test lint clean-runs
+.PHONY: install demo test lint sweep
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,9 @@ demo: install  ## notebooks/addition.ipynb with the embedded model, demo-sized (
 test: install  ## unit, static and notebook smoke tests
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+sweep: install  ## seven-model study: train_math/train_bio -> benchmark -> compile (SWEEP="--models ... --preset ...")
+	$(PY) -m helpers.sweep $(SWEEP)
 
 lint: install
 	$(PY) -m ruff check .
