@@ -49,8 +49,13 @@ class ModelInfo:
 
 
 def compute_dtype() -> torch.dtype:
+    """fp32 on a CPU; bf16 on GPUs that have it, else fp16 (T4). QLORA_DTYPE=float16 forces the
+    T4 path on any GPU (memory checks)."""
     if not torch.cuda.is_available():
         return torch.float32
+    forced = os.environ.get("QLORA_DTYPE")
+    if forced:
+        return {"float16": torch.float16, "bfloat16": torch.bfloat16}[forced]
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 

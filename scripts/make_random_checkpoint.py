@@ -15,6 +15,8 @@ import argparse
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+from helpers.registry import chat_template, load_registry
+
 # Public config.json numbers of each architecture (hidden, intermediate, layers, heads, kv heads).
 ARCHITECTURES = {
     "smollm2-135m": dict(model_type="llama", hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
@@ -47,19 +49,28 @@ ARCHITECTURES = {
 }
 
 
+FAMILY_TOKENS = {"llama-2": ("<s>", "</s>"), "llama-3": ("<|begin_of_text|>", "<|eot_id|>"),
+                 "gemma": ("<bos>", "<end_of_turn>"), "mistral": ("<s>", "</s>"), "chatml": (None, "<|im_end|>")}
+
+
 def build(arch: str, out: str, tokenizer_dir: str, layers: int | None = None, dtype=torch.bfloat16) -> None:
     numbers = dict(ARCHITECTURES[arch])
     model_type = numbers.pop("model_type")
     if layers:
         numbers["num_hidden_layers"] = layers
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    family = load_registry()[arch].family if arch in load_registry() else None
+    if family:  # the study model's chat template and end-of-turn token, on the embedded vocabulary
+        bos, eos = FAMILY_TOKENS[family]
+        tokenizer.add_special_tokens({k: v for k, v in {"bos_token": bos, "eos_token": eos}.items() if v})
+        tokenizer.chat_template = chat_template(family)
     config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                                   eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
                                   **numbers)
     torch.manual_seed(0)
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    model.save_pretrained(out)
+    model.save_pretrained(out, max_shard_size="20GB")
     tokenizer.save_pretrained(out)
     print(f"{arch}: {sum(p.numel() for p in model.parameters()) / 1e6:.0f}M parameters -> {out}")
 
