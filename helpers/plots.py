@@ -30,6 +30,27 @@ def plot_by_k(tables: dict[str, dict[int, dict]], metrics, *, shade: tuple[int, 
     axes[0][0].legend()
     if title:
         fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def plot_rating_bars(summary, path):
+    """Bar chart per task: mean human rating by model, one bar per stage, 95% CI as error bars.
+    `summary` is helpers.ratings.summarize's table."""
+    tasks = sorted(summary["task"].unique())
+    fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(6 * max(1, len(tasks)), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        part = summary[summary["task"] == task]
+        table = part.pivot(index="model", columns="stage", values="mean_rating")
+        errors = part.pivot(index="model", columns="stage", values="ci95").fillna(0)
+        order = sorted(table, key=lambda s: (s != "base", int(s[5:]) if s[5:].isdigit() else 0, s))
+        table[order].plot.bar(ax=ax, yerr=errors[order], capsize=3, rot=30)
+        ax.set_ylim(0, 5.5)
+        ax.set_ylabel("mean human rating (1-5)")
+        ax.set_title(task)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path) -> Path:
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

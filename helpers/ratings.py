@@ -19,6 +19,7 @@ import pandas as pd
 from openpyxl import load_workbook
 
 from helpers.metrics import mean_ci
+from helpers.plots import plot_rating_bars
 
 TASK_SHEETS = ("math", "bio")
 
@@ -91,32 +92,6 @@ def agreement(ratings: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "task", "stage", "pairs", "exact", "within_1", "mean_abs_diff"])
 
 
-def plot_summary(summary: pd.DataFrame, path) -> Path:
-    """Bar chart per task: mean rating by model, one bar per stage, 95% CI as error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tasks = sorted(summary["task"].unique())
-    fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(6 * max(1, len(tasks)), 4), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        part = summary[summary["task"] == task]
-        table = part.pivot(index="model", columns="stage", values="mean_rating")
-        errors = part.pivot(index="model", columns="stage", values="ci95").fillna(0)
-        order = [s for s in ("base", "epoch1", "epoch2", "epoch3") if s in table] + \
-            sorted(s for s in table if s not in ("base", "epoch1", "epoch2", "epoch3"))
-        table[order].plot.bar(ax=ax, yerr=errors[order], capsize=3, rot=30)
-        ax.set_ylim(0, 5.5)
-        ax.set_ylabel("mean human rating (1-5)")
-        ax.set_title(task)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
-
-
 def write_summary(summary: pd.DataFrame, agree: pd.DataFrame, out_dir) -> dict:
     """ratings_summary.xlsx (sheets summary, agreement), ratings_summary.csv, ratings_summary.png."""
     out = Path(out_dir)
@@ -128,7 +103,7 @@ def write_summary(summary: pd.DataFrame, agree: pd.DataFrame, out_dir) -> dict:
         agree.to_excel(writer, sheet_name="agreement", index=False)
     summary.to_csv(files["csv"], index=False)
     if len(summary) and summary["ratings"].sum():
-        plot_summary(summary, files["figure"])
+        plot_rating_bars(summary, files["figure"])
     else:
         files.pop("figure")
     return {k: str(v) for k, v in files.items()}
