@@ -2,7 +2,8 @@
 # Issue 3's GPU check: train_math through Unsloth with the notebook's default settings for a
 # random-weight, 2-layer checkpoint of each of the seven study architectures (real config numbers,
 # the family's chat template on the embedded vocabulary), then benchmark on 8 questions.
-# Usage on the device machine: bash scripts/gpu_seven_check.sh ARCH [ARCH ...]
+# Prepare here: bash scripts/prepare_gpu_carry.sh. Usage on the device machine (carry .whl and .gpu),
+# one architecture per call, logs under $OUT: bash scripts/gpu_seven_check.sh ARCH
 set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD:$PWD/scripts HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
