@@ -55,7 +55,9 @@ def compute_dtype() -> torch.dtype:
         return torch.float32
     forced = os.environ.get("QLORA_DTYPE")
     if forced:
-        return {"float16": torch.float16, "bfloat16": torch.bfloat16}[forced]
+        if forced not in ("float16", "bfloat16"):
+            raise ConfigError(f"QLORA_DTYPE={forced!r}: use float16 (the T4 path) or bfloat16, or unset it")
+        return getattr(torch, forced)
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 

@@ -144,6 +144,8 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
     from trl import SFTConfig, SFTTrainer
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
+    from helpers.modeling import compute_dtype
+
     run_dir = Path(run_dir)
     adapter_dir = run_dir / "adapter"
     if resume and (adapter_dir / "adapter_config.json").exists():
@@ -151,7 +153,7 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
         return json.loads((run_dir / "train_result.json").read_text()) | {"reused_adapter": True}
     checkpoint = last_checkpoint(run_dir) if resume else None
 
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point() and not p.requires_grad), None)
+    dtype = compute_dtype()  # what the loader computed in; frozen norms are fp32 after kbit preparation
     on_gpu = torch.cuda.is_available()
     args = SFTConfig(
         output_dir=str(run_dir / "checkpoints"),

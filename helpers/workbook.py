@@ -40,6 +40,17 @@ def _put(cell, value) -> None:
         cell.quotePrefix = True  # and Excel keeps it a string when the cell is edited
 
 
+def _save_atomically(wb, path: Path) -> None:
+    """Save next to `path`, then rename: a crash mid-save never leaves a half-written workbook in
+    place of a good one (a reviewer's scores live in it)."""
+    tmp = path.with_name(path.name + ".tmp.xlsx")
+    try:
+        wb.save(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _rating_rule(cells: str) -> DataValidation:
     rule = DataValidation(type="whole", operator="between", formula1="1", formula2="5", allow_blank=True,
                           showErrorMessage=True, errorTitle="Rating", error="Enter a whole number from 1 to 5.")
@@ -89,9 +100,7 @@ def write_rating_workbook(path, rows: list[dict], *, text_columns: list[str], ra
     for r, (score, meaning) in enumerate(RUBRIC, start=3):
         info.cell(row=r, column=1, value=score)
         info.cell(row=r, column=2, value=meaning)
-    tmp = path.with_name(path.name + ".tmp.xlsx")
-    wb.save(tmp)
-    tmp.replace(path)  # never a half-written workbook in place of a good one
+    _save_atomically(wb, path)
     return path
 
 
@@ -190,7 +199,5 @@ def update_rating_workbook(path, rows: list[dict], *, answers: dict[str, str], t
     for letter in sorted(rating_letters):
         ws.add_data_validation(_rating_rule(f"{letter}2:{letter}{last}"))
     ws.auto_filter.ref = f"A1:{get_column_letter(ws.max_column)}{last}"
-    tmp = path.with_name(path.name + ".tmp.xlsx")
-    wb.save(tmp)
-    tmp.replace(path)
+    _save_atomically(wb, path)
     return counts

@@ -91,4 +91,5 @@ def test_written_outputs(books, tmp_path):
     csv = pd.read_csv(files["csv"])
     assert len(csv) == 4 and set(csv["stage"]) == {"base", "epoch1"}
     assert pd.read_excel(files["workbook"], sheet_name="agreement")["pairs"].tolist() == [2]
-    assert files["figure"].endswith(".png")
+    with open(files["figure"], "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"

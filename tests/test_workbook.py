@@ -50,12 +50,21 @@ def test_layout_frozen_header_wrapped_text_widths_and_rubric(tmp_path):
     assert [rubric.cell(row=r, column=1).value for r in range(3, 8)] == ["5", "4", "3", "2", "1"]
 
 
-def test_a_failed_write_leaves_the_old_workbook(tmp_path):
+def test_a_save_that_fails_midway_leaves_the_old_workbook(tmp_path, monkeypatch):
+    from openpyxl import Workbook
+
     path = write(tmp_path)
     before = path.read_bytes()
+
+    def broken_save(self, filename):  # a crash after part of the file was written
+        with open(filename, "wb") as f:
+            f.write(b"PK half a zip")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Workbook, "save", broken_save)
     try:
-        write_rating_workbook(path, [{"prompt": object()}], text_columns=["prompt"], rating_columns=["r"])
-    except ValueError:
+        write(tmp_path)
+    except OSError:
         pass
     assert path.read_bytes() == before
     assert not list(tmp_path.glob("*.tmp.xlsx"))
