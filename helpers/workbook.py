@@ -2,7 +2,8 @@
 
 One row per item: the given columns (prompt, reference, answers, automatic scores) and empty
 rating columns that accept only whole numbers 1-5. Text that Excel would read as a formula
-(starting with =, +, - or @) is stored as text.
+(starting with =, +, - or @) is stored as text; control characters that a worksheet cannot hold
+(a model can generate them) become U+FFFD, so one odd answer never stops a workbook from being written.
 
     >>> write_rating_workbook("out.xlsx", rows, text_columns=["prompt", "reference", "answer_base"],
     ...                       rating_columns=["rating_base"])
@@ -17,6 +18,7 @@ import datetime
 from pathlib import Path
 
 from openpyxl import Workbook, load_workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
@@ -31,6 +33,11 @@ RUBRIC = [
 ]
 _WIDE = 60
 _NARROW = 14
+
+
+def excel_safe(row: dict) -> dict:
+    """`row` with the control characters a worksheet cannot hold replaced by U+FFFD."""
+    return {k: ILLEGAL_CHARACTERS_RE.sub("\ufffd", v) if isinstance(v, str) else v for k, v in row.items()}
 
 
 def _put(cell, value) -> None:
@@ -64,6 +71,7 @@ def write_rating_workbook(path, rows: list[dict], *, text_columns: list[str], ra
     """Write `rows` to `path` (an .xlsx) with validated rating columns and an instructions sheet."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [excel_safe(row) for row in rows]
     columns = ["id", *text_columns, *score_columns, *rating_columns] + ([reviewer_column] if reviewer_column else [])
     columns += list(extra_columns)
     wb = Workbook()
@@ -125,6 +133,7 @@ def update_rating_workbook(path, rows: list[dict], *, answers: dict[str, str], t
     Returns counts: {"added", "filled", "updated", "superseded", "unchanged"}.
     """
     path = Path(path)
+    rows = [excel_safe(row) for row in rows]  # before comparing with what the workbook holds
     counts = dict.fromkeys(("added", "filled", "updated", "superseded", "unchanged"), 0)
     if not path.exists():
         write_rating_workbook(path, [{**row, STATUS: CURRENT} for row in rows],

@@ -49,11 +49,18 @@ ARCHITECTURES = {
 }
 
 
+# The real vocabulary sizes: the embedding and the logits of a 128k/256k vocabulary weigh on memory.
+VOCAB = {"smollm2-135m": 49152, "llama-2-7b": 32000, "llama-3-8b": 128256, "llama-3.1-8b": 128256,
+         "gemma-7b": 256000, "gemma-2-9b": 256000, "mistral-7b-v3": 32768, "qwen-2-7b": 152064}
+
 FAMILY_TOKENS = {"llama-2": ("<s>", "</s>"), "llama-3": ("<|begin_of_text|>", "<|eot_id|>"),
                  "gemma": ("<bos>", "<end_of_turn>"), "mistral": ("<s>", "</s>"), "chatml": (None, "<|im_end|>")}
 
 
-def build(arch: str, out: str, tokenizer_dir: str, layers: int | None = None, dtype=torch.bfloat16) -> None:
+def build(arch: str, out: str, tokenizer_dir: str, layers: int | None = None, dtype=torch.bfloat16,
+          full_vocab: bool = False) -> None:
+    """With `full_vocab` the embedding has the real vocabulary's rows (at least the tokenizer's):
+    memory measurements need it; the tokenizer still only produces ids below its own length."""
     numbers = dict(ARCHITECTURES[arch])
     model_type = numbers.pop("model_type")
     if layers:
@@ -64,7 +71,8 @@ def build(arch: str, out: str, tokenizer_dir: str, layers: int | None = None, dt
         bos, eos = FAMILY_TOKENS[family]
         tokenizer.add_special_tokens({k: v for k, v in {"bos_token": bos, "eos_token": eos}.items() if v})
         tokenizer.chat_template = chat_template(family)
-    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+    vocab = max(len(tokenizer), VOCAB[arch]) if full_vocab else len(tokenizer)
+    config = AutoConfig.for_model(model_type, vocab_size=vocab, bos_token_id=tokenizer.bos_token_id,
                                   eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
                                   **numbers)
     torch.manual_seed(0)
@@ -81,5 +89,6 @@ if __name__ == "__main__":
     parser.add_argument("out")
     parser.add_argument("--tokenizer", required=True, help="folder with tokenizer files")
     parser.add_argument("--layers", type=int, help="fewer layers than the real model (quick checks)")
+    parser.add_argument("--full-vocab", action="store_true", help="the real vocabulary size (memory checks)")
     args = parser.parse_args()
-    build(args.arch, args.out, args.tokenizer, args.layers)
+    build(args.arch, args.out, args.tokenizer, args.layers, full_vocab=args.full_vocab)

@@ -27,7 +27,14 @@ from helpers.tasks.instruct import TrainConfig
 
 def measure(arch: str, tokenizer_dir: str, steps: int) -> dict:
     folder = tempfile.mkdtemp(prefix=f"{arch}-")
-    build(arch, folder, tokenizer_dir)
+    try:
+        return _measure(arch, folder, tokenizer_dir, steps)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # 16-18 GB each
+
+
+def _measure(arch: str, folder: str, tokenizer_dir: str, steps: int) -> dict:
+    build(arch, folder, tokenizer_dir, full_vocab=True)
     gc.collect()
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
@@ -54,7 +61,6 @@ def measure(arch: str, tokenizer_dir: str, steps: int) -> dict:
     del model
     gc.collect()
     torch.cuda.empty_cache()
-    shutil.rmtree(folder, ignore_errors=True)
     return row
 
 
@@ -66,7 +72,13 @@ if __name__ == "__main__":
     args = parser.parse_args()
     rows = []
     for arch in args.archs:
-        rows.append(measure(arch, args.tokenizer, args.steps))
+        try:
+            rows.append(measure(arch, args.tokenizer, args.steps))
+        except Exception as err:  # one architecture's failure must not hide the others' numbers
+            print(f"{arch}: FAILED {type(err).__name__}: {str(err)[:300]}", flush=True)
+            gc.collect()
+            torch.cuda.empty_cache()
+            continue
         print(rows[-1], flush=True)
     cfg = TrainConfig()
     print(f"\nbatch {cfg.batch_size} x accum {cfg.grad_accum}, {cfg.max_seq_length} tokens, r={cfg.lora_r}, "

@@ -114,3 +114,15 @@ def test_renamed_sheet_is_an_error_and_the_file_is_untouched(tmp_path):
     with pytest.raises(ValueError, match="has no sheet 'math'"):
         update(path, items(1, answer_base="b"))
     assert path.read_bytes() == before
+
+
+def test_control_characters_from_a_model_are_written_and_a_rerun_sees_no_change(tmp_path):
+    # seen on the GPU: a random-weight model generated "\x02", which openpyxl refuses to store
+    path = tmp_path / "m-math.xlsx"
+    rows = items(3, answer_base=lambda i: f"answer\x02 {i}\x1b")
+    assert update(path, rows)["added"] == 3
+    _, stored = table(path)
+    assert [r["answer_base"] for r in stored] == [f"answer\ufffd {i}\ufffd" for i in range(3)]
+    rate(path, {(0, "rating_base"): 4})
+    assert update(path, rows) == {"added": 0, "filled": 0, "updated": 0, "superseded": 0, "unchanged": 3}
+    assert table(path)[1][0]["rating_base"] == 4
