@@ -136,11 +136,12 @@ def _stage_callback(run_dir, epochs):
 
 
 def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, resume: bool = True,
-              stage_epochs=()) -> dict:
+              stage_epochs=(), callbacks=()) -> dict:
     """Train the LoRA adapters of `model` on `dataset`; checkpoints go to run_dir/checkpoints,
     the adapter to run_dir/adapter, and with `stage_epochs` the adapter at the end of those epochs
-    to run_dir/stages/epoch<N>. With `resume`, an interrupted run continues from its last
-    checkpoint, and a finished one loads its adapter instead of training again."""
+    to run_dir/stages/epoch<N>; `callbacks` are extra TrainerCallbacks. With `resume`, an
+    interrupted run continues from its last checkpoint, and a finished one loads its adapter
+    instead of training again."""
     from trl import SFTConfig, SFTTrainer
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
@@ -184,7 +185,8 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
     collator = AnswerOnlyCollator(DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id))
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          data_collator=collator,
-                         callbacks=[_stage_callback(run_dir, set(stage_epochs))] if stage_epochs else None)
+                         callbacks=[*([_stage_callback(run_dir, set(stage_epochs))] if stage_epochs else []),
+                                    *callbacks] or None)
     if backend != "unsloth":
         keep_adapters_fp32(model)
     output = trainer.train(resume_from_checkpoint=checkpoint)

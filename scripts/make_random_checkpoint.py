@@ -58,7 +58,7 @@ FAMILY_TOKENS = {"llama-2": ("<s>", "</s>"), "llama-3": ("<|begin_of_text|>", "<
 
 
 def build(arch: str, out: str, tokenizer_dir: str, layers: int | None = None, dtype=torch.bfloat16,
-          full_vocab: bool = False) -> None:
+          full_vocab: bool = False) -> int:
     """With `full_vocab` the embedding has the real vocabulary's rows (at least the tokenizer's):
     memory measurements need it; the tokenizer still only produces ids below its own length."""
     numbers = dict(ARCHITECTURES[arch])
@@ -80,7 +80,9 @@ def build(arch: str, out: str, tokenizer_dir: str, layers: int | None = None, dt
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     model.save_pretrained(out, max_shard_size="20GB")
     tokenizer.save_pretrained(out)
-    print(f"{arch}: {sum(p.numel() for p in model.parameters()) / 1e6:.0f}M parameters -> {out}")
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{arch}: {n_params / 1e6:.0f}M parameters -> {out}")
+    return n_params
 
 
 if __name__ == "__main__":
