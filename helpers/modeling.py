@@ -10,7 +10,6 @@ training on a 2-core CPU was about 10x slower). Set QLORA_BACKEND=transformers t
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import importlib.util
 import os
@@ -176,32 +175,20 @@ def stop_token_ids(tokenizer, stop_strings) -> list[int]:
     return ids
 
 
-@contextlib.contextmanager
-def _env(**values):
-    """Set (or, for None, unset) environment variables for the duration of a block."""
-    saved = {k: os.environ.get(k) for k in values}
-    try:
-        for k, v in values.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-        yield
-    finally:
-        for k, v in saved.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-
-
 def add_lora(model, info: ModelInfo, *, r: int, alpha: int, dropout: float, targets: list,
              seed: int, gradient_checkpointing: bool = True):
     """Wrap `model` with fresh LoRA adapters (B = 0, so the wrapped model still equals the base)."""
     if info.backend == "unsloth":
         # Unsloth 2026.10.9 compiles each decoder block; on torch 2.11 Inductor fails on Gemma's and
-        # Gemma 2's blocks at the first step (AssertionError in post_grad, LOG.md): keep them eager.
-        eager = getattr(model.config, "model_type", "").startswith("gemma")
-        with _env(UNSLOTH_BLOCK_COMPILE="0" if eager else os.environ.get("UNSLOTH_BLOCK_COMPILE")):
-            return FastLanguageModel.get_peft_model(
-                model, r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), bias="none",
-                use_gradient_checkpointing="unsloth" if gradient_checkpointing else False,
-                random_state=seed, max_seq_length=info.max_seq_length,
-            )
+        # Gemma 2's blocks at the first step (AssertionError in post_grad, LOG.md): keep them eager,
+        # for the whole process (Unsloth reads the variable again at training time).
+        if getattr(model.config, "model_type", "").startswith("gemma"):
+            os.environ["UNSLOTH_BLOCK_COMPILE"] = "0"
+        return FastLanguageModel.get_peft_model(
+            model, r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), bias="none",
+            use_gradient_checkpointing="unsloth" if gradient_checkpointing else False,
+            random_state=seed, max_seq_length=info.max_seq_length,
+        )
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import set_seed
 

@@ -107,6 +107,17 @@ class AnswerOnlyCollator:
         return batch
 
 
+def answer_only_collator(tokenizer, *, padding_free: bool) -> AnswerOnlyCollator:
+    """TRL's collator on pre-tokenized rows (labels kept as given: -100 on the prompt). With
+    `padding_free` the batch is one row of the examples end to end, with position ids restarting
+    at 0 for each: no pad tokens; the first token of each example gets no label (nothing precedes
+    it), so the loss is that of the padded batch (tests/test_padding_free.py)."""
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    return AnswerOnlyCollator(DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id,
+                                                              padding_free=padding_free))
+
+
 def last_checkpoint(run_dir: Path) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -143,7 +154,6 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
     interrupted run continues from its last checkpoint, and a finished one loads its adapter
     instead of training again."""
     from trl import SFTConfig, SFTTrainer
-    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     from helpers.modeling import compute_dtype
 
@@ -182,14 +192,20 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
-    collator = AnswerOnlyCollator(DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id))
+    collator = answer_only_collator(tokenizer, padding_free=settings.padding_free)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          data_collator=collator,
                          callbacks=[*([_stage_callback(run_dir, set(stage_epochs))] if stage_epochs else []),
                                     *callbacks] or None)
     if backend != "unsloth":
         keep_adapters_fp32(model)
-    output = trainer.train(resume_from_checkpoint=checkpoint)
+    # A key/value cache makes transformers skip the per-sequence attention mask of a padding-free
+    # batch (masking_utils: packed sequences are only detected without a cache): off while training.
+    use_cache, model.config.use_cache = model.config.use_cache, False
+    try:
+        output = trainer.train(resume_from_checkpoint=checkpoint)
+    finally:
+        model.config.use_cache = use_cache
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     if losses and not all(math.isfinite(x) for x in losses):
         raise FloatingPointError(f"training loss became {losses[-1]}: lower learning_rate")
@@ -204,7 +220,7 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
         "effective": {  # what the trainer really used (Unsloth may change some of it)
             "batch_size": trainer.args.per_device_train_batch_size,
             "grad_accum": trainer.args.gradient_accumulation_steps,
-            "padding_free": bool(getattr(trainer.args, "padding_free", False)),
+            "padding_free": bool(collator.inner.padding_free or getattr(trainer.args, "padding_free", False)),
             "adapter_dtype": sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()
                                      if p.requires_grad}),
         },

@@ -127,7 +127,7 @@ def child_train(path: str, folder: str, batch: int, seq: int, steps: int) -> dic
         from trl import SFTTrainer
 
         load_s = time.time() - start
-        rows = [{"input_ids": r["input_ids"]} for r in _random_rows(tokenizer, batch * steps, seq)]
+        rows = _random_rows(tokenizer, batch * steps, seq)  # TRL uses a `labels` column as is: answer-only loss
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         timer = _timer()
