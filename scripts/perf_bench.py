@@ -40,19 +40,22 @@ def _timer():
     import torch
     from transformers import TrainerCallback
 
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+
     class StepTimer(TrainerCallback):
         def __init__(self):
             self.times = []
 
         def on_train_begin(self, args, state, control, **kw):
-            torch.cuda.reset_peak_memory_stats()
+            if torch.cuda.is_available():
+                torch.cuda.reset_peak_memory_stats()
 
         def on_step_begin(self, args, state, control, **kw):
-            torch.cuda.synchronize()
+            sync()
             self.start = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kw):
-            torch.cuda.synchronize()
+            sync()
             self.times.append(time.perf_counter() - self.start)
 
     return StepTimer()
@@ -76,7 +79,23 @@ def _sft_args(out: str, batch: int, steps: int, seq: int, gradient_checkpointing
                      disable_tqdm=True)
 
 
-def child_train(path: str, folder: str, batch: int, seq: int, steps: int) -> dict:
+def _orca_like_rows(tokenizer, n: int, max_len: int):
+    """Lengths like Orca-Math's chat-formatted examples (a few hundred tokens, long right tail):
+    prompt ~ lognormal(median 90), answer ~ lognormal(median 180), cut at max_len."""
+    import random
+
+    rng, rows = random.Random(0), []
+    for _ in range(n):
+        prompt = min(int(rng.lognormvariate(4.5, 0.4)), max_len // 2)
+        answer = min(int(rng.lognormvariate(5.2, 0.5)), max_len - prompt)
+        ids = [rng.randrange(100, len(tokenizer) - 100) for _ in range(prompt + answer)]
+        rows.append({"input_ids": ids, "labels": [-100] * prompt + ids[prompt:]})
+    return rows
+
+
+def child_train(path: str, folder: str, batch: int, seq: int, steps: int, short: str = "") -> dict:
+    """One training measurement; with `short` ("padded" | "padding_free") the repository's path on
+    Orca-like lengths instead of full-length rows, counting useful (non-padding) tokens."""
     gemma = json.load(open(os.path.join(folder, "config.json")))["model_type"].startswith("gemma")
     out, start = tempfile.mkdtemp(), time.time()
     if path == "repo":  # helpers.modeling imports Unsloth before transformers
@@ -92,8 +111,10 @@ def child_train(path: str, folder: str, batch: int, seq: int, steps: int) -> dic
         model = add_lora(model, info, r=16, alpha=16, dropout=0.0, targets=SEVEN, seed=0, gradient_checkpointing=True)
         load_s = time.time() - start
         cfg = dataclasses.replace(TrainConfig(), batch_size=batch, grad_accum=1, max_steps=steps, warmup_steps=0,
-                                  save_steps=10**6, max_seq_length=seq, lora_targets=SEVEN)
-        data = Dataset.from_list(_random_rows(tokenizer, batch * steps, seq))
+                                  save_steps=10**6, max_seq_length=seq, lora_targets=SEVEN,
+                                  padding_free=short == "padding_free")
+        rows = _orca_like_rows(tokenizer, batch * steps, seq) if short else _random_rows(tokenizer, batch * steps, seq)
+        data = Dataset.from_list(rows)
         timer = _timer()
         train_sft(model, tokenizer, data, run_dir=out, settings=cfg, backend=info.backend, resume=False,
                   callbacks=[timer])
@@ -138,9 +159,15 @@ def child_train(path: str, folder: str, batch: int, seq: int, steps: int) -> dic
     import torch
 
     shutil.rmtree(out, ignore_errors=True)
+    peak = round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None
     step = statistics.median(timer.times[2:]) if len(timer.times) > 2 else timer.times[-1]
+    if short:  # useful tokens per step: the batches are all different, so total tokens over total time
+        timed = timer.times[2:]
+        useful = sum(len(r["input_ids"]) for r in rows[2 * batch:2 * batch + len(timed) * batch])
+        return {"backend": backend, "batching": short, "useful_tokens_per_s": round(useful / sum(timed)),
+                "peak_gib": peak, "steps_timed": len(timed)}
     return {"backend": backend, "load_s": round(load_s, 1), "s_per_step": round(step, 3),
-            "tokens_per_s": round(batch * seq / step), "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+            "tokens_per_s": round(batch * seq / step), "peak_gib": peak,
             "steps_timed": len(timer.times[2:])}
 
 
@@ -167,6 +194,15 @@ def child_generate(folder: str, n_single: int, new_tokens: int) -> dict:
 
 # ---------------------------------------------------------------- parent
 
+def _input_embedding_params(folder: str) -> int:
+    """Parameters of the input embedding when it is not tied to the output layer (a lookup costs
+    no FLOPs); 0 when tied (the matrix is still multiplied as the output layer)."""
+    config = json.load(open(os.path.join(folder, "config.json")))
+    text = config.get("text_config", config)
+    return 0 if text.get("tie_word_embeddings", config.get("tie_word_embeddings")) else (
+        text["vocab_size"] * text["hidden_size"])
+
+
 def run_child(args: list[str], timeout: int) -> dict:
     cmd = [sys.executable, __file__, "--child", *args]
     try:
@@ -185,11 +221,12 @@ def main() -> None:
     parser.add_argument("--archs", nargs="+", default=["llama-3.1-8b", "mistral-7b-v3", "gemma-2-9b", "qwen-2-7b"])
     parser.add_argument("--tokenizer", required=True)
     parser.add_argument("--layers", type=int, default=None, help="fewer layers than the real model")
-    parser.add_argument("--parts", default="train,generate")
+    parser.add_argument("--parts", default="train,short,generate")
     parser.add_argument("--paths", default=",".join(PATHS))
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--short-batch", type=int, default=8, help="batch of the short-sample measurement")
     parser.add_argument("--single", type=int, default=4, help="questions answered one at a time")
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--timeout", type=int, default=400, help="seconds per measurement")
@@ -203,11 +240,17 @@ def main() -> None:
         folder = tempfile.mkdtemp(prefix=f"{arch}-")
         try:
             n_params = build(arch, folder, args.tokenizer, args.layers, full_vocab=True)
+            flop_params = n_params - _input_embedding_params(folder)
             for part in args.parts.split(","):
-                for path in (args.paths.split(",") if part == "train" else ["repo"]):
-                    child = ([f"train:{path}", folder, str(args.batch), str(args.seq), str(args.steps)]
-                             if part == "train" else ["generate", folder, str(args.single), str(args.new_tokens)])
-                    row = {"arch": arch, "part": part, "path": path, "params": n_params,
+                variants = {"train": args.paths.split(","), "short": ["padded", "padding_free"]}.get(part, ["repo"])
+                for path in variants:
+                    if part == "train":
+                        child = [f"train:{path}", folder, str(args.batch), str(args.seq), str(args.steps)]
+                    elif part == "short":
+                        child = ["train:repo", folder, str(args.short_batch), str(args.seq), str(args.steps), path]
+                    else:
+                        child = ["generate", folder, str(args.single), str(args.new_tokens)]
+                    row = {"arch": arch, "part": part, "path": path, "params": n_params, "flop_params": flop_params,
                            **run_child(child, args.timeout)}
                     results.append(row)
                     print("RESULT", json.dumps(row), flush=True)
@@ -222,7 +265,8 @@ def main() -> None:
 def print_table(results: list[dict], args) -> None:
     layers = f"{args.layers} layers" if args.layers else "full depth"
     print(f"\nTraining: batch {args.batch} x {args.seq} tokens, r=16, seven projections, gradient checkpointing, "
-          f"bf16, {layers}; FLOPs = 6 x params x tokens; GPU rate {H100_BF16_DENSE / 1e12:.0f} TFLOP/s dense bf16")
+          f"bf16, {layers}; FLOPs = 6 x params x tokens (params without the input embedding); "
+          f"GPU rate {H100_BF16_DENSE / 1e12:.0f} TFLOP/s dense bf16")
     print(f"{'arch':<14} {'path':<8} {'tokens/s':>9} {'peak GiB':>9} {'vs unsloth':>11} {'vs plain':>9} "
           f"{'mem/plain':>10} {'% of peak FLOPs':>16}")
     train = [r for r in results if r["part"] == "train"]
@@ -234,9 +278,17 @@ def print_table(results: list[dict], args) -> None:
         vs = {k: f"{r['tokens_per_s'] / ref[k]['tokens_per_s']:.2f}x" if k in ref else "-"
               for k in ("unsloth", "plain")}
         mem = f"{r['peak_gib'] / ref['plain']['peak_gib']:.0%}" if "plain" in ref else "-"
-        mfu = 6 * r["params"] * r["tokens_per_s"] / H100_BF16_DENSE
+        mfu = 6 * r["flop_params"] * r["tokens_per_s"] / H100_BF16_DENSE
         print(f"{r['arch']:<14} {r['path']:<8} {r['tokens_per_s']:>9} {r['peak_gib']:>9} {vs['unsloth']:>11} "
               f"{vs['plain']:>9} {mem:>10} {mfu:>16.1%}")
+    short = [r for r in results if r["part"] == "short"]
+    if short:
+        print(f"\nShort samples (Orca-like lengths, batch {args.short_batch}, repository path): useful tokens/s")
+        print(f"{'arch':<14} {'padded':>9} {'padding-free':>13} {'gain':>6}")
+        for arch in dict.fromkeys(r["arch"] for r in short):
+            got = {r["path"]: r.get("useful_tokens_per_s") for r in short if r["arch"] == arch}
+            gain = f"{got['padding_free'] / got['padded']:.2f}x" if all(got.values()) else "-"
+            print(f"{arch:<14} {got.get('padded') or 'error':>9} {got.get('padding_free') or 'error':>13} {gain:>6}")
     gen = [r for r in results if r["part"] == "generate"]
     if gen:
         print(f"\nGeneration: greedy, {args.new_tokens} new tokens, math questions; one at a time vs all in one batch")
@@ -253,7 +305,7 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         kind, rest = sys.argv[2], sys.argv[3:]
         if kind.startswith("train:"):
-            row = child_train(kind.split(":")[1], rest[0], int(rest[1]), int(rest[2]), int(rest[3]))
+            row = child_train(kind.split(":")[1], rest[0], int(rest[1]), int(rest[2]), int(rest[3]), *rest[4:])
         else:
             row = child_generate(rest[0], int(rest[1]), int(rest[2]))
         print("PERF " + json.dumps(row), flush=True)
