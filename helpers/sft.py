@@ -118,6 +118,17 @@ def answer_only_collator(tokenizer, *, padding_free: bool) -> AnswerOnlyCollator
                                                               padding_free=padding_free))
 
 
+def padding_free_ok(model, backend: str) -> bool:
+    """False for the architectures Unsloth keeps padded (unsloth.trainer.PADDING_FREE_BLOCKLIST:
+    Gemma 2's soft-capped attention, gpt-oss); transformers' own attention separates the sequences
+    of a padding-free row by their position ids for every architecture."""
+    if backend != "unsloth":
+        return True
+    from unsloth.trainer import PADDING_FREE_BLOCKLIST
+
+    return getattr(model.config, "model_type", "") not in PADDING_FREE_BLOCKLIST
+
+
 def last_checkpoint(run_dir: Path) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -192,7 +203,7 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
-    collator = answer_only_collator(tokenizer, padding_free=settings.padding_free)
+    collator = answer_only_collator(tokenizer, padding_free=settings.padding_free and padding_free_ok(model, backend))
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          data_collator=collator,
                          callbacks=[*([_stage_callback(run_dir, set(stage_epochs))] if stage_epochs else []),
