@@ -267,7 +267,7 @@ class LocalChatBackend(ChatBackend):
         return f"LocalChatBackend(model={self.model_name!r})"
 
     def identity(self) -> dict:
-        return {"backend": self.kind, "model": self.model_name, "load_in_4bit": self.load_in_4bit}
+        return {"backend": self.kind, "model": self.model_name, "load_in_4bit": self.load_in_4bit, "seed": self.seed}
 
     @property
     def loaded(self):
@@ -284,7 +284,10 @@ class LocalChatBackend(ChatBackend):
         from helpers.generation import generate
 
         model, tokenizer, info = self.loaded
-        torch.manual_seed(self.seed)
+        # sampling: a seed of its own for each set of requests, so equal prompts in later calls do not
+        # repeat one draw, and a re-run (or the cache) gives the same replies
+        digest = hashlib.sha256(json.dumps(conversations, sort_keys=True).encode()).hexdigest()
+        torch.manual_seed(self.seed + int(digest[:8], 16))
         return generate(model, tokenizer, list(conversations), chat=True, stop_token_ids=info.stop_token_ids,
                         max_new_tokens=max_tokens, batch_size=self.batch_size, temperature=temperature,
                         desc=f"teacher {self.model_name}")

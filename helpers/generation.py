@@ -65,3 +65,75 @@ def generate(model, tokenizer, prompts: list, *, chat: bool, stop_token_ids: lis
                 answers[i] = tokenizer.decode(new[:cut], skip_special_tokens=True)
             bar.update(len(idx))
     return answers
+
+
+def continuation_logprobs(model, tokenizer, requests: list[tuple[str, str]], *, batch_size: int = 16,
+                          desc: str = "log-likelihood") -> list[float]:
+    """Summed log-probability of each continuation given its context, as lm-evaluation-harness's
+    `loglikelihood` computes it (lm_eval/api/model.py, TemplateLM._encode_pair): trailing spaces of
+    the context move to the continuation, the continuation's tokens are those of
+    encode(context + continuation) after the first len(encode(context)) tokens, and their
+    log-softmax scores are summed. Plain text, the tokenizer's own special tokens.
+
+        >>> continuation_logprobs(model, tok, [("...\\nAnswer:", " A"), ("...\\nAnswer:", " B")])
+        [-1.9, -0.4]
+    """
+    pairs = []
+    for context, continuation in requests:
+        spaces = len(context) - len(context.rstrip())
+        if spaces:
+            context, continuation = context[:-spaces], context[-spaces:] + continuation
+        whole = tokenizer(context + continuation)["input_ids"]
+        n_context = len(tokenizer(context)["input_ids"])
+        if n_context >= len(whole) or n_context == 0:
+            raise ValueError(f"continuation {continuation!r} adds no token to its context (or the context is empty)")
+        pairs.append((whole, n_context))
+    # The model reads whole[:-1]. Requests whose inputs are equal (one-token continuations of one
+    # context: " A", " B", " C", " D") share a forward pass, as lm-eval's one-token caching does.
+    inputs = sorted({tuple(whole[:-1]) for whole, _ in pairs}, key=len, reverse=True)
+    logprobs_of = {}
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    with inference_mode(model), tqdm(total=len(inputs), desc=desc, unit="seq") as bar:
+        for start in range(0, len(inputs), batch_size):
+            batch = inputs[start:start + batch_size]
+            width = max(len(x) for x in batch)
+            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, x in enumerate(batch):  # right padding: positions stay those of an unpadded run
+                ids[row, :len(x)] = torch.tensor(x)
+                mask[row, :len(x)] = 1
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+            logprobs = torch.log_softmax(logits, dim=-1).cpu()
+            for row, x in enumerate(batch):
+                logprobs_of[x] = logprobs[row, :len(x)]
+            bar.update(len(batch))
+    scores = []
+    for whole, n_context in pairs:
+        table = logprobs_of[tuple(whole[:-1])]
+        targets = torch.tensor(whole[n_context:])
+        # the token at position t is predicted by the logits at t - 1
+        scores.append(table[n_context - 1:].gather(1, targets[:, None]).sum().item())
+    return scores
+
+
+def mean_embeddings(model, tokenizer, texts: list[str], *, batch_size: int = 16) -> torch.Tensor:
+    """One vector per text: the last hidden layer averaged over the text's tokens (no model hub
+    needed; the loaded model embeds). Rows are float32 on the CPU."""
+    vectors = []
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    with inference_mode(model):
+        for start in range(0, len(texts), batch_size):
+            encoded = [tokenizer(t)["input_ids"] or [pad_id] for t in texts[start:start + batch_size]]
+            width = max(len(e) for e in encoded)
+            ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(encoded), width), dtype=torch.long)
+            for row, e in enumerate(encoded):
+                ids[row, :len(e)] = torch.tensor(e)
+                mask[row, :len(e)] = 1
+            out = model(input_ids=ids.to(device), attention_mask=mask.to(device), output_hidden_states=True)
+            hidden = out.hidden_states[-1].float().cpu()
+            m = mask[:, :, None].float()
+            vectors.append((hidden * m).sum(1) / m.sum(1))
+    return torch.cat(vectors) if vectors else torch.zeros((0, 0))
