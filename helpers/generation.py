@@ -67,6 +67,18 @@ def generate(model, tokenizer, prompts: list, *, chat: bool, stop_token_ids: lis
     return answers
 
 
+def right_padded(sequences, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) of token lists padded on the right: every position is the one an
+    unpadded run would have (no position ids to fix), which suits scoring, not generation."""
+    width = max(len(x) for x in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, x in enumerate(sequences):
+        ids[row, :len(x)] = torch.tensor(list(x))
+        mask[row, :len(x)] = 1
+    return ids, mask
+
+
 def continuation_logprobs(model, tokenizer, requests: list[tuple[str, str]], *, batch_size: int = 16,
                           desc: str = "log-likelihood") -> list[float]:
     """Summed log-probability of each continuation given its context, as lm-evaluation-harness's
@@ -90,30 +102,29 @@ def continuation_logprobs(model, tokenizer, requests: list[tuple[str, str]], *, 
         pairs.append((whole, n_context))
     # The model reads whole[:-1]. Requests whose inputs are equal (one-token continuations of one
     # context: " A", " B", " C", " D") share a forward pass, as lm-eval's one-token caching does.
-    inputs = sorted({tuple(whole[:-1]) for whole, _ in pairs}, key=len, reverse=True)
+    first_needed = {}  # per distinct input: the first position whose prediction is scored
+    for whole, n_context in pairs:
+        key = tuple(whole[:-1])
+        first_needed[key] = min(first_needed.get(key, n_context - 1), n_context - 1)
+    inputs = sorted(first_needed, key=len, reverse=True)
     logprobs_of = {}
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     with inference_mode(model), tqdm(total=len(inputs), desc=desc, unit="seq") as bar:
         for start in range(0, len(inputs), batch_size):
             batch = inputs[start:start + batch_size]
-            width = max(len(x) for x in batch)
-            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, x in enumerate(batch):  # right padding: positions stay those of an unpadded run
-                ids[row, :len(x)] = torch.tensor(x)
-                mask[row, :len(x)] = 1
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-            logprobs = torch.log_softmax(logits, dim=-1).cpu()
-            for row, x in enumerate(batch):
-                logprobs_of[x] = logprobs[row, :len(x)]
+            ids, mask = right_padded(batch, pad_id)
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+            for row, x in enumerate(batch):  # log-softmax only where a continuation token is scored
+                start = first_needed[x]
+                logprobs_of[x] = (start, torch.log_softmax(logits[row, start:len(x)].float(), dim=-1).cpu())
             bar.update(len(batch))
     scores = []
     for whole, n_context in pairs:
-        table = logprobs_of[tuple(whole[:-1])]
+        start, table = logprobs_of[tuple(whole[:-1])]
         targets = torch.tensor(whole[n_context:])
         # the token at position t is predicted by the logits at t - 1
-        scores.append(table[n_context - 1:].gather(1, targets[:, None]).sum().item())
+        scores.append(table[n_context - 1 - start:].gather(1, targets[:, None]).sum().item())
     return scores
 
 
@@ -126,12 +137,7 @@ def mean_embeddings(model, tokenizer, texts: list[str], *, batch_size: int = 16)
     with inference_mode(model):
         for start in range(0, len(texts), batch_size):
             encoded = [tokenizer(t)["input_ids"] or [pad_id] for t in texts[start:start + batch_size]]
-            width = max(len(e) for e in encoded)
-            ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(encoded), width), dtype=torch.long)
-            for row, e in enumerate(encoded):
-                ids[row, :len(e)] = torch.tensor(e)
-                mask[row, :len(e)] = 1
+            ids, mask = right_padded(encoded, pad_id)
             out = model(input_ids=ids.to(device), attention_mask=mask.to(device), output_hidden_states=True)
             hidden = out.hidden_states[-1].float().cpu()
             m = mask[:, :, None].float()

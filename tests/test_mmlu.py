@@ -199,7 +199,9 @@ def test_filter_counts_every_stage_and_a_rerun_asks_nothing(tmp_path, monkeypatc
 def test_generation_requests_rise_in_level_and_avoid_earlier_questions():
     first = mmlu.generation_messages("machine_learning", 0, 10, [])
     last = mmlu.generation_messages("machine_learning", 9, 10, ["What is a kernel?", "What is PCA?"])
-    assert "an introductory multiple choice question about machine learning" in first[-1]["content"]
+    assert "an introductory multiple choice question about machine learning (question 1 of 10)" in first[-1]["content"]
+    requests = [json.dumps(mmlu.generation_messages("machine_learning", i, 10, [])) for i in range(10)]
+    assert len(set(requests)) == 10  # distinct requests even when no earlier reply parsed: no cached repeats
     assert "an expert-level" in last[-1]["content"] and "- What is PCA?" in last[-1]["content"]
     assert [m["role"] for m in first] == ["system", "user", "assistant", "user", "assistant", "user"]
     q = mmlu.load_mmlu(["machine_learning"], source="local")[0]

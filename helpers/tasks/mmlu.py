@@ -287,9 +287,9 @@ def format_item(q: Question) -> str:
     return f"Question: {q.question}\n{format_options(q.choices)}\nAnswer: {q.letter}"
 
 
-def _ask_for_question(subject: str, level: str, avoid=()) -> str:
-    text = (f"Write {level} multiple choice question about {subject}, with four options A-D, exactly one of them "
-            "correct, and the correct letter.")
+def _ask_for_question(subject: str, level: str, avoid=(), number: str = "") -> str:
+    text = (f"Write {level} multiple choice question about {subject}{number}, with four options A-D, exactly one of "
+            "them correct, and the correct letter.")
     if avoid:
         text += " Ask about something else than these earlier questions:\n" + "\n".join(f"- {a}" for a in avoid)
     return text
@@ -304,8 +304,11 @@ def generation_messages(subject: str, index: int, n: int, earlier: list[str], *,
     for example_subject, example_level, example in FORMAT_EXAMPLES:
         messages += [{"role": "user", "content": _ask_for_question(example_subject, example_level)},
                      {"role": "assistant", "content": format_item(example)}]
+    # "(question i of n)" makes every request distinct: otherwise a round whose earlier replies did
+    # not parse would repeat the previous request, and the cache would repeat its reply
     messages.append({"role": "user", "content": _ask_for_question(subject_name(subject), level,
-                                                                   earlier[-avoid_last:] if avoid_last else ())})
+                                                                   earlier[-avoid_last:] if avoid_last else (),
+                                                                   f" (question {index + 1} of {n})")})
     return messages
 
 
