@@ -116,6 +116,7 @@ class ChatBackend:
             else:
                 todo.append((i, key))
         if todo:
+            # results arrive one by one and each is cached at once: a run killed half-way keeps what it paid for
             results = self._complete_many([conversations[i] for i, _ in todo], max_tokens, temperature)
             for (i, key), result in zip(todo, results):
                 if isinstance(result, BackendError):
@@ -128,7 +129,8 @@ class ChatBackend:
                 self._cache_put(key, conversations[i], max_tokens, temperature, result)
         return replies
 
-    def _complete_many(self, conversations, max_tokens, temperature) -> list[str | BackendError]:
+    def _complete_many(self, conversations, max_tokens, temperature):
+        """Yield, in order, the reply text or a BackendError for each conversation."""
         raise NotImplementedError
 
 
@@ -186,7 +188,8 @@ class OpenAIChatBackend(ChatBackend):
 
     def _complete_many(self, conversations, max_tokens, temperature):
         self._headers()  # a missing key stops the run before anything is sent
-        return [self._complete(messages, max_tokens, temperature) for messages in conversations]
+        for messages in conversations:
+            yield self._complete(messages, max_tokens, temperature)
 
     def _complete(self, messages, max_tokens, temperature) -> str | BackendError:
         body = json.dumps({"model": self.model, "messages": messages, "max_tokens": int(max_tokens),
@@ -284,13 +287,15 @@ class LocalChatBackend(ChatBackend):
         from helpers.generation import generate
 
         model, tokenizer, info = self.loaded
-        # sampling: a seed of its own for each set of requests, so equal prompts in later calls do not
-        # repeat one draw, and a re-run (or the cache) gives the same replies
-        digest = hashlib.sha256(json.dumps(conversations, sort_keys=True).encode()).hexdigest()
-        torch.manual_seed(self.seed + int(digest[:8], 16))
-        return generate(model, tokenizer, list(conversations), chat=True, stop_token_ids=info.stop_token_ids,
-                        max_new_tokens=max_tokens, batch_size=self.batch_size, temperature=temperature,
-                        desc=f"teacher {self.model_name}")
+        for start in range(0, len(conversations), self.batch_size):
+            chunk = list(conversations[start:start + self.batch_size])
+            # sampling: a seed of its own for each batch of requests, so equal prompts in later calls do
+            # not repeat one draw, and a re-run gives the same replies
+            digest = hashlib.sha256(json.dumps(chunk, sort_keys=True).encode()).hexdigest()
+            torch.manual_seed(self.seed + int(digest[:8], 16))
+            yield from generate(model, tokenizer, chunk, chat=True, stop_token_ids=info.stop_token_ids,
+                                max_new_tokens=max_tokens, batch_size=self.batch_size, temperature=temperature,
+                                desc=f"teacher {self.model_name}")
 
 
 def make_backend(kind: str, **kw) -> ChatBackend:

@@ -143,3 +143,15 @@ def test_local_backend_with_the_embedded_model(tmp_path):
     assert again.chat_many(asks, max_tokens=12) == first and again._loaded is None  # never loaded
     sampled = teacher.chat(asks[1], max_tokens=12, temperature=1.0)
     assert isinstance(sampled, str) and teacher.cache_hits == 1
+
+
+def test_each_reply_is_cached_as_it_arrives(tmp_path):
+    asks = [[{"role": "user", "content": f"q{i}"}] for i in range(3)]
+    with ChatServer(script=[("reply", "one"), ("reply", "two"), ("status", 400)]) as server:
+        teacher = backend(server, tmp_path)
+        with pytest.raises(BackendError, match="HTTP 400"):
+            teacher.chat_many(asks, errors="raise")  # stops at the third, like a killed run
+        assert len(list((tmp_path / "cache").rglob("*.json"))) == 2
+        resumed = backend(server, tmp_path)
+        assert resumed.chat_many(asks) == ["one", "two", "echo: q2"]
+        assert resumed.cache_hits == 2 and len(server.requests) == 4
