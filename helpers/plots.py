@@ -56,3 +56,29 @@ def save_figure(fig, path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+def plot_accuracy_bars(tables: dict[str, dict[str, dict[str, dict]]], path, *, title: str = ""):
+    """Grouped bars, one panel per table (e.g. scoring method): x = evaluated subsets, one bar per
+    row (model), 95% CI as error bars. tables[panel][row][column] = {"accuracy", "ci95", ...}."""
+    fig, axes = plt.subplots(1, len(tables), figsize=(7 * len(tables), 4.2), squeeze=False)
+    for ax, (panel, table) in zip(axes[0], tables.items()):
+        rows = list(table)
+        columns = list(next(iter(table.values()))) if rows else []
+        width = 0.8 / max(1, len(rows))
+        for j, row in enumerate(rows):
+            xs = [i + (j - (len(rows) - 1) / 2) * width for i in range(len(columns))]
+            values = [100 * (table[row][c]["accuracy"] if table[row][c] else float("nan")) for c in columns]
+            errors = [100 * ((table[row][c] or {}).get("ci95") or 0) for c in columns]
+            ax.bar(xs, values, width, yerr=[0 if e != e else e for e in errors], capsize=2, label=row)
+        ax.axhline(25, color="grey", linestyle=":", linewidth=1, label="chance (4 options)")
+        ax.set_xticks(range(len(columns)))
+        ax.set_xticklabels([c.replace("_", "\n") for c in columns])
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(panel)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)

@@ -1,0 +1,223 @@
+"""MMLU teacher study: data, prompts, letter parsing, the log-likelihood scorer on a hand case, the
+multistage filter with a scripted teacher over HTTP (exact counts per stage), config errors."""
+
+import dataclasses
+import hashlib
+import json
+import re
+
+import pytest
+import torch
+from chat_server import ChatServer
+
+from helpers.backends import make_backend
+from helpers.config import ConfigError
+from helpers.generation import continuation_logprobs
+from helpers.studies import study_config
+from helpers.tasks import mmlu
+
+
+def test_the_fixture_has_the_cais_mmlu_schema_and_the_default_subjects():
+    rows = [json.loads(line) for line in mmlu.FIXTURE.read_text().splitlines()]
+    assert len(rows) >= 30 and all(list(r) == ["question", "subject", "choices", "answer"] for r in rows)
+    assert all(len(r["choices"]) == 4 and r["answer"] in (0, 1, 2, 3) for r in rows)
+    subjects = {r["subject"] for r in rows}
+    assert {"machine_learning", "professional_psychology"} < subjects and len(subjects) >= 3
+    assert len({r["answer"] for r in rows}) == 4  # the right letter is not always the same
+    questions = mmlu.load_mmlu(["professional_psychology", "machine_learning"], source="local", max_questions=3)
+    assert [q.subject for q in questions] == ["professional_psychology"] * 3 + ["machine_learning"] * 3
+    assert questions[0].letter == "ABCD"[rows[[r["subject"] for r in rows].index("professional_psychology")]["answer"]]
+
+
+def test_data_errors_say_what_to_do(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="no questions of subject 'anatomy'; it has: high_school_biology"):
+        mmlu.load_mmlu(["anatomy"], source="local")
+    bad = tmp_path / "three.jsonl"
+    bad.write_text(json.dumps({"question": "q", "subject": "x", "choices": ["a", "b", "c"], "answer": 0}) + "\n")
+    with pytest.raises(ConfigError, match="needs 4 choices and an answer 0-3, got 3 choices"):
+        mmlu.load_mmlu(["x"], source=str(bad))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError, match="dataset_source='local'") as err:
+        mmlu.load_mmlu(["machine_learning"], source="hub")
+    assert "\n" not in str(err.value)
+
+
+def test_prompts_are_the_studys_and_lm_evals():
+    q = mmlu.Question("machine_learning", "What is 1+1?", ["1", "2", "3", "4"], 1)
+    assert mmlu.study_prompt(q) == ("You are an expert in machine learning. Answer the following multiple choice "
+                                    "question.\n\nWhat is 1+1?\nA. 1\nB. 2\nC. 3\nD. 4\n\nDo not output any "
+                                    "explanation, only choose the correct option.")
+    assert mmlu.loglik_context(q) == ("The following are multiple choice questions (with answers) about machine "
+                                      "learning.\n\nWhat is 1+1?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer:")
+
+
+@pytest.mark.parametrize("text, letter", [
+    ("B", "B"), (" (C) because", "C"), ("**D**", "D"), ("A. Oxygen\nB. Nitrogen", "A"), ("B)", "B"),
+    ("The answer is C.", "C"), ("Answer: D", "D"), ("I choose option b", "B"),
+    ("A decision tree grows", None), ("", None), ("Dropout", "B"), ("Nothing here", None),
+])
+def test_extract_letter(text, letter):
+    assert mmlu.extract_letter(text, ["Batch norm", "Dropout", "Clipping", "Stopping"]) == letter
+
+
+GOOD = "Question: Which optimizer adapts per-parameter learning rates?\nA. SGD\nB. Adam\nC. Newton\nD. None\nAnswer: B"
+
+
+@pytest.mark.parametrize("reply, stage", [
+    (GOOD, "ok"),
+    ("Sure! " + GOOD + "\nHope this helps", "ok"),
+    (GOOD.replace("Answer: B", "Answer: B. Adam"), "ok"),
+    (GOOD.replace("Answer: B", "Answer: B. SGD"), "bad_answer_letter"),
+    (GOOD.replace("Answer: B", "Answer: E"), "bad_answer_letter"),
+    (GOOD.replace("Answer: B", "Answer: 2"), "bad_answer_letter"),
+    (GOOD.replace("D. None\n", "D. None\nE. All\n"), "not_four_options"),
+    (GOOD.replace("C. Newton", "C. Adam"), "not_four_options"),
+    (GOOD.replace("D. None\n", ""), "not_four_options"),
+    (GOOD.replace("Answer: B", ""), "unparsed"),
+    ("I cannot write questions.", "unparsed"),
+])
+def test_parse_item_stages(reply, stage):
+    got, item = mmlu.parse_item(reply, "machine_learning")
+    assert got == stage
+    if stage == "ok":
+        assert item.question == "Which optimizer adapts per-parameter learning rates?" and item.letter == "B"
+        assert item.choices == ["SGD", "Adam", "Newton", "None"]
+
+
+class BigramModel(torch.nn.Module):
+    """logits at a position depend only on the token there: logits(t) = emb[t] @ proj."""
+
+    def __init__(self, vocab):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.emb = torch.nn.Parameter(torch.randn(vocab, 8, generator=g))
+        self.proj = torch.nn.Parameter(2 * torch.randn(8, vocab, generator=g))
+
+    def logits(self, ids):
+        return self.emb[ids] @ self.proj
+
+    def forward(self, input_ids, attention_mask=None):
+        return type("Out", (), {"logits": self.logits(input_ids)})()
+
+
+def test_continuation_logprobs_on_a_hand_case(embedded_tokenizer):
+    tok = embedded_tokenizer
+    model = BigramModel(len(tok))
+    context = "The following are questions.\n\nWhat is 1+1?\nA. 1\nB. 2\nAnswer:"
+    ids = tok(context)["input_ids"]
+    letters = [tok(context + f" {x}")["input_ids"][len(ids):] for x in "AB"]
+    assert all(len(t) == 1 for t in letters)  # " A" is one token after "Answer:"
+    by_hand = [torch.log_softmax(model.logits(torch.tensor(ids[-1])), -1)[t[0]].item() for t in letters]
+    got = continuation_logprobs(model, tok, [(context, " A"), (context, " B")])
+    assert got == pytest.approx(by_hand, abs=1e-5)
+    # lm-eval moves the context's trailing space into the continuation
+    assert continuation_logprobs(model, tok, [(context + " ", "A")]) == pytest.approx(by_hand[:1], abs=1e-5)
+    # a multi-token continuation sums its tokens; padding in a batch changes nothing
+    long = " Two, because one plus one is two."
+    whole = tok(context + long)["input_ids"]
+    table = torch.log_softmax(model.logits(torch.tensor(whole)), -1)
+    expected = sum(table[t - 1, whole[t]].item() for t in range(len(ids), len(whole)))
+    batched = continuation_logprobs(model, tok, [("Short?", " Yes"), (context, long), (context, " A")], batch_size=3)
+    assert batched[1] == pytest.approx(expected, abs=1e-4) and batched[2] == pytest.approx(by_hand[0], abs=1e-5)
+    assert continuation_logprobs(model, tok, [("Short?", " Yes")], batch_size=1) == pytest.approx(batched[:1], abs=1e-5)
+    # the MMLU pick is the letter of the largest summed log-probability
+    assert mmlu.pick_letter([-3.0, -1.5, -2.0, -9.0]) == "B" and mmlu.pick_letter(by_hand + [-1e9, -1e9]) == (
+        "A" if by_hand[0] >= by_hand[1] else "B")
+
+
+# --- the multistage filter with a scripted teacher behind a real HTTP server -------------------------
+
+def item(question, choices, letter):
+    return f"Question: {question}\n" + mmlu.format_options(choices) + f"\nAnswer: {letter}"
+
+
+KEEP_1 = item("Which regularizer randomly zeroes activations during training?",
+              ["L1", "Dropout", "Pruning", "Adam"], "B")
+KEEP_2 = item("What does a confusion matrix tabulate?",
+              ["Gradients", "Predictions vs labels", "Weights", "Losses"], "B")
+PARAPHRASE = item("During training, which regularizer drops random units to fight overfitting?",
+                  ["Momentum", "Batch size", "Dropout", "Softmax"], "C")  # same topic word: same embedding
+OFF_TOPIC = item("Who won the football world cup in 2014?", ["Germany", "Brazil", "Spain", "Italy"], "A")
+WRONG_KEY = item("Which loss suits binary classification?", ["Cross-entropy", "L1 pixel loss", "Hinge^2", "None"], "D")
+
+
+def scripted_teacher(request):
+    """Relevance: 'no' for football. Re-solving: the stated answer, except for WRONG_KEY (the key is wrong)."""
+    text = request["body"]["messages"][-1]["content"]
+    if "Reply with yes or no only" in text:
+        return "No." if "football" in text else "Yes"
+    if "binary classification" in text:
+        return "A"
+    for reply in (KEEP_1, KEEP_2, PARAPHRASE, OFF_TOPIC):
+        _, q = mmlu.parse_item(reply, "machine_learning")
+        if q.question in text:
+            return q.letter
+    return "?"
+
+
+def fake_embed(texts):
+    """Deterministic vectors: texts about a regularizer share one, every other text gets its own."""
+    def vector(text):
+        key = "regularizer" if "regularizer" in text else text
+        seed = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)
+        return torch.randn(64, generator=torch.Generator().manual_seed(seed))
+    return torch.stack([vector(t) for t in texts])
+
+
+def test_filter_counts_every_stage_and_a_rerun_asks_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMLU_TEST_KEY", "sk-secret")
+    references = mmlu.load_mmlu(["machine_learning"], source="local")
+    eval_copy = item(references[0].question, references[0].choices, references[0].letter)
+    replies = [None, "I am not able to.", KEEP_1.replace("D. Adam", "D. Adam\nE. Lasso"),
+               KEEP_1.replace("Answer: B", "Answer: F"), KEEP_1, KEEP_1.replace("?", " ?!"), eval_copy,
+               PARAPHRASE, OFF_TOPIC, WRONG_KEY, KEEP_2]
+    candidates = [{"subject": "machine_learning", "reply": r} for r in replies]
+    cfg = study_config("mmlu_teacher", {"teacher_api_key_env": "MMLU_TEST_KEY"})
+    with ChatServer(default=scripted_teacher) as server:
+        def teacher():
+            return make_backend("openai", base_url=server.base_url, model="t", api_key_env="MMLU_TEST_KEY",
+                                cache_dir=tmp_path / "cache", backoff=0.01)
+        first = teacher()
+        records, counts = mmlu.filter_items(candidates, teacher=first, embed=fake_embed, references=references, cfg=cfg)
+        assert counts == {"generated": 11, "no_reply": 1, "unparsed": 1, "not_four_options": 1, "bad_answer_letter": 1,
+                          "duplicate_text": 2, "duplicate_embedding": 1, "off_domain": 1, "inconsistent": 1, "kept": 2}
+        assert [r["stage"] for r in records][4:] == ["kept", "duplicate_text", "duplicate_text", "duplicate_embedding",
+                                                     "off_domain", "inconsistent", "kept"]
+        assert [q.question for q in mmlu.kept_items(records)] == [
+            "Which regularizer randomly zeroes activations during training?", "What does a confusion matrix tabulate?"]
+        # relevance for the 4 items left after the duplicate stages, re-solving for the 3 on topic
+        assert len(server.requests) == 7 and first.counters()["requests"] == 7
+        again = teacher()
+        records2, counts2 = mmlu.filter_items(candidates, teacher=again, embed=fake_embed, references=references,
+                                              cfg=cfg)
+        assert counts2 == counts and len(server.requests) == 7 and again.cache_hits == 7
+    off = dataclasses.replace(cfg, check_relevance=False, check_consistency=False)
+    _, counts3 = mmlu.filter_items(candidates, teacher=None, embed=fake_embed, references=references, cfg=off)
+    assert counts3["kept"] == 4 and counts3["off_domain"] == counts3["inconsistent"] == 0
+
+
+def test_generation_requests_rise_in_level_and_avoid_earlier_questions():
+    first = mmlu.generation_messages("machine_learning", 0, 10, [])
+    last = mmlu.generation_messages("machine_learning", 9, 10, ["What is a kernel?", "What is PCA?"])
+    assert "an introductory multiple choice question about machine learning (question 1 of 10)" in first[-1]["content"]
+    requests = [json.dumps(mmlu.generation_messages("machine_learning", i, 10, [])) for i in range(10)]
+    assert len(set(requests)) == 10  # distinct requests even when no earlier reply parsed: no cached repeats
+    assert "an expert-level" in last[-1]["content"] and "- What is PCA?" in last[-1]["content"]
+    assert [m["role"] for m in first] == ["system", "user", "assistant", "user", "assistant", "user"]
+    q = mmlu.load_mmlu(["machine_learning"], source="local")[0]
+    targeted = mmlu.targeted_messages(q)[-1]["content"]
+    assert q.question in targeted and f"Answer: {q.letter}" in targeted
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"teacher_api_key_env": "sk-live-123"}, "NAME of the environment variable"),
+    ({"teacher_backend": "anthropic"}, "must be 'openai'"),
+    ({"subjects": []}, "must be MMLU subject names"),
+    ({"subjects": ["machine_learning", "machine_learning"]}, "lists a subject twice"),
+    ({"targeted_by": "vote"}, "targeted_by 'vote'"),
+    ({"dedup_embedding_threshold": 2.0}, "cosine in"),
+    ({"n_generate": -1}, "n_generate must be >= 0"),
+])
+def test_config_errors(params, message):
+    with pytest.raises(ConfigError, match=re.escape(message) if "(" in message else message):
+        study_config("mmlu_teacher", params)
