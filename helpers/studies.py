@@ -13,7 +13,7 @@ import dataclasses
 from typing import Callable
 
 from helpers.config import ConfigError, build_config
-from helpers.tasks import addition, instruct
+from helpers.tasks import addition, forgetting, instruct
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +29,7 @@ STUDIES = {
     "train_bio": Study(instruct.TrainConfig, {"task": "bio"}, report=instruct.train_report),
     "benchmark": Study(instruct.BenchmarkConfig, report=instruct.benchmark_report),
     "compile_ratings": Study(instruct.CompileConfig, report=instruct.compile_report),
+    "forgetting": Study(forgetting.ForgettingConfig, report=forgetting.report),
 }
 
 
