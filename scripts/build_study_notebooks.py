@@ -200,8 +200,108 @@ print("metrics:", run_dir / "metrics.json")'''),
 ]
 
 
+SMALL_VS_LARGE_TITLE = """# Small vs large with demonstration retrieval (Dr.ICL): five configurations and a large model
+
+One small model on three tasks: GSM8K (lm-evaluation-harness's strict-match and flexible-extract), open-answer
+medical QA in the HealthCareMagic style (BERTScore precision/recall/F1) and beer style from review text
+(precision/recall/F1, macro by default). Dr.ICL embeds the training pool with a sentence encoder and prepends each
+question's `k_demos` most similar pool examples (cosine) as demonstrations. Five configurations on the same test set:
+base; base + ICL; base + QLoRA; base + ICL + QLoRA (demonstrations at test time only); ICL-in-training + QLoRA
+(training prompts carry retrieved demonstrations too, never the example itself). A large model answers the same
+prompts for the comparison row. Without internet, `data_source = "local"` and the packaged encoder
+`all-minilm-l6-v2` run everything offline."""
+
+SMALL_VS_LARGE = [
+    ("code", """import json
+
+import helpers  # noqa: F401  (before transformers, so Unsloth can patch it on a GPU)
+from helpers.config import collect_params
+from helpers.encoders import load_encoder
+from helpers.modeling import add_lora, load_model
+from helpers.runs import Timer, run_folder, write_json, write_metrics, write_run_record
+from helpers.studies import study_config
+from helpers.tables import write_table
+from helpers.tasks import small_vs_large as svl
+from helpers.workbook import update_rating_workbook
+
+_names_before_parameters = set(dir())"""),
+    ("parameters", ""),
+    ("code", """cfg = study_config("small_vs_large", collect_params(globals(), _names_before_parameters))
+run_dir = run_folder("small_vs_large", cfg)
+run_dir.mkdir(parents=True, exist_ok=True)
+timer = Timer()
+print("run folder:", run_dir)"""),
+    ("md", "## Data and demonstration retrieval\nOne encoder embeds each task's pool; test questions and training examples "
+           "get their `k_demos` nearest pool examples."),
+    ("code", """with timer("retrieval"):
+    encoder = load_encoder(cfg.retriever)
+    prepared = {name: svl.prepare_task(svl.get_task(name), cfg, encoder) for name in cfg.tasks}
+for name, p in prepared.items():
+    print(f"{name}: pool {len(p['pool'])}, test {len(p['test'])}; first test prompt with demonstrations:")
+    print(p["prompts"]["demos"][0][:1200], "\\n")"""),
+    ("md", "## The small model in five configurations"),
+    ("code", """with timer("load"):
+    llm, tokenizer, info = load_model(cfg.model, max_seq_length=cfg.max_seq_length, load_in_4bit=cfg.load_in_4bit)
+    llm = add_lora(llm, info, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, targets=cfg.lora_targets,
+                   seed=cfg.seed, gradient_checkpointing=cfg.gradient_checkpointing)
+write_run_record(run_dir, cfg, study="small_vs_large", model_info=info,
+                 extra={"task_versions": {n: svl.get_task(n).version for n in cfg.tasks}})
+with timer("small_model"):
+    responses, trained = svl.run_configurations(llm, tokenizer, info, prepared, cfg, run_dir)
+trained"""),
+    ("md", "## The large model's row\nThe same prompts through a chat backend: here a registry model through "
+           "`helpers.generation`; any object with `.chat(messages) -> str` (an OpenAI-compatible client) can replace "
+           "`large` below."),
+    ("code", """large_row = None
+if cfg.large_model:
+    large_row = f"large ({cfg.large_model})"
+    with timer("large_model"):
+        large = svl.LocalChat(cfg.large_model, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.eval_batch_size,
+                              load_in_4bit=cfg.load_in_4bit)
+        for name, p in prepared.items():
+            prompts = p["prompts"][svl.prompt_kind("large", cfg.large_model_demos)]
+            responses[name][large_row] = svl.answer_all(large, prompts, cfg.max_new_tokens)"""),
+    ("md", "## Scores: one table, a figure, every generation"),
+    ("code", """with timer("score"):
+    results, records = svl.score_all(responses, prepared, cfg)
+table = svl.results_table(results, cfg.f1_average)
+files = write_table(table, run_dir / "small_vs_large_table", digits=1)
+files["figure"] = str(svl.plot_results(table, run_dir / "small_vs_large.png"))
+with open(run_dir / "generations.jsonl", "w") as f:
+    f.writelines(json.dumps(r, ensure_ascii=False) + "\\n" for r in records)
+files["generations"] = str(run_dir / "generations.jsonl")
+print(open(files["md"]).read())"""),
+    ("md", "## Rating workbook for the open-answer task\nOne row per question, one answer and one 1-5 rating column per "
+           "configuration; re-runs keep every rating (helpers/workbook.py)."),
+    ("code", """workbook_update = None
+if "medqa" in prepared:
+    rows, answers = svl.rating_rows(prepared["medqa"], svl.get_task("medqa"), responses["medqa"])
+    files["workbook"] = str(run_dir / "ratings_medqa.xlsx")
+    workbook_update = update_rating_workbook(
+        files["workbook"], rows, answers=answers, text_columns=["question", "reference"], title="medqa",
+        instructions="Rate each doctor's answer 1-5 for medical correctness and helpfulness against the reference. "
+                     "Leave a cell empty if you did not rate it. Put your name in 'reviewer'.")
+workbook_update"""),
+    ("code", """metrics = {
+    "study": "small_vs_large", "model": cfg.model, "backend": info.backend, "run_dir": str(run_dir),
+    "data_source": cfg.data_source, "n_pool": cfg.n_pool, "k_demos": cfg.k_demos, "retriever": cfg.retriever,
+    "bertscore_model": cfg.bertscore_model, "f1_average": cfg.f1_average, "large_model": large_row,
+    "n_test": {n: len(p["test"]) for n, p in prepared.items()},
+    "labels": {n: p["labels"] for n, p in prepared.items() if p["labels"]},
+    "retrieval": {n: {"test_demos": p["test_demos"], "train_demos": p["train_demos"],
+                      "self_in_own_demos": sum(i in ids for i, ids in enumerate(p["train_demos"]))}
+                  for n, p in prepared.items()},
+    "results": results, "table": json.loads(table.to_json(orient="index")), "train": trained,
+    "workbook_update": workbook_update, "files": files, "timings_s": timer.seconds,
+}
+write_metrics(run_dir, metrics)
+print("metrics:", run_dir / "metrics.json")"""),
+]
+
+
 def main() -> None:
-    for study, (title, cells) in {"forgetting": (FORGETTING_TITLE, FORGETTING)}.items():
+    for study, (title, cells) in {"forgetting": (FORGETTING_TITLE, FORGETTING),
+                                  "small_vs_large": (SMALL_VS_LARGE_TITLE, SMALL_VS_LARGE)}.items():
         path = ROOT / "notebooks" / f"{study}.ipynb"
         nbformat.write(notebook(study, title, cells), path)
         print("wrote", path.relative_to(ROOT))
