@@ -33,7 +33,7 @@ def continuation_logliks(model, tokenizer, requests: list[tuple[str, str]], *, b
     """Sum of log p(continuation tokens | context) for each (context, continuation), in order.
     Too-long inputs lose tokens from the left of the context, as in lm-eval."""
     encoded = [encode_pair(tokenizer, c, x) for c, x in requests]
-    for i, (ctx, cont) in enumerate(encoded):
+    for i, (_, cont) in enumerate(encoded):
         if not cont:
             raise ValueError(f"request {i} has an empty continuation: {requests[i]!r}")
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]) - len(encoded[i][1]))

@@ -95,7 +95,10 @@ def parameters_cell(study: str) -> str:
         text = f"{field.name} = {value!r}"
         note = comments.get(field.name, "")
         assert "=" not in note, f"papermill misreads '=' in a parameters comment ({field.name})"
-        lines.append(f"{text:<30}# {note}" if note else text)
+        if note and len(f"{text:<30}# {note}") > 120:
+            lines += [f"# {note}", text]  # a long value: its comment goes above it
+        else:
+            lines.append(f"{text:<30}# {note}" if note else text)
     return "\n".join(lines)
 
 
@@ -147,7 +150,8 @@ run_dir = run_folder("forgetting", cfg)
 run_dir.mkdir(parents=True, exist_ok=True)
 timer = Timer()
 print("run folder:", run_dir)'''),
-    ("md", "## Data\nAlpaca for training; HellaSwag validation, GSM8K test (shots from train) and MMLU CS test for evaluation."),
+    ("md", "## Data\nAlpaca for training; HellaSwag validation, GSM8K test (shots from train) and MMLU CS test "
+           "for evaluation."),
     ("code", '''with timer("data"):
     pairs = [forgetting.alpaca_pair(r) for r in load_records(forgetting.ALPACA, source=cfg.data_source, n=cfg.n_train,
                                                              param="data_source")]
@@ -218,7 +222,7 @@ import helpers  # noqa: F401  (before transformers, so Unsloth can patch it on a
 from helpers.config import collect_params
 from helpers.encoders import load_encoder
 from helpers.modeling import add_lora, load_model
-from helpers.runs import Timer, run_folder, write_json, write_metrics, write_run_record
+from helpers.runs import Timer, run_folder, write_metrics, write_run_record
 from helpers.studies import study_config
 from helpers.tables import write_table
 from helpers.tasks import small_vs_large as svl
@@ -231,8 +235,8 @@ run_dir = run_folder("small_vs_large", cfg)
 run_dir.mkdir(parents=True, exist_ok=True)
 timer = Timer()
 print("run folder:", run_dir)"""),
-    ("md", "## Data and demonstration retrieval\nOne encoder embeds each task's pool; test questions and training examples "
-           "get their `k_demos` nearest pool examples."),
+    ("md", "## Data and demonstration retrieval\nOne encoder embeds each task's pool; test questions and training "
+           "examples get their `k_demos` nearest pool examples."),
     ("code", """with timer("retrieval"):
     encoder = load_encoder(cfg.retriever)
     prepared = {name: svl.prepare_task(svl.get_task(name), cfg, encoder) for name in cfg.tasks}
@@ -271,8 +275,8 @@ with open(run_dir / "generations.jsonl", "w") as f:
     f.writelines(json.dumps(r, ensure_ascii=False) + "\\n" for r in records)
 files["generations"] = str(run_dir / "generations.jsonl")
 print(open(files["md"]).read())"""),
-    ("md", "## Rating workbook for the open-answer task\nOne row per question, one answer and one 1-5 rating column per "
-           "configuration; re-runs keep every rating (helpers/workbook.py)."),
+    ("md", "## Rating workbook for the open-answer task\nOne row per question, one answer and one 1-5 rating column "
+           "per configuration; re-runs keep every rating (helpers/workbook.py)."),
     ("code", """workbook_update = None
 if "medqa" in prepared:
     rows, answers = svl.rating_rows(prepared["medqa"], svl.get_task("medqa"), responses["medqa"])

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (data: one record per line reads best)
 """Write the project-written offline data of the forgetting and small_vs_large studies.
 
     python scripts/write_study_fixtures.py      # rewrites benchmark_data/data/<name>_sample.jsonl

@@ -4,8 +4,16 @@ import math
 
 import pytest
 
-from helpers.metrics import (INVALID, classification_scores, difference_ci, forgetting_rate, gsm8k_extract,
-                             gsm8k_normalize, gsm8k_score, match_label)
+from helpers.metrics import (
+    INVALID,
+    classification_scores,
+    difference_ci,
+    forgetting_rate,
+    gsm8k_extract,
+    gsm8k_normalize,
+    gsm8k_score,
+    match_label,
+)
 from helpers.tasks.forgetting import cut_at, gsm8k_prompt, hellaswag_item, hellaswag_preprocess, mmlu_item
 
 REF = "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nAltogether she sold 48+24 = <<48+24=72>>72 clips.\n#### 72"
@@ -79,7 +87,8 @@ def test_forgetting_rate_ability_and_knowledge():
 
 def test_hellaswag_preprocessing_is_lm_evals():
     # one pass of '  ' -> ' ' after removing '[step]' leaves two of the three spaces, exactly as lm-eval does
-    assert hellaswag_preprocess(" Making a cake [title] Mix the flour.  [step] Stir ") == "Making a cake. Mix the flour.  Stir"
+    text = " Making a cake [title] Mix the flour.  [step] Stir "
+    assert hellaswag_preprocess(text) == "Making a cake. Mix the flour.  Stir"
     doc = {"activity_label": "Baking", "ctx_a": "A man mixes dough.", "ctx_b": "he",
            "endings": ["bakes it [header] well.", "eats it."], "label": "1"}
     assert hellaswag_item(doc) == ("Baking: A man mixes dough. He", ["bakes it well.", "eats it."], 1)

@@ -20,6 +20,7 @@ from helpers.data import DATA_DIR as DATA_DIR  # re-exported: tests read the off
 from helpers.data import HubData, load_records
 from helpers.metrics import numeric_match
 
+
 @dataclasses.dataclass(frozen=True)
 class InstructTask:
     name: str

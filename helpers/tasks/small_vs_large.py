@@ -182,8 +182,9 @@ def run_configurations(llm, tokenizer, info, prepared: dict, cfg, run_dir) -> tu
                 continue
             reset_lora(llm, cfg.seed)
             dataset = build_sft_dataset(tokenizer, p["train_pairs"][kind], chat=True, max_length=cfg.max_seq_length)
-            trained[f"{name}/{kind}"] = train_sft(llm, tokenizer, dataset, run_dir=Path(run_dir) / "adapters" / name / kind,
-                                                  settings=cfg, backend=info.backend, resume=cfg.resume)
+            folder = Path(run_dir) / "adapters" / name / kind
+            trained[f"{name}/{kind}"] = train_sft(llm, tokenizer, dataset, run_dir=folder, settings=cfg,
+                                                  backend=info.backend, resume=cfg.resume)
             trained[f"{name}/{kind}"]["data"] = dataset.info.description
             for config in configs:
                 responses[name][config] = respond(p["prompts"][prompt_kind(config)], f"{name} {config}")
