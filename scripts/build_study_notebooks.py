@@ -86,6 +86,13 @@ COMMENTS = {
 }
 
 
+def start_cell(study: str) -> str:
+    """The cell after the parameters: typed config, run folder, timer."""
+    return (f'cfg = study_config("{study}", collect_params(globals(), _names_before_parameters))\n'
+            f'run_dir = run_folder("{study}", cfg)\n'
+            'run_dir.mkdir(parents=True, exist_ok=True)\ntimer = Timer()\nprint("run folder:", run_dir)')
+
+
 def parameters_cell(study: str) -> str:
     cfg = STUDIES[study].config()
     comments = COMMENTS[study]
@@ -145,11 +152,7 @@ from helpers.tasks import forgetting
 
 _names_before_parameters = set(dir())'''),
     ("parameters", ""),
-    ("code", '''cfg = study_config("forgetting", collect_params(globals(), _names_before_parameters))
-run_dir = run_folder("forgetting", cfg)
-run_dir.mkdir(parents=True, exist_ok=True)
-timer = Timer()
-print("run folder:", run_dir)'''),
+    ("code", start_cell("forgetting")),
     ("md", "## Data\nAlpaca for training; HellaSwag validation, GSM8K test (shots from train) and MMLU CS test "
            "for evaluation."),
     ("code", '''with timer("data"):
@@ -230,11 +233,7 @@ from helpers.workbook import update_rating_workbook
 
 _names_before_parameters = set(dir())"""),
     ("parameters", ""),
-    ("code", """cfg = study_config("small_vs_large", collect_params(globals(), _names_before_parameters))
-run_dir = run_folder("small_vs_large", cfg)
-run_dir.mkdir(parents=True, exist_ok=True)
-timer = Timer()
-print("run folder:", run_dir)"""),
+    ("code", start_cell("small_vs_large")),
     ("md", "## Data and demonstration retrieval\nOne encoder embeds each task's pool; test questions and training "
            "examples get their `k_demos` nearest pool examples."),
     ("code", """with timer("retrieval"):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from helpers.config import ConfigError, StudyConfig
+from helpers.config import ConfigError, InstructConfig
 from helpers.data import HubData, load_records
 from helpers.generation import generate
 from helpers.loglik import score_choices
@@ -80,7 +80,7 @@ def cut_at(text: str, stops=("Question:",)) -> str:
 
 
 @dataclasses.dataclass
-class ForgettingConfig(StudyConfig):
+class ForgettingConfig(InstructConfig):
     """forgetting: Alpaca SFT, then base vs fine-tuned on HellaSwag, GSM8K and MMLU CS."""
 
     model: str = "llama-3.2-1b"
@@ -91,14 +91,7 @@ class ForgettingConfig(StudyConfig):
     gsm8k_shots: int = 5
     mmlu_subjects: list = dataclasses.field(default_factory=lambda: list(MMLU_CS))
     n_mmlu: int = 0
-    lora_r: int = 16
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    learning_rate: float = 2e-4
-    batch_size: int = 4
-    grad_accum: int = 2
     max_seq_length: int = 1024
-    save_steps: int = 100
     eval_batch_size: int = 16
     max_new_tokens: int = 256
     lm_eval: bool = False

@@ -15,7 +15,7 @@ import dataclasses
 from pathlib import Path
 from typing import Callable
 
-from helpers.config import REPO_ROOT, ConfigError, StudyConfig
+from helpers.config import REPO_ROOT, ConfigError, InstructConfig
 from helpers.data import DATA_DIR as DATA_DIR  # re-exported: tests read the offline files through it
 from helpers.data import HubData, load_records
 from helpers.metrics import numeric_match
@@ -76,7 +76,7 @@ def load_pairs(task: InstructTask, *, source: str, n: int) -> list[tuple[str, st
 
 
 @dataclasses.dataclass
-class TrainConfig(StudyConfig):
+class TrainConfig(InstructConfig):
     """train_math / train_bio: QLoRA on the first `n_samples` rows, adapters kept after each of
     `stage_epochs` (the study: epoch 1, then the same run continues to epoch 3)."""
 
@@ -85,14 +85,7 @@ class TrainConfig(StudyConfig):
     n_samples: int = 10000
     epochs: float = 3.0
     stage_epochs: list = dataclasses.field(default_factory=lambda: [1, 3])
-    lora_r: int = 16
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    learning_rate: float = 2e-4
-    batch_size: int = 2
-    grad_accum: int = 4
     max_seq_length: int = 1024
-    save_steps: int = 100
 
     def validate(self) -> None:
         super().validate()

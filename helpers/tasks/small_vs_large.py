@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from helpers.config import ConfigError, StudyConfig
+from helpers.config import ConfigError, InstructConfig
 from helpers.data import HubData, load_records
 from helpers.encoders import bertscore
 from helpers.metrics import classification_scores, gsm8k_extract, gsm8k_score, match_label, mean_ci
@@ -292,7 +292,7 @@ def answer_all(backend, prompts: list[str], max_tokens: int) -> list[str]:
 
 
 @dataclasses.dataclass
-class SmallVsLargeConfig(StudyConfig):
+class SmallVsLargeConfig(InstructConfig):
     """small_vs_large: the five Dr.ICL configurations and a large model's row on three tasks."""
 
     tasks: list = dataclasses.field(default_factory=lambda: list(TASKS))
@@ -307,14 +307,7 @@ class SmallVsLargeConfig(StudyConfig):
     f1_average: str = "macro"
     large_model: str = ""
     large_model_demos: bool = True
-    lora_r: int = 16
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    learning_rate: float = 2e-4
-    batch_size: int = 2
-    grad_accum: int = 4
     max_seq_length: int = 2048
-    save_steps: int = 100
     eval_batch_size: int = 16
     max_new_tokens: int = 256
 
