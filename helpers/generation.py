@@ -33,10 +33,12 @@ def inference_mode(model):
             model.train()
 
 
-def generate(model, tokenizer, prompts: list[str], *, chat: bool, stop_token_ids: list[int],
-             max_new_tokens: int = 64, batch_size: int = 32, desc: str = "generate") -> list[str]:
-    """Greedy answers to `prompts`, in order. Prompts are sorted by length so that each batch holds
-    similar lengths (less padding); the answer excludes the prompt and the stop token."""
+def generate(model, tokenizer, prompts: list, *, chat: bool, stop_token_ids: list[int],
+             max_new_tokens: int = 64, batch_size: int = 32, temperature: float = 0.0,
+             desc: str = "generate") -> list[str]:
+    """Answers to `prompts` (texts, or with `chat` also message lists), in order: greedy, or sampled
+    at `temperature` > 0. Prompts are sorted by length so that each batch holds similar lengths
+    (less padding); the answer excludes the prompt and the stop token."""
     encoded = [encode_prompt(tokenizer, render_prompt(tokenizer, p, chat=chat), chat=chat) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     answers = [""] * len(prompts)
@@ -53,7 +55,9 @@ def generate(model, tokenizer, prompts: list[str], *, chat: bool, stop_token_ids
                 mask[row, width - len(encoded[i]):] = 1
             out = model.generate(
                 input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
-                do_sample=False, eos_token_id=list(stop_token_ids), pad_token_id=pad_id,
+                eos_token_id=list(stop_token_ids), pad_token_id=pad_id,
+                **({"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0} if temperature > 0
+                   else {"do_sample": False}),
             )
             for row, i in enumerate(idx):
                 new = out[row, width:].tolist()

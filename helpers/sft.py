@@ -23,14 +23,15 @@ from helpers.config import ConfigError
 IGNORE_INDEX = -100
 
 
-def render_prompt(tokenizer, prompt: str, *, chat: bool) -> str:
-    """The text the model is given before its answer."""
+def render_prompt(tokenizer, prompt: str | list[dict], *, chat: bool) -> str:
+    """The text the model is given before its answer. With `chat`, `prompt` is the user turn, or a
+    whole conversation as a list of {"role", "content"} messages (a system turn, say)."""
     if not chat:
         return prompt
     if tokenizer.chat_template is None:
         raise ConfigError("this tokenizer has no chat template: give the model a `family` in configs/models.yaml")
-    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                         add_generation_prompt=True)
+    messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
 def render_example(tokenizer, prompt: str, answer: str, *, chat: bool) -> tuple[str, str]:
