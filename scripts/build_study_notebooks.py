@@ -78,7 +78,10 @@ COMMENTS = {
         "bertscore_model": "BERTScore encoder; bert-score's English default is roberta-large",
         "bertscore_layers": "which layer's embeddings BERTScore uses (roberta-large: 17)",
         "f1_average": "macro: every beer style weighs the same; weighted: by its support",
-        "large_model": "the comparison row: a registry name or hub id (empty: no row)",
+        "large_model": "the comparison row: registry name, hub id or API model name (empty: no row)",
+        "large_backend": "local (helpers.generation) or openai (any OpenAI-compatible endpoint)",
+        "large_base_url": "openai backend: e.g. https://api.openai.com/v1",
+        "large_api_key_env": "openai backend: the environment variable that holds the key",
         "large_model_demos": "send the large model the retrieved-demonstration prompts (False: zero-shot)",
         "eval_batch_size": "prompts per generation batch",
         "max_new_tokens": "answer length",
@@ -252,18 +255,19 @@ write_run_record(run_dir, cfg, study="small_vs_large", model_info=info,
 with timer("small_model"):
     responses, trained = svl.run_configurations(llm, tokenizer, info, prepared, cfg, run_dir)
 trained"""),
-    ("md", "## The large model's row\nThe same prompts through a chat backend: here a registry model through "
-           "`helpers.generation`; any object with `.chat(messages) -> str` (an OpenAI-compatible client) can replace "
-           "`large` below."),
-    ("code", """large_row = None
+    ("md", "## The large model's row\nThe same prompts through a chat backend (`helpers/backends.py`): a registry "
+           "model through `helpers.generation` (`large_backend = \"local\"`) or an OpenAI-compatible endpoint "
+           "(`\"openai\"`, the key read from the environment variable `large_api_key_env`). Replies are cached in "
+           "the run folder."),
+    ("code", """large_row, large_failures = None, {}
 if cfg.large_model:
     large_row = f"large ({cfg.large_model})"
+    large = svl.large_backend(cfg, run_dir / "large_cache")
     with timer("large_model"):
-        large = svl.LocalChat(cfg.large_model, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.eval_batch_size,
-                              load_in_4bit=cfg.load_in_4bit)
         for name, p in prepared.items():
             prompts = p["prompts"][svl.prompt_kind("large", cfg.large_model_demos)]
-            responses[name][large_row] = svl.answer_all(large, prompts, cfg.max_new_tokens)"""),
+            responses[name][large_row], large_failures[name] = svl.answer_all(large, prompts, cfg.max_new_tokens)
+    print(large, large.counters(), "failed:", large_failures)"""),
     ("md", "## Scores: one table, a figure, every generation"),
     ("code", """with timer("score"):
     results, records = svl.score_all(responses, prepared, cfg)
@@ -289,6 +293,7 @@ workbook_update"""),
     "study": "small_vs_large", "model": cfg.model, "backend": info.backend, "run_dir": str(run_dir),
     "data_source": cfg.data_source, "n_pool": cfg.n_pool, "k_demos": cfg.k_demos, "retriever": cfg.retriever,
     "bertscore_model": cfg.bertscore_model, "f1_average": cfg.f1_average, "large_model": large_row,
+    "large_failures": large_failures,
     "n_test": {n: len(p["test"]) for n, p in prepared.items()},
     "labels": {n: p["labels"] for n, p in prepared.items() if p["labels"]},
     "retrieval": {n: {"test_demos": p["test_demos"], "train_demos": p["train_demos"],

@@ -258,37 +258,29 @@ def plot_results(table, path):
     return save_figure(fig, path)
 
 
-class LocalChat:
-    """A chat backend for the large-model row from a registry model through helpers.generation.
-    Any object with `.chat(messages, max_tokens=..., temperature=0.0) -> str` can stand in for it (an
-    OpenAI-compatible client, for example); `answer_all` below uses `.answer_all` when there is one
-    (batched generation) and `.chat` one prompt at a time otherwise."""
+def large_backend(cfg, cache_dir):
+    """The large model's chat backend (helpers/backends.py): a registry model or hub id answering
+    through helpers.generation ("local"), or an OpenAI-compatible endpoint ("openai", key read from
+    the environment variable `large_api_key_env`). Replies are cached under `cache_dir`."""
+    from helpers.backends import make_backend
 
-    def __init__(self, model: str, *, max_new_tokens: int, batch_size: int, load_in_4bit: bool = True):
-        from helpers.modeling import load_model
-
-        self.name = model
-        self.llm, self.tokenizer, self.info = load_model(model, load_in_4bit=load_in_4bit)
-        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
-
-    def answer_all(self, prompts: list[str], max_tokens: int | None = None) -> list[str]:
-        from helpers.generation import generate
-
-        return generate(self.llm, self.tokenizer, prompts, chat=True, stop_token_ids=self.info.stop_token_ids,
-                        max_new_tokens=max_tokens or self.max_new_tokens, batch_size=self.batch_size,
-                        desc=f"large {self.name}")
-
-    def chat(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0) -> str:
-        if len(messages) != 1 or messages[0]["role"] != "user":
-            raise ValueError("LocalChat answers one user message (the study's prompts are single turns)")
-        return self.answer_all([messages[0]["content"]], max_tokens)[0]
+    if cfg.large_backend == "openai":
+        return make_backend("openai", base_url=cfg.large_base_url, model=cfg.large_model,
+                            api_key_env=cfg.large_api_key_env, cache_dir=cache_dir)
+    return make_backend("local", model=cfg.large_model, cache_dir=cache_dir, load_in_4bit=cfg.load_in_4bit,
+                        batch_size=cfg.eval_batch_size, seed=cfg.seed)
 
 
-def answer_all(backend, prompts: list[str], max_tokens: int) -> list[str]:
-    """The backend's answers to single-turn prompts, in order."""
-    if hasattr(backend, "answer_all"):
-        return backend.answer_all(prompts, max_tokens)
-    return [backend.chat([{"role": "user", "content": p}], max_tokens=max_tokens, temperature=0.0) for p in prompts]
+def answer_all(backend, prompts: list[str], max_tokens: int) -> tuple[list[str], int]:
+    """(replies in order, how many requests failed) for single-turn prompts, greedy. Any object with
+    `.chat(messages, max_tokens, temperature) -> str` works; `.chat_many` (batched) is used when there
+    is one. A failed request leaves an empty answer, which scores as wrong."""
+    conversations = [[{"role": "user", "content": p}] for p in prompts]
+    if hasattr(backend, "chat_many"):
+        replies = backend.chat_many(conversations, max_tokens=max_tokens, temperature=0.0)
+    else:
+        replies = [backend.chat(c, max_tokens=max_tokens, temperature=0.0) for c in conversations]
+    return [r or "" for r in replies], sum(r is None for r in replies)
 
 
 @dataclasses.dataclass
@@ -306,6 +298,9 @@ class SmallVsLargeConfig(InstructConfig):
     bertscore_layers: int = 17
     f1_average: str = "macro"
     large_model: str = ""
+    large_backend: str = "local"
+    large_base_url: str = ""
+    large_api_key_env: str = "OPENAI_API_KEY"
     large_model_demos: bool = True
     max_seq_length: int = 2048
     eval_batch_size: int = 16
@@ -334,6 +329,10 @@ class SmallVsLargeConfig(InstructConfig):
             raise ConfigError(f"bertscore_layers must be >= 1, got {self.bertscore_layers}")
         if not self.data_source.strip():
             raise ConfigError("data_source is empty: use 'hub', 'local' or a folder with the data files")
+        if self.large_backend not in ("local", "openai"):
+            raise ConfigError(f"large_backend must be 'local' or 'openai', got {self.large_backend!r}")
+        if self.large_backend == "openai" and self.large_model and not self.large_base_url:
+            raise ConfigError("large_backend 'openai' needs large_base_url, e.g. https://api.openai.com/v1")
 
 
 def report(metrics: dict) -> str:
