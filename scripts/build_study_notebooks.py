@@ -259,15 +259,19 @@ trained"""),
            "model through `helpers.generation` (`large_backend = \"local\"`) or an OpenAI-compatible endpoint "
            "(`\"openai\"`, the key read from the environment variable `large_api_key_env`). Replies are cached in "
            "the run folder."),
-    ("code", """large_row, large_failures = None, {}
+    ("code", """large_row, large_failures = None, 0
 if cfg.large_model:
     large_row = f"large ({cfg.large_model})"
     large = svl.large_backend(cfg, run_dir / "large_cache")
-    with timer("large_model"):
-        for name, p in prepared.items():
-            prompts = p["prompts"][svl.prompt_kind("large", cfg.large_model_demos)]
-            responses[name][large_row], large_failures[name] = svl.answer_all(large, prompts, cfg.max_new_tokens)
-    print(large, large.counters(), "failed:", large_failures)"""),
+    kind = svl.prompt_kind("large", cfg.large_model_demos)
+    with timer("large_model"):  # one batched request list for all tasks
+        prompts = [x for p in prepared.values() for x in p["prompts"][kind]]
+        replies, large_failures = svl.answer_all(large, prompts, cfg.max_new_tokens)
+    start = 0
+    for name, p in prepared.items():
+        responses[name][large_row] = replies[start:start + len(p["test"])]
+        start += len(p["test"])
+    print(large, large.counters(), "failed requests:", large_failures)"""),
     ("md", "## Scores: one table, a figure, every generation"),
     ("code", """with timer("score"):
     results, records = svl.score_all(responses, prepared, cfg)

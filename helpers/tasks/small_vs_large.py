@@ -165,17 +165,21 @@ def run_configurations(llm, tokenizer, info, prepared: dict, cfg, run_dir) -> tu
     from helpers.modeling import reset_lora
     from helpers.sft import build_sft_dataset, train_sft
 
-    def respond(prompts, desc):
-        return generate(llm, tokenizer, prompts, chat=True, stop_token_ids=info.stop_token_ids,
-                        max_new_tokens=cfg.max_new_tokens, batch_size=cfg.eval_batch_size, desc=desc)
+    def respond(name, configs, desc):
+        """One generation call for several configurations of the same model state (fewer, fuller batches)."""
+        prompts = [x for c in configs for x in prepared[name]["prompts"][prompt_kind(c)]]
+        texts = generate(llm, tokenizer, prompts, chat=True, stop_token_ids=info.stop_token_ids,
+                         max_new_tokens=cfg.max_new_tokens, batch_size=cfg.eval_batch_size, desc=desc)
+        n = len(prepared[name]["test"])
+        responses[name].update({c: texts[i * n:(i + 1) * n] for i, c in enumerate(configs)})
 
     responses, trained = {}, {}
     for name, p in prepared.items():
         responses[name] = {}
-        with llm.disable_adapter():
-            for config in ("base", "base+icl"):
-                if config in cfg.configurations:
-                    responses[name][config] = respond(p["prompts"][prompt_kind(config)], f"{name} {config}")
+        base_configs = [c for c in ("base", "base+icl") if c in cfg.configurations]
+        if base_configs:
+            with llm.disable_adapter():
+                respond(name, base_configs, f"{name} {', '.join(base_configs)}")
         for kind in ("plain", "icl"):
             configs = [c for c in cfg.configurations if ADAPTER.get(c) == kind]
             if not configs:
@@ -186,8 +190,9 @@ def run_configurations(llm, tokenizer, info, prepared: dict, cfg, run_dir) -> tu
             trained[f"{name}/{kind}"] = train_sft(llm, tokenizer, dataset, run_dir=folder, settings=cfg,
                                                   backend=info.backend, resume=cfg.resume)
             trained[f"{name}/{kind}"]["data"] = dataset.info.description
-            for config in configs:
-                responses[name][config] = respond(p["prompts"][prompt_kind(config)], f"{name} {config}")
+            respond(name, configs, f"{name} {', '.join(configs)}")
+    responses = {name: {c: by_config[c] for c in CONFIGURATIONS if c in by_config}
+                 for name, by_config in responses.items()}
     return responses, trained
 
 
