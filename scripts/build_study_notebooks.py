@@ -63,7 +63,7 @@ COMMENTS = {
         "n_mmlu": "items per MMLU subject (0: all)",
         "eval_batch_size": "prompts per forward pass when scoring and generating",
         "max_new_tokens": "GSM8K answer length (cut at the next 'Question:' as lm-eval does)",
-        "lm_eval": "also run lm-evaluation-harness (needs the lm-eval package and internet)",
+        "lm_eval": "also run lm-evaluation-harness on the same items, its numbers beside ours",
         "lm_eval_limit": "items per lm-eval task (0: all)",
     },
     "small_vs_large": {
@@ -192,13 +192,14 @@ files["generations"] = str(run_dir / "generations.json")
 print(open(files["md"]).read())'''),
     ("md", "## Optional: the same benchmarks through lm-evaluation-harness\n`lm_eval = True` runs lm-eval's own "
            "`hellaswag`, `gsm8k` and `mmlu_<subject>` tasks (HF backend; the fine-tuned one with the peft adapter) "
-           "so its numbers stand beside ours. It needs `pip install lm-eval==0.4.13` and the hub datasets."),
+           "so its numbers stand beside ours; with `data_source` local it runs the same task files on the local data."),
     ("code", '''lm_eval_results = None
 if cfg.lm_eval:
     with timer("lm_eval"):
-        lm_eval_results = {"base": forgetting.run_lm_eval(info.source, None, cfg),
-                           "finetuned": forgetting.run_lm_eval(info.source, str(run_dir / "adapter"), cfg)}
-lm_eval_results'''),
+        lm_eval_results = {"base": forgetting.run_lm_eval(info.source, None, cfg, run_dir / "lm_eval_tasks"),
+                           "finetuned": forgetting.run_lm_eval(info.source, str(run_dir / "adapter"), cfg,
+                                                               run_dir / "lm_eval_tasks")}
+    print(forgetting.lm_eval_table(base, tuned, lm_eval_results).round(1).to_string())'''),
     ("code", '''metrics = {
     "study": "forgetting", "model": cfg.model, "backend": info.backend, "run_dir": str(run_dir),
     "data_source": cfg.data_source, "n_train": len(dataset), "data": dataset.info.description, "train": train_result,

@@ -1,5 +1,7 @@
 """Log-likelihood scoring of continuations (HellaSwag, MMLU) and sentence-encoder retrieval/BERTScore."""
 
+import json
+
 import pytest
 import torch
 
@@ -68,3 +70,32 @@ def test_bertscore_with_the_packaged_encoder():
     out = bertscore(cands, refs, model="all-minilm-l6-v2", num_layers=6)
     assert out["f1"][0] == pytest.approx(1.0, abs=1e-4) and out["precision"][0] == pytest.approx(1.0, abs=1e-4)
     assert out["f1"][0] > out["f1"][1] > out["f1"][2]
+
+
+def flat(rows):
+    return [x for row in rows for x in row]
+
+
+@pytest.mark.slow
+def test_lm_eval_on_the_local_data_gives_our_log_likelihoods(dense_model, tmp_path):
+    """lm-evaluation-harness itself (HF backend, its hellaswag and mmlu task files pointed at the local
+    data) and helpers.loglik score the same items with the same log-likelihoods."""
+    from helpers.data import DATA_DIR
+    from helpers.studies import study_config
+    from helpers.tasks import forgetting
+
+    model, tok, info = dense_model
+    cfg = study_config("forgetting", {"data_source": "local", "n_hellaswag": 4, "n_gsm8k": 1, "gsm8k_shots": 0,
+                                      "mmlu_subjects": ["computer_security"], "n_mmlu": 3, "max_new_tokens": 8,
+                                      "eval_batch_size": 8})
+    theirs = forgetting.run_lm_eval(info.source, None, cfg, tmp_path / "tasks")
+    rows = [json.loads(line) for line in (DATA_DIR / "hellaswag_sample.jsonl").read_text().splitlines()[:4]]
+    ours = loglik.score_choices(model, tok, [forgetting.hellaswag_item(r) for r in rows])
+    assert flat(theirs["hellaswag"]["logliks"]) == pytest.approx(flat(ours["logliks"]), abs=1e-3)
+    assert theirs["hellaswag"]["acc,none"] == pytest.approx(sum(ours["acc"]) / 4)
+    assert theirs["hellaswag"]["acc_norm,none"] == pytest.approx(sum(ours["acc_norm"]) / 4)
+    mmlu = [json.loads(line) for line in (DATA_DIR / "mmlu_cs_sample.jsonl").read_text().splitlines()]
+    mmlu = [forgetting.mmlu_item(r) for r in mmlu if r["subject"] == "computer_security"][:3]
+    assert flat(theirs["mmlu_computer_security"]["logliks"]) == pytest.approx(
+        flat(loglik.score_choices(model, tok, mmlu)["logliks"]), abs=1e-3)
+    assert set(theirs["gsm8k"]) >= {"exact_match,strict-match", "exact_match,flexible-extract"}

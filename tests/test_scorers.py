@@ -103,3 +103,17 @@ def test_mmlu_and_gsm8k_prompts_follow_lm_eval_templates():
     shots = [{"question": "1+1?", "answer": "1+1=2\n#### 2"}]
     assert gsm8k_prompt("2+2?", shots) == "Question: 1+1?\nAnswer: 1+1=2\n#### 2\n\nQuestion: 2+2?\nAnswer:"
     assert cut_at(" 4\n#### 4\n\nQuestion: 3+3?\nAnswer: 6") == " 4\n#### 4\n\n"
+
+
+def test_lm_eval_numbers_sit_beside_ours_with_mmlu_pooled_by_item_count():
+    from helpers.tasks.forgetting import lm_eval_table
+
+    ours = {k: {"mean": 0.5, "ci95": 0.1, "n": 4} for k in
+            ("hellaswag_acc", "hellaswag_acc_norm", "gsm8k_strict", "gsm8k_flexible", "mmlu_acc")}
+    theirs = {"hellaswag": {"acc,none": 0.25, "acc_norm,none": 0.75},
+              "gsm8k": {"exact_match,strict-match": 0.0, "exact_match,flexible-extract": 0.5},
+              "mmlu_a": {"acc,none": 1.0, "sample_len": 3}, "mmlu_b": {"acc,none": 0.0, "sample_len": 1}}
+    table = lm_eval_table(ours, ours, {"base": theirs, "finetuned": theirs})
+    assert table.loc["HellaSwag acc_norm", "lm-eval base"] == 75.0
+    assert table.loc["MMLU CS acc", "lm-eval fine-tuned"] == 75.0  # (3 * 1.0 + 1 * 0.0) / 4
+    assert table.loc["GSM8K flexible-extract", "ours base"] == 50.0

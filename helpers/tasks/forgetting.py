@@ -220,18 +220,94 @@ def plot_forgetting(base: dict, tuned: dict, path):
     return save_figure(fig, path)
 
 
-def run_lm_eval(source: str, adapter: str | None, cfg) -> dict:
-    """The same benchmarks through lm-evaluation-harness (HF backend, peft adapter), for comparison.
-    Needs `pip install lm-eval==0.4.13` and the hub datasets (internet)."""
+def lm_eval_tasks(cfg, folder) -> tuple[list[str], object]:
+    """lm-eval task names and a TaskManager for cfg.data_source. On the hub: lm-eval's own `hellaswag`,
+    `gsm8k`, `mmlu_<subject>`. Otherwise the same task files (`include:`) pointed at the local data
+    (one file per MMLU subject is written to `folder`), named `<task>_local`."""
+    from lm_eval.tasks import TaskManager
+
+    subjects = [f"mmlu_{s}" for s in cfg.mmlu_subjects]
+    if cfg.data_source == "hub":
+        return ["hellaswag", "gsm8k", *subjects], TaskManager()
+    import json
+    from pathlib import Path
+
+    import lm_eval
+
+    from helpers.data import _local_path
+
+    tasks_dir = Path(lm_eval.__file__).parent / "tasks"
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    src = cfg.data_source
+    files = {"hellaswag": {"validation": _local_path(HELLASWAG, src)},
+             "gsm8k": {"train": _local_path(GSM8K_TRAIN, src), "test": _local_path(GSM8K_TEST, src)}}
+    rows = load_records(HubData("cais/mmlu", MMLU_LOCAL, ("subject",)), source=src, n=0, param="data_source")
+    for subject in cfg.mmlu_subjects:
+        path = folder / f"mmlu_{subject}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows if r["subject"] == subject))
+        files[f"mmlu_{subject}"] = {"test": path, "dev": path}
+    names = []
+    for task, data_files in files.items():
+        source = tasks_dir / ("mmlu/default" if task.startswith("mmlu") else task) / f"{task}.yaml"
+        extra = "training_split: null\n" if task == "hellaswag" else ""
+        (folder / f"{task}_local.yaml").write_text(
+            f"include: {source}\ntask: {task}_local\ntag: []\ndataset_path: json\ndataset_name: null\n{extra}"
+            "dataset_kwargs:\n  data_files:\n" + "".join(f"    {k}: {v}\n" for k, v in data_files.items()))
+        names.append(f"{task}_local")
+    return names, TaskManager(include_path=str(folder))
+
+
+def run_lm_eval(source: str, adapter: str | None, cfg, folder) -> dict:
+    """The same benchmarks through lm-evaluation-harness (HF backend on the dense weights, the peft
+    adapter for the fine-tuned model), `n_*` items each like ours, so its numbers stand beside ours.
+    Its GSM8K shots are drawn at random from train (lm-eval's sampler), ours are the first rows."""
     try:
         import lm_eval
     except ImportError:
         raise ConfigError("lm_eval=True needs lm-evaluation-harness: pip install lm-eval==0.4.13") from None
-    tasks = ["hellaswag", "gsm8k", *[f"mmlu_{s}" for s in cfg.mmlu_subjects]]
-    args = {"pretrained": source, **({"peft": adapter} if adapter else {})}
-    out = lm_eval.simple_evaluate(model="hf", model_args=args, tasks=tasks, batch_size=cfg.eval_batch_size,
-                                  limit=cfg.lm_eval_limit or None)
-    return {task: {k: v for k, v in res.items() if isinstance(v, (int, float))} for task, res in out["results"].items()}
+    tasks, manager = lm_eval_tasks(cfg, folder)
+    limits = {"hellaswag": cfg.n_hellaswag, "gsm8k": cfg.n_gsm8k}
+    results = {}
+    for task in tasks:
+        limit = cfg.lm_eval_limit or limits.get(task.removesuffix("_local"), cfg.n_mmlu) or None
+        args = {"pretrained": source, "device": "cuda" if torch_cuda() else "cpu",
+                **({"peft": adapter} if adapter else {})}
+        out = lm_eval.simple_evaluate(model="hf", model_args=args, tasks=[task], task_manager=manager, limit=limit,
+                                      batch_size=cfg.eval_batch_size, log_samples=True,
+                                      gen_kwargs={"max_gen_toks": cfg.max_new_tokens},
+                                      num_fewshot=cfg.gsm8k_shots if task.startswith("gsm8k") else None)
+        res = {k: v for k, v in out["results"][task].items() if isinstance(v, (int, float))}
+        if not task.startswith("gsm8k"):
+            res["logliks"] = [[r[0] for r in s["filtered_resps"]] for s in out["samples"][task]]
+        results[task.removesuffix("_local")] = res
+    return results
+
+
+def lm_eval_table(base: dict, tuned: dict, lm: dict):
+    """Ours beside lm-eval's, in percent (MMLU: lm-eval's subjects pooled by their item counts)."""
+    import pandas as pd
+
+    def theirs(res, key):
+        if key == "mmlu_acc":
+            parts = [(v["acc,none"], v.get("sample_len", 1)) for k, v in res.items() if k.startswith("mmlu_")]
+            return 100 * sum(a * n for a, n in parts) / sum(n for _, n in parts)
+        task, metric = {"hellaswag_acc": ("hellaswag", "acc,none"),
+                        "hellaswag_acc_norm": ("hellaswag", "acc_norm,none"),
+                        "gsm8k_strict": ("gsm8k", "exact_match,strict-match"),
+                        "gsm8k_flexible": ("gsm8k", "exact_match,flexible-extract")}[key]
+        return 100 * res[task][metric]
+
+    rows = [{"metric": name, "ours base": 100 * base[k]["mean"], "lm-eval base": theirs(lm["base"], k),
+             "ours fine-tuned": 100 * tuned[k]["mean"], "lm-eval fine-tuned": theirs(lm["finetuned"], k)}
+            for k, name in METRIC_NAMES.items()]
+    return pd.DataFrame(rows).set_index("metric")
+
+
+def torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def report(metrics: dict) -> str:
