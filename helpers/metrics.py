@@ -88,3 +88,84 @@ def numeric_match(predicted: str, reference: str, rel_tol: float = 1e-6) -> floa
     if want is None:
         raise ValueError(f"reference answer {reference!r} is not a number")
     return float(got is not None and math.isclose(got, want, rel_tol=rel_tol, abs_tol=1e-9))
+
+
+# ---- GSM8K as lm-evaluation-harness scores it: lm_eval/tasks/gsm8k/gsm8k.yaml (lm-eval 0.4.13, task
+# version 3.0). Filters "strict-match" and "flexible-extract" (regex filter, then take_first; a miss gives
+# "[invalid]", lm_eval/filters/extraction.py RegexFilter), then exact_match with ignore_case and these
+# regexes_to_ignore applied in order to prediction and reference alike (lm_eval/api/metrics.py).
+GSM8K_STRICT = re.compile(r"#### (\-?[0-9\.\,]+)")
+GSM8K_FLEXIBLE = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
+GSM8K_IGNORE = (",", "\\$", "(?s).*#### ", "\\.$")
+INVALID = "[invalid]"
+
+
+def gsm8k_extract(response: str, mode: str) -> str:
+    """The answer lm-eval's filter takes from a response: strict = the first '#### N', flexible = the
+    last number-like match; '[invalid]' when there is none.
+
+    >>> gsm8k_extract("so 3 + 4 = 7 apples.\\n#### 7", "strict"), gsm8k_extract("It costs $1,200.", "flexible")
+    ('7', '$1,200.')
+    """
+    regex, select = {"strict": (GSM8K_STRICT, 0), "flexible": (GSM8K_FLEXIBLE, -1)}[mode]
+    found = regex.findall(response if isinstance(response, str) else "")
+    if not found:
+        return INVALID
+    match = found[select]
+    if isinstance(match, tuple):
+        match = next((m for m in match if m), INVALID)
+    return match.strip()
+
+
+def gsm8k_normalize(text: str) -> str:
+    for pattern in GSM8K_IGNORE:
+        text = re.sub(pattern, "", text)
+    return text.lower()
+
+
+def gsm8k_score(response: str, reference: str, mode: str) -> float:
+    """lm-eval's exact_match of the filtered response against the reference solution ('... #### 72').
+
+    >>> gsm8k_score("The answer is $1,234.", "... #### 1234", "flexible")
+    1.0
+    """
+    return float(gsm8k_normalize(gsm8k_extract(response, mode)) == gsm8k_normalize(reference))
+
+
+# ---- classification (scikit-learn)
+def match_label(response: str, labels) -> str:
+    """The label a free-text answer names: the longest label found in it (case-insensitive), else
+    '[invalid]' (counted as wrong: it is no label, so it adds a miss to the true class's recall)."""
+    text = (response or "").lower()
+    for label in sorted(labels, key=len, reverse=True):
+        if label.lower() in text:
+            return label
+    return INVALID
+
+
+def classification_scores(y_true, y_pred, labels, average: str = "macro") -> dict:
+    """Accuracy and scikit-learn's precision/recall/F1 over `labels` (`average`: 'macro' weighs every
+    class alike, 'weighted' by its support); predictions outside `labels` count as misses."""
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+    p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=list(labels), average=average,
+                                                 zero_division=0)
+    return {"accuracy": float(accuracy_score(y_true, y_pred)), "precision": float(p), "recall": float(r),
+            "f1": float(f), "average": average, "invalid": sum(y == INVALID for y in y_pred)}
+
+
+# ---- the forgetting study's measures
+def forgetting_rate(base: float, base_ci: float, tuned: float, tuned_ci: float) -> tuple[float, float]:
+    """FR = (1 - A_flex^FT / A_flex^base) * 100%, with a delta-method 95% half-width (independent
+    samples); (nan, nan) when the base accuracy is 0 (the ratio is undefined)."""
+    if base == 0:
+        return float("nan"), float("nan")
+    # d(ratio)/d(tuned) = 1/base, d(ratio)/d(base) = -tuned/base^2
+    half = math.sqrt((tuned_ci / base) ** 2 + (tuned * base_ci / base ** 2) ** 2)
+    return 100 * (1 - tuned / base), 100 * half
+
+
+def difference_ci(a: float, a_ci: float, b: float, b_ci: float) -> tuple[float, float]:
+    """a - b with the half-width sqrt(ci_a^2 + ci_b^2) (independent estimates). Ability Augmentation
+    is difference_ci(A_norm^FT, ., A_norm^base, .); Knowledge Loss difference_ci(A^base, ., A^FT, .)."""
+    return a - b, math.sqrt(a_ci ** 2 + b_ci ** 2)

@@ -203,3 +203,15 @@ def add_lora(model, info: ModelInfo, *, r: int, alpha: int, dropout: float, targ
         return get_peft_model(model, config)
     except ValueError as err:
         raise ConfigError(f"lora_targets {list(targets)} do not match this model's layers: {err}") from err
+
+
+def reset_lora(model, seed: int) -> None:
+    """Fresh LoRA weights in place (A random, B = 0: the model equals the base again), so one loaded
+    model can train several adapters one after the other without loading it again."""
+    from peft.tuners.lora import LoraLayer
+
+    torch.manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, LoraLayer):
+            for name in list(module.lora_A):
+                module.reset_lora_parameters(name, True)

@@ -13,7 +13,7 @@ import dataclasses
 from typing import Callable
 
 from helpers.config import ConfigError, build_config
-from helpers.tasks import addition, instruct, mmlu
+from helpers.tasks import addition, forgetting, instruct, mmlu, small_vs_large
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +30,8 @@ STUDIES = {
     "benchmark": Study(instruct.BenchmarkConfig, report=instruct.benchmark_report),
     "compile_ratings": Study(instruct.CompileConfig, report=instruct.compile_report),
     "mmlu_teacher": Study(mmlu.MmluConfig, report=mmlu.report),
+    "forgetting": Study(forgetting.ForgettingConfig, report=forgetting.report),
+    "small_vs_large": Study(small_vs_large.SmallVsLargeConfig, report=small_vs_large.report),
 }
 
 

@@ -54,7 +54,8 @@ def test_each_registry_family_masks_all_but_the_answer(embedded_tokenizer, famil
     turn's end marker, never on the instruction or the response marker."""
     tok = copy.deepcopy(embedded_tokenizer)  # special tokens get added below
     bos, eos = {"llama-2": ("<s>", "</s>"), "llama-3": ("<|begin_of_text|>", "<|end_of_text|>"),
-                "gemma": ("<bos>", "<eos>"), "mistral": ("<s>", "</s>"), "chatml": (None, "<|im_end|>")}[family]
+                "gemma": ("<bos>", "<eos>"), "mistral": ("<s>", "</s>"), "chatml": (None, "<|im_end|>"),
+                "zephyr": ("<s>", "</s>")}[family]
     tok.chat_template = chat_template(family)
     tok.add_special_tokens({k: v for k, v in {"bos_token": bos, "eos_token": eos}.items() if v})
     ex = tokenize_example(tok, PROMPT, ANSWER, chat=True, max_length=256)

@@ -15,10 +15,10 @@ import dataclasses
 from pathlib import Path
 from typing import Callable
 
-from helpers.config import REPO_ROOT, ConfigError, StudyConfig
+from helpers.config import REPO_ROOT, ConfigError, InstructConfig
+from helpers.data import DATA_DIR as DATA_DIR  # re-exported: tests read the offline files through it
+from helpers.data import HubData, load_records
 from helpers.metrics import numeric_match
-
-DATA_DIR = REPO_ROOT / "benchmark_data" / "data"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,36 +71,12 @@ def load_pairs(task: InstructTask, *, source: str, n: int) -> list[tuple[str, st
     source: "hub" (the study's dataset; needs internet), "local" (the project-written copy in
     benchmark_data/data/), or a path to a .jsonl/.json/.csv/.parquet file with the same columns.
     """
-    from datasets import load_dataset
-
-    if source == "hub":
-        try:
-            data = load_dataset(task.hub_id, split=f"train[:{n}]")
-        except Exception as err:  # offline, gated, renamed: all end the same way for the user
-            raise ConfigError(
-                f"could not load '{task.hub_id}' from the hub ({type(err).__name__}); without internet use "
-                f"dataset_source='local' (benchmark_data/data/{task.local_file}) or a path to your own copy"
-            ) from None
-    else:
-        path = DATA_DIR / task.local_file if source == "local" else Path(source).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"dataset_source '{source}' is neither 'hub', 'local' nor an existing file")
-        kind = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}.get(path.suffix)
-        if kind is None:
-            raise ConfigError(f"{path.name}: use a .jsonl, .json, .csv or .parquet file")
-        data = load_dataset(kind, data_files=str(path), split="train")
-        data = data.select(range(min(n, len(data))))
-    missing = [c for c in task.columns if c not in data.column_names]
-    if missing:
-        raise ConfigError(f"{task.name} data lacks column(s) {', '.join(missing)}; "
-                          f"it has {', '.join(data.column_names)}")
-    if len(data) == 0:
-        raise ConfigError(f"{task.name} data from '{source}' is empty")
-    return [task.to_pair(row) for row in data]
+    data = HubData(task.hub_id, task.local_file, task.columns)
+    return [task.to_pair(row) for row in load_records(data, source=source, n=n)]
 
 
 @dataclasses.dataclass
-class TrainConfig(StudyConfig):
+class TrainConfig(InstructConfig):
     """train_math / train_bio: QLoRA on the first `n_samples` rows, adapters kept after each of
     `stage_epochs` (the study: epoch 1, then the same run continues to epoch 3)."""
 
@@ -109,14 +85,7 @@ class TrainConfig(StudyConfig):
     n_samples: int = 10000
     epochs: float = 3.0
     stage_epochs: list = dataclasses.field(default_factory=lambda: [1, 3])
-    lora_r: int = 16
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    learning_rate: float = 2e-4
-    batch_size: int = 2
-    grad_accum: int = 4
     max_seq_length: int = 1024
-    save_steps: int = 100
 
     def validate(self) -> None:
         super().validate()

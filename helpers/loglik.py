@@ -1,0 +1,86 @@
+"""Log-likelihood of continuations, and multiple-choice scoring by it (HellaSwag, MMLU), the way
+lm-evaluation-harness does it for a causal model (lm_eval/api/model.py `_encode_pair`,
+lm_eval/api/task.py `process_results` of output_type multiple_choice).
+
+    >>> lls = continuation_logliks(model, tokenizer, [("The sky is", " blue"), ("The sky is", " green")])
+    >>> result = score_choices(model, tokenizer, [("Question: 2+2?\\nAnswer:", ["3", "4"], 1)])
+    >>> result["acc"], result["acc_norm"]
+
+Prompts are plain text (no chat template), as lm-eval's HF backend sends them by default; the
+context's trailing spaces move to the continuation so words tokenize as they would in running text.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from helpers.generation import inference_mode
+
+
+def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """Token ids of (context, continuation): the whole text is encoded and split where the context's
+    own encoding ends (lm-eval `_encode_pair`, causal branch; no special tokens added)."""
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces:
+        context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+    whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
+    context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+    return whole[:len(context_ids)], whole[len(context_ids):]
+
+
+def continuation_logliks(model, tokenizer, requests: list[tuple[str, str]], *, batch_size: int = 16,
+                         max_length: int = 2048) -> list[float]:
+    """Sum of log p(continuation tokens | context) for each (context, continuation), in order.
+    Too-long inputs lose tokens from the left of the context, as in lm-eval."""
+    encoded = [encode_pair(tokenizer, c, x) for c, x in requests]
+    for i, (_, cont) in enumerate(encoded):
+        if not cont:
+            raise ValueError(f"request {i} has an empty continuation: {requests[i]!r}")
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]) - len(encoded[i][1]))
+    out = [0.0] * len(encoded)
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    with inference_mode(model):
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            rows = [(encoded[i][0] + encoded[i][1])[-(max_length + 1):][:-1] for i in idx]
+            width = max(len(r) for r in rows)
+            ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, tokens in enumerate(rows):  # right padding: positions stay 0..len-1
+                ids[row, :len(tokens)] = torch.tensor(tokens)
+                mask[row, :len(tokens)] = 1
+            logprobs = torch.log_softmax(model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float(),
+                                         dim=-1).cpu()
+            for row, i in enumerate(idx):
+                cont = encoded[i][1]
+                end = len(rows[row])  # logits at position t predict token t+1
+                positions = torch.arange(end - len(cont), end)
+                out[i] = float(logprobs[row, positions, torch.tensor(cont)].sum())
+    return out
+
+
+def score_choices(model, tokenizer, items: list[tuple[str, list[str], int]], *, delimiter: str = " ",
+                  batch_size: int = 16) -> dict:
+    """Multiple choice by log-likelihood. Each item is (context, choices, gold index); a choice is
+    scored as `delimiter + choice` after the context (lm-eval's target_delimiter). acc takes the
+    choice of highest log-likelihood, acc_norm the highest log-likelihood per character of the choice
+    (lm-eval: `lls / completion_len` with completion_len = len(choice)).
+
+    Returns {"acc", "acc_norm": per-item 0/1 lists, "pred", "pred_norm", "logliks"}.
+    """
+    requests = [(context, delimiter + choice) for context, choices, _ in items for choice in choices]
+    flat = continuation_logliks(model, tokenizer, requests, batch_size=batch_size)
+    result = {"acc": [], "acc_norm": [], "pred": [], "pred_norm": [], "logliks": []}
+    start = 0
+    for _, choices, gold in items:
+        lls = flat[start:start + len(choices)]
+        start += len(choices)
+        pred = max(range(len(choices)), key=lambda j: lls[j])
+        pred_norm = max(range(len(choices)), key=lambda j: lls[j] / len(choices[j]))
+        result["pred"].append(pred)
+        result["pred_norm"].append(pred_norm)
+        result["acc"].append(float(pred == gold))
+        result["acc_norm"].append(float(pred_norm == gold))
+        result["logliks"].append(lls)
+    return result

@@ -1,0 +1,322 @@
+"""Forgetting after instruction SFT: a small model is fine-tuned on Alpaca-format instructions and
+base and fine-tuned are evaluated on HellaSwag, GSM8K and the MMLU computer-science subjects.
+
+    >>> data = load_eval_data(cfg)
+    >>> scores = evaluate(llm, tokenizer, info, data, cfg, desc="base")
+    >>> summary = forgetting_summary(base_scores, tuned_scores)   # FR, ΔA, ΔK with intervals
+
+Prompts and scoring follow lm-evaluation-harness (0.4.13): HellaSwag's preprocessing and acc/acc_norm
+(lm_eval/tasks/hellaswag/{hellaswag.yaml,utils.py}), GSM8K's "Question: ..\\nAnswer:" n-shot format and
+strict/flexible filters (lm_eval/tasks/gsm8k/gsm8k.yaml), MMLU's zero-shot template
+(lm_eval/tasks/mmlu/default/_default_template_yaml).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from helpers.config import ConfigError, InstructConfig
+from helpers.data import HubData, load_records
+from helpers.generation import generate
+from helpers.loglik import score_choices
+from helpers.metrics import difference_ci, forgetting_rate, gsm8k_extract, gsm8k_score, mean_ci
+
+ALPACA = HubData("tatsu-lab/alpaca", "alpaca_sample.jsonl", ("instruction", "input", "output"))
+HELLASWAG = HubData("Rowan/hellaswag", "hellaswag_sample.jsonl",
+                    ("activity_label", "ctx_a", "ctx_b", "endings", "label"), split="validation")
+GSM8K_TEST = HubData("openai/gsm8k", "gsm8k_test_sample.jsonl", ("question", "answer"), config="main", split="test")
+GSM8K_TRAIN = HubData("openai/gsm8k", "gsm8k_train_sample.jsonl", ("question", "answer"), config="main")
+MMLU_LOCAL = "mmlu_cs_sample.jsonl"
+MMLU_CS = ["college_computer_science", "high_school_computer_science", "computer_security", "machine_learning"]
+
+
+def alpaca_pair(row: dict) -> tuple[str, str]:
+    """Instruction (and input, when there is one) as the user turn, output as the answer."""
+    prompt = row["instruction"].strip()
+    if (row.get("input") or "").strip():
+        prompt += "\n\n" + row["input"].strip()
+    return prompt, row["output"].strip()
+
+
+def hellaswag_preprocess(text: str) -> str:
+    """lm_eval/tasks/hellaswag/utils.py `preprocess`."""
+    text = text.strip()
+    # NOTE: Brackets are artifacts of the WikiHow dataset portion of HellaSwag.
+    text = text.replace(" [title]", ". ")
+    text = re.sub("\\[.*?\\]", "", text)
+    text = text.replace("  ", " ")
+    return text
+
+
+def hellaswag_item(doc: dict) -> tuple[str, list[str], int]:
+    """(context, endings, gold) as lm_eval/tasks/hellaswag/utils.py `process_docs` builds them."""
+    ctx = doc["ctx_a"] + " " + doc["ctx_b"].capitalize()
+    return (hellaswag_preprocess(doc["activity_label"] + ": " + ctx),
+            [hellaswag_preprocess(e) for e in doc["endings"]], int(doc["label"]))
+
+
+def mmlu_item(doc: dict) -> tuple[str, list[str], int]:
+    """lm-eval's MMLU prompt: subject description, question, lettered choices, 'Answer:'; the
+    continuations are the letters."""
+    subject = doc["subject"].replace("_", " ")
+    c = doc["choices"]
+    text = (f"The following are multiple choice questions (with answers) about {subject}.\n\n"
+            f"{doc['question'].strip()}\nA. {c[0]}\nB. {c[1]}\nC. {c[2]}\nD. {c[3]}\nAnswer:")
+    return text, ["A", "B", "C", "D"], int(doc["answer"])
+
+
+def gsm8k_prompt(question: str, shots: list[dict]) -> str:
+    """lm-eval's gsm8k: 'Question: {q}\\nAnswer: {a}' examples separated by a blank line."""
+    parts = [f"Question: {s['question']}\nAnswer: {s['answer']}" for s in shots]
+    return "\n\n".join([*parts, f"Question: {question}\nAnswer:"])
+
+
+def cut_at(text: str, stops=("Question:",)) -> str:
+    """The response up to the first stop string (lm-eval's `until`)."""
+    for stop in stops:
+        text = text.split(stop)[0]
+    return text
+
+
+@dataclasses.dataclass
+class ForgettingConfig(InstructConfig):
+    """forgetting: Alpaca SFT, then base vs fine-tuned on HellaSwag, GSM8K and MMLU CS."""
+
+    model: str = "llama-3.2-1b"
+    data_source: str = "hub"
+    n_train: int = 2000
+    n_hellaswag: int = 0
+    n_gsm8k: int = 0
+    gsm8k_shots: int = 5
+    mmlu_subjects: list = dataclasses.field(default_factory=lambda: list(MMLU_CS))
+    n_mmlu: int = 0
+    max_seq_length: int = 1024
+    eval_batch_size: int = 16
+    max_new_tokens: int = 256
+    lm_eval: bool = False
+    lm_eval_limit: int = 0
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.data_source.strip():
+            raise ConfigError("data_source is empty: use 'hub', 'local' or a folder with the data files")
+        if self.n_train < 1:
+            raise ConfigError(f"n_train must be >= 1, got {self.n_train}")
+        for key in ("n_hellaswag", "n_gsm8k", "n_mmlu", "gsm8k_shots", "lm_eval_limit"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key} must be >= 0 (0 = all, or no shots), got {getattr(self, key)}")
+        if not self.mmlu_subjects:
+            raise ConfigError("mmlu_subjects is empty: e.g. ['college_computer_science']")
+
+
+def load_eval_data(cfg) -> dict:
+    """HellaSwag, GSM8K (test + the train rows used as shots) and MMLU items for cfg.data_source."""
+    src = dict(source=cfg.data_source, param="data_source")
+    data = {
+        "hellaswag": [hellaswag_item(d) for d in load_records(HELLASWAG, n=cfg.n_hellaswag, **src)],
+        "gsm8k": load_records(GSM8K_TEST, n=cfg.n_gsm8k, **src),
+        "gsm8k_shots": load_records(GSM8K_TRAIN, n=cfg.gsm8k_shots, **src) if cfg.gsm8k_shots else [],
+    }
+    mmlu = []
+    columns = ("question", "subject", "choices", "answer")
+    if cfg.data_source == "hub":
+        for subject in cfg.mmlu_subjects:
+            mmlu += load_records(HubData("cais/mmlu", MMLU_LOCAL, columns, config=subject, split="test"),
+                                 n=cfg.n_mmlu, **src)
+    else:
+        rows = load_records(HubData("cais/mmlu", MMLU_LOCAL, columns), n=0, **src)
+        for subject in cfg.mmlu_subjects:
+            part = [r for r in rows if r["subject"] == subject]
+            if not part:
+                raise ConfigError(f"no MMLU rows of subject '{subject}' in the {cfg.data_source} data; it has "
+                                  f"{', '.join(sorted({r['subject'] for r in rows}))}")
+            mmlu += part[:cfg.n_mmlu] if cfg.n_mmlu else part
+    data["mmlu"] = [mmlu_item(d) for d in mmlu]
+    data["mmlu_subject"] = [d["subject"] for d in mmlu]
+    return data
+
+
+def _mean(values) -> dict:
+    mean, ci = mean_ci(values)
+    return {"mean": mean, "ci95": ci, "n": len(values)}
+
+
+def evaluate(llm, tokenizer, info, data: dict, cfg, desc: str) -> tuple[dict, dict]:
+    """(scores, per-item records) of one model state: HellaSwag acc/acc_norm, GSM8K strict/flexible,
+    MMLU acc, each as mean with 95% interval."""
+    hs = score_choices(llm, tokenizer, data["hellaswag"], batch_size=cfg.eval_batch_size)
+    mmlu = score_choices(llm, tokenizer, data["mmlu"], batch_size=cfg.eval_batch_size)
+    prompts = [gsm8k_prompt(d["question"], data["gsm8k_shots"]) for d in data["gsm8k"]]
+    responses = [cut_at(r) for r in generate(llm, tokenizer, prompts, chat=False, stop_token_ids=info.stop_token_ids,
+                                             max_new_tokens=cfg.max_new_tokens, batch_size=cfg.eval_batch_size,
+                                             desc=f"gsm8k {desc}")]
+    strict = [gsm8k_score(r, d["answer"], "strict") for r, d in zip(responses, data["gsm8k"])]
+    flexible = [gsm8k_score(r, d["answer"], "flexible") for r, d in zip(responses, data["gsm8k"])]
+    scores = {"hellaswag_acc": _mean(hs["acc"]), "hellaswag_acc_norm": _mean(hs["acc_norm"]),
+              "gsm8k_strict": _mean(strict), "gsm8k_flexible": _mean(flexible), "mmlu_acc": _mean(mmlu["acc"])}
+    items = {
+        "hellaswag": [{"pred": p, "pred_norm": q, "gold": g, "logliks": ll} for p, q, (_, _, g), ll in
+                      zip(hs["pred"], hs["pred_norm"], data["hellaswag"], hs["logliks"])],
+        "gsm8k": [{"question": d["question"], "reference": d["answer"], "response": r,
+                   "strict": gsm8k_extract(r, "strict"), "flexible": gsm8k_extract(r, "flexible"),
+                   "strict_match": s, "flexible_match": f}
+                  for d, r, s, f in zip(data["gsm8k"], responses, strict, flexible)],
+        "mmlu": [{"subject": s, "pred": "ABCD"[p], "gold": "ABCD"[g], "logliks": ll} for s, p, (_, _, g), ll in
+                 zip(data["mmlu_subject"], mmlu["pred"], data["mmlu"], mmlu["logliks"])],
+    }
+    return scores, items
+
+
+def forgetting_summary(base: dict, tuned: dict) -> dict:
+    """FR from GSM8K flexible accuracy, ΔA from HellaSwag acc_norm, ΔK from MMLU accuracy, in points
+    (accuracies are fractions; the measures are reported in percent / percentage points)."""
+    def pct(scores, key):
+        return 100 * scores[key]["mean"], 100 * scores[key]["ci95"]
+
+    fr = forgetting_rate(*pct(base, "gsm8k_flexible"), *pct(tuned, "gsm8k_flexible"))
+    da = difference_ci(*pct(tuned, "hellaswag_acc_norm"), *pct(base, "hellaswag_acc_norm"))
+    dk = difference_ci(*pct(base, "mmlu_acc"), *pct(tuned, "mmlu_acc"))
+    return {"forgetting_rate": {"value": fr[0], "ci95": fr[1], "unit": "%", "from": "gsm8k_flexible"},
+            "ability_augmentation": {"value": da[0], "ci95": da[1], "unit": "points", "from": "hellaswag_acc_norm"},
+            "knowledge_loss": {"value": dk[0], "ci95": dk[1], "unit": "points", "from": "mmlu_acc"}}
+
+
+METRIC_NAMES = {"hellaswag_acc": "HellaSwag acc", "hellaswag_acc_norm": "HellaSwag acc_norm",
+                "gsm8k_strict": "GSM8K strict-match", "gsm8k_flexible": "GSM8K flexible-extract",
+                "mmlu_acc": "MMLU CS acc"}
+
+
+def results_table(base: dict, tuned: dict, summary: dict):
+    """The study's table: each metric base / fine-tuned (percent, ± 95% half-width), then FR, ΔA, ΔK."""
+    import pandas as pd
+
+    rows = []
+    for key, name in METRIC_NAMES.items():
+        rows.append({"metric": name, "base": 100 * base[key]["mean"], "base ±": 100 * base[key]["ci95"],
+                     "fine-tuned": 100 * tuned[key]["mean"], "fine-tuned ±": 100 * tuned[key]["ci95"],
+                     "n": base[key]["n"]})
+    for key, name in (("forgetting_rate", "FR (%)"), ("ability_augmentation", "ΔA (points)"),
+                      ("knowledge_loss", "ΔK (points)")):
+        rows.append({"metric": name, "fine-tuned": summary[key]["value"], "fine-tuned ±": summary[key]["ci95"]})
+    return pd.DataFrame(rows).set_index("metric")
+
+
+def plot_forgetting(base: dict, tuned: dict, path):
+    """Base vs fine-tuned accuracy per metric with 95% intervals."""
+    import numpy as np
+
+    from helpers.plots import plt, save_figure
+
+    keys = list(METRIC_NAMES)
+    x = np.arange(len(keys))
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    for offset, (label, scores) in zip((-0.2, 0.2), (("base", base), ("fine-tuned", tuned))):
+        ax.bar(x + offset, [100 * scores[k]["mean"] for k in keys], 0.4, label=label,
+               yerr=[100 * np.nan_to_num(scores[k]["ci95"]) for k in keys], capsize=3)
+    ax.set_xticks(x, [METRIC_NAMES[k] for k in keys], rotation=20)
+    ax.set_ylabel("accuracy (%)")
+    ax.legend()
+    return save_figure(fig, path)
+
+
+def lm_eval_tasks(cfg, folder) -> tuple[list[str], object]:
+    """lm-eval task names and a TaskManager for cfg.data_source. On the hub: lm-eval's own `hellaswag`,
+    `gsm8k`, `mmlu_<subject>`. Otherwise the same task files (`include:`) pointed at the local data
+    (one file per MMLU subject is written to `folder`), named `<task>_local`."""
+    from lm_eval.tasks import TaskManager
+
+    subjects = [f"mmlu_{s}" for s in cfg.mmlu_subjects]
+    if cfg.data_source == "hub":
+        return ["hellaswag", "gsm8k", *subjects], TaskManager()
+    import json
+    from pathlib import Path
+
+    import lm_eval
+
+    from helpers.data import _local_path
+
+    tasks_dir = Path(lm_eval.__file__).parent / "tasks"
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    src = cfg.data_source
+    files = {"hellaswag": {"validation": _local_path(HELLASWAG, src)},
+             "gsm8k": {"train": _local_path(GSM8K_TRAIN, src), "test": _local_path(GSM8K_TEST, src)}}
+    rows = load_records(HubData("cais/mmlu", MMLU_LOCAL, ("subject",)), source=src, n=0, param="data_source")
+    for subject in cfg.mmlu_subjects:
+        path = folder / f"mmlu_{subject}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows if r["subject"] == subject))
+        files[f"mmlu_{subject}"] = {"test": path, "dev": path}
+    names = []
+    for task, data_files in files.items():
+        source = tasks_dir / ("mmlu/default" if task.startswith("mmlu") else task) / f"{task}.yaml"
+        extra = "training_split: null\n" if task == "hellaswag" else ""
+        (folder / f"{task}_local.yaml").write_text(
+            f"include: {source}\ntask: {task}_local\ntag: []\ndataset_path: json\ndataset_name: null\n{extra}"
+            "dataset_kwargs:\n  data_files:\n" + "".join(f"    {k}: {v}\n" for k, v in data_files.items()))
+        names.append(f"{task}_local")
+    return names, TaskManager(include_path=str(folder))
+
+
+def run_lm_eval(source: str, adapter: str | None, cfg, folder) -> dict:
+    """The same benchmarks through lm-evaluation-harness (HF backend on the dense weights, the peft
+    adapter for the fine-tuned model), `n_*` items each like ours, so its numbers stand beside ours.
+    Its GSM8K shots are drawn at random from train (lm-eval's sampler), ours are the first rows."""
+    try:
+        import lm_eval
+    except ImportError:
+        raise ConfigError("lm_eval=True needs lm-evaluation-harness: pip install lm-eval==0.4.13") from None
+    tasks, manager = lm_eval_tasks(cfg, folder)
+    limits = {"hellaswag": cfg.n_hellaswag, "gsm8k": cfg.n_gsm8k}
+    results = {}
+    for task in tasks:
+        limit = cfg.lm_eval_limit or limits.get(task.removesuffix("_local"), cfg.n_mmlu) or None
+        args = {"pretrained": source, "device": "cuda" if torch_cuda() else "cpu",
+                **({"peft": adapter} if adapter else {})}
+        out = lm_eval.simple_evaluate(model="hf", model_args=args, tasks=[task], task_manager=manager, limit=limit,
+                                      batch_size=cfg.eval_batch_size, log_samples=True,
+                                      gen_kwargs={"max_gen_toks": cfg.max_new_tokens},
+                                      num_fewshot=cfg.gsm8k_shots if task.startswith("gsm8k") else None)
+        res = {k: v for k, v in out["results"][task].items() if isinstance(v, (int, float))}
+        if not task.startswith("gsm8k"):
+            res["logliks"] = [[r[0] for r in s["filtered_resps"]] for s in out["samples"][task]]
+        results[task.removesuffix("_local")] = res
+    return results
+
+
+def lm_eval_table(base: dict, tuned: dict, lm: dict):
+    """Ours beside lm-eval's, in percent (MMLU: lm-eval's subjects pooled by their item counts)."""
+    import pandas as pd
+
+    def theirs(res, key):
+        if key == "mmlu_acc":
+            parts = [(v["acc,none"], v.get("sample_len", 1)) for k, v in res.items() if k.startswith("mmlu_")]
+            return 100 * sum(a * n for a, n in parts) / sum(n for _, n in parts)
+        task, metric = {"hellaswag_acc": ("hellaswag", "acc,none"),
+                        "hellaswag_acc_norm": ("hellaswag", "acc_norm,none"),
+                        "gsm8k_strict": ("gsm8k", "exact_match,strict-match"),
+                        "gsm8k_flexible": ("gsm8k", "exact_match,flexible-extract")}[key]
+        return 100 * res[task][metric]
+
+    rows = [{"metric": name, "ours base": 100 * base[k]["mean"], "lm-eval base": theirs(lm["base"], k),
+             "ours fine-tuned": 100 * tuned[k]["mean"], "lm-eval fine-tuned": theirs(lm["finetuned"], k)}
+            for k, name in METRIC_NAMES.items()]
+    return pd.DataFrame(rows).set_index("metric")
+
+
+def torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def report(metrics: dict) -> str:
+    lines = [f"forgetting on {metrics['model']}: {metrics['n_train']} Alpaca examples, "
+             f"{metrics['train']['steps']} steps"]
+    for key, name in METRIC_NAMES.items():
+        b, t = metrics["base"][key], metrics["finetuned"][key]
+        lines.append(f"  {name:<24} base {100 * b['mean']:5.1f} ± {100 * b['ci95']:4.1f}   "
+                     f"fine-tuned {100 * t['mean']:5.1f} ± {100 * t['ci95']:4.1f}   (n={b['n']})")
+    for key, value in metrics["summary"].items():
+        lines.append(f"  {key:<24} {value['value']:+.1f} ± {value['ci95']:.1f} {value['unit']}")
+    return "\n".join(lines)

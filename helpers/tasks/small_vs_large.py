@@ -1,0 +1,347 @@
+"""Small vs large with demonstration retrieval (Dr.ICL): five configurations of one small model and
+a large model's row, on GSM8K, open-answer medical QA and beer-style classification.
+
+Dr.ICL: the training pool is embedded with a sentence encoder; each test question gets its k most
+similar pool examples (cosine) prepended as demonstrations. The configurations, on one test set:
+
+    base               the model as it is, zero-shot
+    base+icl           retrieved demonstrations in the prompt
+    qlora              QLoRA-tuned on the pool (plain prompts), zero-shot
+    icl+qlora          the same adapter, demonstrations at test time only
+    icl-train+qlora    QLoRA on prompts that carry retrieved demonstrations (an example is never its
+                       own demonstration), tested with demonstrations
+
+    >>> task = TASKS["gsm8k"]
+    >>> pool, test = load_task_data(task, cfg)
+    >>> prompt = build_prompt(task, test[0], demos=[pool[i] for i in demo_ids[0]], labels=labels)
+    >>> scores, per_item = score_task(task, responses, test, cfg, labels)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from helpers.config import ConfigError, InstructConfig
+from helpers.data import HubData, load_records
+from helpers.encoders import bertscore
+from helpers.metrics import classification_scores, gsm8k_extract, gsm8k_score, match_label, mean_ci
+
+CONFIGURATIONS = ["base", "base+icl", "qlora", "icl+qlora", "icl-train+qlora"]
+WITH_DEMOS = {"base+icl", "icl+qlora", "icl-train+qlora"}
+ADAPTER = {"qlora": "plain", "icl+qlora": "plain", "icl-train+qlora": "icl"}  # which training each uses
+
+
+@dataclasses.dataclass(frozen=True)
+class DrTask:
+    name: str
+    version: str
+    pool: HubData
+    test: HubData | None        # None: the test items are the rows after the pool in the same data
+    query: Callable[[dict], str]
+    target: Callable[[dict], str]
+    instruction: str            # {labels} is filled with the label set (classification)
+    query_label: str
+    answer_label: str
+    metric: str                 # gsm8k | bertscore | classification
+
+
+TASKS = {
+    "gsm8k": DrTask(
+        "gsm8k", "gsm8k-drcl-v1",
+        pool=HubData("openai/gsm8k", "gsm8k_train_sample.jsonl", ("question", "answer"), config="main"),
+        test=HubData("openai/gsm8k", "gsm8k_test_sample.jsonl", ("question", "answer"), config="main", split="test"),
+        query=lambda r: r["question"].strip(), target=lambda r: r["answer"].strip(),
+        instruction="Solve the math word problem step by step. Write the final answer on its own last line "
+                    "as '#### <number>'.",
+        query_label="Question", answer_label="Answer", metric="gsm8k"),
+    "medqa": DrTask(
+        "medqa", "healthcaremagic-drcl-v1",
+        pool=HubData("lavita/ChatDoctor-HealthCareMagic-100k", "healthcaremagic_sample.jsonl",
+                     ("instruction", "input", "output")),
+        test=None, query=lambda r: r["input"].strip(), target=lambda r: r["output"].strip(),
+        instruction="If you are a doctor, please answer the medical questions based on the patient's description.",
+        query_label="Patient", answer_label="Doctor", metric="bertscore"),
+    "beer": DrTask(
+        "beer", "beeradvocate-style-v1",
+        pool=HubData(None, "beeradvocate_sample.jsonl", ("review/text", "beer/style")),
+        test=None, query=lambda r: r["review/text"].strip(), target=lambda r: r["beer/style"].strip(),
+        instruction="Which beer style is this review about? Answer with the style only, one of: {labels}.",
+        query_label="Review", answer_label="Style", metric="classification"),
+}
+
+
+def get_task(name: str) -> DrTask:
+    if name not in TASKS:
+        raise ConfigError(f"unknown task '{name}'; known: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def load_task_data(task: DrTask, cfg) -> tuple[list[dict], list[dict]]:
+    """(pool, test): the first n_pool training rows and n_test test rows. Datasets with one split
+    (HealthCareMagic, BeerAdvocate) give the n_test rows that follow the pool."""
+    src = dict(source=cfg.data_source, param="data_source")
+    if task.test is not None:
+        return load_records(task.pool, n=cfg.n_pool, **src), load_records(task.test, n=cfg.n_test, **src)
+    rows = load_records(task.pool, n=cfg.n_pool + cfg.n_test, **src)
+    if len(rows) < cfg.n_pool + 1:
+        raise ConfigError(f"{task.name}: {len(rows)} rows leave no test items after n_pool={cfg.n_pool}: "
+                          "lower n_pool")
+    return rows[:cfg.n_pool], rows[cfg.n_pool:]
+
+
+def labels_of(task: DrTask, pool: list[dict], test: list[dict]) -> list[str]:
+    return sorted({task.target(r) for r in pool + test}) if task.metric == "classification" else []
+
+
+def build_prompt(task: DrTask, row: dict, demos: list[dict] = (), labels=()) -> str:
+    """Instruction, the demonstrations (most similar first), then the question."""
+    blocks = [task.instruction.format(labels=", ".join(labels))]
+    blocks += [f"{task.query_label}: {task.query(d)}\n{task.answer_label}: {task.target(d)}" for d in demos]
+    blocks.append(f"{task.query_label}: {task.query(row)}\n{task.answer_label}:")
+    return "\n\n".join(blocks)
+
+
+def score_task(task: DrTask, responses: list[str], test: list[dict], cfg, labels) -> tuple[dict, list[dict]]:
+    """(mean scores, per-item scores) of one configuration's responses."""
+    refs = [task.target(r) for r in test]
+    if task.metric == "gsm8k":
+        strict = [gsm8k_score(x, ref, "strict") for x, ref in zip(responses, refs)]
+        flexible = [gsm8k_score(x, ref, "flexible") for x, ref in zip(responses, refs)]
+        items = [{"strict": gsm8k_extract(x, "strict"), "flexible": gsm8k_extract(x, "flexible"), "strict_match": s,
+                  "flexible_match": f} for x, s, f in zip(responses, strict, flexible)]
+        scores = {"strict_match": mean_ci(strict)[0], "strict_match_ci95": mean_ci(strict)[1],
+                  "flexible_extract": mean_ci(flexible)[0], "flexible_extract_ci95": mean_ci(flexible)[1]}
+    elif task.metric == "bertscore":
+        bs = bertscore(responses, refs, model=cfg.bertscore_model, num_layers=cfg.bertscore_layers)
+        items = [{"bertscore_precision": p, "bertscore_recall": r, "bertscore_f1": f}
+                 for p, r, f in zip(bs["precision"], bs["recall"], bs["f1"])]
+        scores = {f"bertscore_{k}": sum(v) / len(v) for k, v in bs.items()}
+    else:
+        predicted = [match_label(x, labels) for x in responses]
+        items = [{"predicted": p, "correct": float(p == ref)} for p, ref in zip(predicted, refs)]
+        scores = classification_scores(refs, predicted, labels, average=cfg.f1_average)
+    return scores, items
+
+
+def prepare_task(task: DrTask, cfg, encoder) -> dict:
+    """Data, Dr.ICL retrieval and every prompt of one task: test prompts without ("plain") and with
+    ("demos") retrieved demonstrations, training pairs without ("plain") and with ("icl") them; a
+    training example's own row is excluded from its demonstrations."""
+    from helpers.encoders import Retriever
+
+    pool, test = load_task_data(task, cfg)
+    labels = labels_of(task, pool, test)
+    retriever = Retriever(encoder, [task.query(r) for r in pool])
+    test_demos = retriever.top_k([task.query(r) for r in test], cfg.k_demos)
+    train_demos = retriever.top_k([task.query(r) for r in pool], cfg.k_demos, exclude=list(range(len(pool))))
+
+    def with_demos(row, ids):
+        return build_prompt(task, row, [pool[j] for j in ids], labels)
+
+    return {
+        "pool": pool, "test": test, "labels": labels, "test_demos": test_demos, "train_demos": train_demos,
+        "prompts": {"plain": [build_prompt(task, r, labels=labels) for r in test],
+                    "demos": [with_demos(r, ids) for r, ids in zip(test, test_demos)]},
+        "train_pairs": {"plain": [(build_prompt(task, r, labels=labels), task.target(r)) for r in pool],
+                        "icl": [(with_demos(r, ids), task.target(r)) for r, ids in zip(pool, train_demos)]},
+    }
+
+
+def prompt_kind(config: str, large_model_demos: bool = True) -> str:
+    if config.startswith("large"):
+        return "demos" if large_model_demos else "plain"
+    return "demos" if config in WITH_DEMOS else "plain"
+
+
+def run_configurations(llm, tokenizer, info, prepared: dict, cfg, run_dir) -> tuple[dict, dict]:
+    """Responses of the small model in each configuration, per task: adapters off for base and
+    base+icl; fresh adapters trained on the plain and on the demonstration-carrying pairs for the
+    others (run_dir/adapters/<task>/<plain|icl>; a finished one is reused with resume).
+    Returns (responses[task][config], training results[task/kind])."""
+    from pathlib import Path
+
+    from helpers.generation import generate
+    from helpers.modeling import reset_lora
+    from helpers.sft import build_sft_dataset, train_sft
+
+    def respond(name, configs, desc):
+        """One generation call for several configurations of the same model state (fewer, fuller batches)."""
+        prompts = [x for c in configs for x in prepared[name]["prompts"][prompt_kind(c)]]
+        texts = generate(llm, tokenizer, prompts, chat=True, stop_token_ids=info.stop_token_ids,
+                         max_new_tokens=cfg.max_new_tokens, batch_size=cfg.eval_batch_size, desc=desc)
+        n = len(prepared[name]["test"])
+        responses[name].update({c: texts[i * n:(i + 1) * n] for i, c in enumerate(configs)})
+
+    responses, trained = {}, {}
+    for name, p in prepared.items():
+        responses[name] = {}
+        base_configs = [c for c in ("base", "base+icl") if c in cfg.configurations]
+        if base_configs:
+            with llm.disable_adapter():
+                respond(name, base_configs, f"{name} {', '.join(base_configs)}")
+        for kind in ("plain", "icl"):
+            configs = [c for c in cfg.configurations if ADAPTER.get(c) == kind]
+            if not configs:
+                continue
+            reset_lora(llm, cfg.seed)
+            dataset = build_sft_dataset(tokenizer, p["train_pairs"][kind], chat=True, max_length=cfg.max_seq_length)
+            folder = Path(run_dir) / "adapters" / name / kind
+            trained[f"{name}/{kind}"] = train_sft(llm, tokenizer, dataset, run_dir=folder, settings=cfg,
+                                                  backend=info.backend, resume=cfg.resume)
+            trained[f"{name}/{kind}"]["data"] = dataset.info.description
+            respond(name, configs, f"{name} {', '.join(configs)}")
+    responses = {name: {c: by_config[c] for c in CONFIGURATIONS if c in by_config}
+                 for name, by_config in responses.items()}
+    return responses, trained
+
+
+def score_all(responses: dict, prepared: dict, cfg) -> tuple[dict, list[dict]]:
+    """(results[task][config] = mean scores, one record per item x configuration with its prompt,
+    response, reference and scores)."""
+    results, records = {}, []
+    for name, by_config in responses.items():
+        task, p = get_task(name), prepared[name]
+        results[name] = {}
+        for config, texts in by_config.items():
+            results[name][config], items = score_task(task, texts, p["test"], cfg, p["labels"])
+            prompts = p["prompts"][prompt_kind(config, cfg.large_model_demos)]
+            for i, (row, prompt, text, item) in enumerate(zip(p["test"], prompts, texts, items)):
+                records.append({"task": name, "configuration": config, "item": i, "prompt": prompt,
+                                "response": text, "reference": task.target(row), **item})
+    return results, records
+
+
+def rating_rows(prepared_task: dict, task: DrTask, responses: dict) -> tuple[list[dict], dict]:
+    """Rows of the open-answer rating workbook (one per test item, one answer column per
+    configuration) and the answer -> rating column map."""
+    answers = {f"answer_{c}": f"rating_{c}" for c in responses}
+    rows = [{"id": i, "question": task.query(row), "reference": task.target(row),
+             **{f"answer_{c}": texts[i] for c, texts in responses.items()}}
+            for i, row in enumerate(prepared_task["test"])]
+    return rows, answers
+
+
+# the table's columns: (task, score key, column title)
+COLUMNS = [("gsm8k", "strict_match", "GSM8K strict-match"), ("gsm8k", "flexible_extract", "GSM8K flexible-extract"),
+           ("medqa", "bertscore_precision", "MedQA BERTScore P"), ("medqa", "bertscore_recall", "MedQA BERTScore R"),
+           ("medqa", "bertscore_f1", "MedQA BERTScore F1"), ("beer", "precision", "Beer P"),
+           ("beer", "recall", "Beer R"), ("beer", "f1", "Beer F1"), ("beer", "accuracy", "Beer accuracy")]
+
+
+def results_table(results: dict, average: str):
+    """Rows = configurations (+ the large model), columns = task metrics, in percent."""
+    import pandas as pd
+
+    rows = {}
+    for task, by_config in results.items():
+        for config, scores in by_config.items():
+            for t, key, title in COLUMNS:
+                if t == task:
+                    title = f"{title} ({average})" if task == "beer" and key != "accuracy" else title
+                    rows.setdefault(config, {})[title] = 100 * scores[key]
+    order = [c for c in CONFIGURATIONS if c in rows] + [c for c in rows if c not in CONFIGURATIONS]
+    table = pd.DataFrame.from_dict(rows, orient="index").loc[order]
+    table.index.name = "configuration"
+    return table
+
+
+def plot_results(table, path):
+    """One panel per task: its metrics by configuration."""
+    from helpers.plots import plt, save_figure
+
+    groups = {}
+    for column in table.columns:
+        groups.setdefault(column.split(" ")[0], []).append(column)
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4), squeeze=False)
+    for ax, (task, columns) in zip(axes[0], groups.items()):
+        table[columns].plot.bar(ax=ax, rot=30)
+        ax.set_title(task)
+        ax.set_ylabel("score (%)")
+        ax.set_xlabel("")
+        ax.legend(fontsize=7)
+    return save_figure(fig, path)
+
+
+def large_backend(cfg, cache_dir):
+    """The large model's chat backend (helpers/backends.py): a registry model or hub id answering
+    through helpers.generation ("local"), or an OpenAI-compatible endpoint ("openai", key read from
+    the environment variable `large_api_key_env`). Replies are cached under `cache_dir`."""
+    from helpers.backends import make_backend
+
+    if cfg.large_backend == "openai":
+        return make_backend("openai", base_url=cfg.large_base_url, model=cfg.large_model,
+                            api_key_env=cfg.large_api_key_env, cache_dir=cache_dir)
+    return make_backend("local", model=cfg.large_model, cache_dir=cache_dir, load_in_4bit=cfg.load_in_4bit,
+                        batch_size=cfg.eval_batch_size, seed=cfg.seed)
+
+
+def answer_all(backend, prompts: list[str], max_tokens: int) -> tuple[list[str], int]:
+    """(replies in order, how many requests failed) for single-turn prompts, greedy. Any object with
+    `.chat(messages, max_tokens, temperature) -> str` works; `.chat_many` (batched) is used when there
+    is one. A failed request leaves an empty answer, which scores as wrong."""
+    conversations = [[{"role": "user", "content": p}] for p in prompts]
+    if hasattr(backend, "chat_many"):
+        replies = backend.chat_many(conversations, max_tokens=max_tokens, temperature=0.0)
+    else:
+        replies = [backend.chat(c, max_tokens=max_tokens, temperature=0.0) for c in conversations]
+    return [r or "" for r in replies], sum(r is None for r in replies)
+
+
+@dataclasses.dataclass
+class SmallVsLargeConfig(InstructConfig):
+    """small_vs_large: the five Dr.ICL configurations and a large model's row on three tasks."""
+
+    tasks: list = dataclasses.field(default_factory=lambda: list(TASKS))
+    configurations: list = dataclasses.field(default_factory=lambda: list(CONFIGURATIONS))
+    data_source: str = "hub"
+    n_pool: int = 1000
+    n_test: int = 200
+    k_demos: int = 4
+    retriever: str = "sentence-transformers/gtr-t5-base"
+    bertscore_model: str = "roberta-large"
+    bertscore_layers: int = 17
+    f1_average: str = "macro"
+    large_model: str = ""
+    large_backend: str = "local"
+    large_base_url: str = ""
+    large_api_key_env: str = "OPENAI_API_KEY"
+    large_model_demos: bool = True
+    max_seq_length: int = 2048
+    eval_batch_size: int = 16
+    max_new_tokens: int = 256
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.tasks:
+            raise ConfigError(f"tasks is empty: pick from {', '.join(TASKS)}")
+        for name in self.tasks:
+            get_task(name)
+        unknown = [c for c in self.configurations if c not in CONFIGURATIONS]
+        if unknown or not self.configurations:
+            raise ConfigError(f"configurations {unknown or '[]'}: pick from {', '.join(CONFIGURATIONS)}")
+        if self.n_pool < 1 or self.n_test < 1:
+            raise ConfigError(f"n_pool and n_test must be >= 1, got {self.n_pool} and {self.n_test}")
+        if not 0 <= self.k_demos < self.n_pool:
+            raise ConfigError(f"k_demos must be in 0..n_pool-1 (an example is not its own demonstration), "
+                              f"got {self.k_demos} with n_pool={self.n_pool}")
+        if self.k_demos == 0 and WITH_DEMOS & set(self.configurations):
+            raise ConfigError("k_demos = 0 leaves the ICL configurations without demonstrations: set k_demos >= 1 "
+                              "or drop them from configurations")
+        if self.f1_average not in ("macro", "weighted"):
+            raise ConfigError(f"f1_average must be 'macro' or 'weighted', got {self.f1_average!r}")
+        if self.bertscore_layers < 1:
+            raise ConfigError(f"bertscore_layers must be >= 1, got {self.bertscore_layers}")
+        if not self.data_source.strip():
+            raise ConfigError("data_source is empty: use 'hub', 'local' or a folder with the data files")
+        if self.large_backend not in ("local", "openai"):
+            raise ConfigError(f"large_backend must be 'local' or 'openai', got {self.large_backend!r}")
+        if self.large_backend == "openai" and self.large_model and not self.large_base_url:
+            raise ConfigError("large_backend 'openai' needs large_base_url, e.g. https://api.openai.com/v1")
+
+
+def report(metrics: dict) -> str:
+    lines = [f"small vs large on {metrics['model']} (pool {metrics['n_pool']}, k={metrics['k_demos']}, "
+             f"retriever {metrics['retriever']}):"]
+    lines.append(open(metrics["files"]["md"]).read().rstrip())
+    return "\n".join(lines)
