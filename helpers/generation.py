@@ -79,55 +79,6 @@ def right_padded(sequences, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, mask
 
 
-def continuation_logprobs(model, tokenizer, requests: list[tuple[str, str]], *, batch_size: int = 16,
-                          desc: str = "log-likelihood") -> list[float]:
-    """Summed log-probability of each continuation given its context, as lm-evaluation-harness's
-    `loglikelihood` computes it (lm_eval/api/model.py, TemplateLM._encode_pair): trailing spaces of
-    the context move to the continuation, the continuation's tokens are those of
-    encode(context + continuation) after the first len(encode(context)) tokens, and their
-    log-softmax scores are summed. Plain text, the tokenizer's own special tokens.
-
-        >>> continuation_logprobs(model, tok, [("...\\nAnswer:", " A"), ("...\\nAnswer:", " B")])
-        [-1.9, -0.4]
-    """
-    pairs = []
-    for context, continuation in requests:
-        spaces = len(context) - len(context.rstrip())
-        if spaces:
-            context, continuation = context[:-spaces], context[-spaces:] + continuation
-        whole = tokenizer(context + continuation)["input_ids"]
-        n_context = len(tokenizer(context)["input_ids"])
-        if n_context >= len(whole) or n_context == 0:
-            raise ValueError(f"continuation {continuation!r} adds no token to its context (or the context is empty)")
-        pairs.append((whole, n_context))
-    # The model reads whole[:-1]. Requests whose inputs are equal (one-token continuations of one
-    # context: " A", " B", " C", " D") share a forward pass, as lm-eval's one-token caching does.
-    first_needed = {}  # per distinct input: the first position whose prediction is scored
-    for whole, n_context in pairs:
-        key = tuple(whole[:-1])
-        first_needed[key] = min(first_needed.get(key, n_context - 1), n_context - 1)
-    inputs = sorted(first_needed, key=len, reverse=True)
-    logprobs_of = {}
-    device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    with inference_mode(model), tqdm(total=len(inputs), desc=desc, unit="seq") as bar:
-        for start in range(0, len(inputs), batch_size):
-            batch = inputs[start:start + batch_size]
-            ids, mask = right_padded(batch, pad_id)
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-            for row, x in enumerate(batch):  # log-softmax only where a continuation token is scored
-                start = first_needed[x]
-                logprobs_of[x] = (start, torch.log_softmax(logits[row, start:len(x)].float(), dim=-1).cpu())
-            bar.update(len(batch))
-    scores = []
-    for whole, n_context in pairs:
-        start, table = logprobs_of[tuple(whole[:-1])]
-        targets = torch.tensor(whole[n_context:])
-        # the token at position t is predicted by the logits at t - 1
-        scores.append(table[n_context - 1 - start:].gather(1, targets[:, None]).sum().item())
-    return scores
-
-
 def mean_embeddings(model, tokenizer, texts: list[str], *, batch_size: int = 16) -> torch.Tensor:
     """One vector per text: the last hidden layer averaged over the text's tokens (no model hub
     needed; the loaded model embeds). Rows are float32 on the CPU."""

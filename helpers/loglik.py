@@ -13,8 +13,9 @@ context's trailing spaces move to the continuation so words tokenize as they wou
 from __future__ import annotations
 
 import torch
+from tqdm.auto import tqdm
 
-from helpers.generation import inference_mode
+from helpers.generation import inference_mode, right_padded
 
 
 def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
@@ -29,34 +30,39 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
 
 
 def continuation_logliks(model, tokenizer, requests: list[tuple[str, str]], *, batch_size: int = 16,
-                         max_length: int = 2048) -> list[float]:
+                         max_length: int = 2048, desc: str = "log-likelihood") -> list[float]:
     """Sum of log p(continuation tokens | context) for each (context, continuation), in order.
-    Too-long inputs lose tokens from the left of the context, as in lm-eval."""
+    Too-long inputs lose tokens from the left of the context, as in lm-eval. Requests that feed the
+    model the same tokens (the one-token letters " A" .. " D" after one context) share a forward
+    pass, as lm-eval's one-token caching does, and log-softmax is taken only where a token is scored."""
     encoded = [encode_pair(tokenizer, c, x) for c, x in requests]
     for i, (_, cont) in enumerate(encoded):
         if not cont:
             raise ValueError(f"request {i} has an empty continuation: {requests[i]!r}")
-    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]) - len(encoded[i][1]))
-    out = [0.0] * len(encoded)
+    inputs = []  # (what the model reads, the continuation's tokens)
+    for context, cont in encoded:
+        whole = (context + cont)[-(max_length + 1):]
+        inputs.append((tuple(whole[:-1]), whole[-len(cont):]))
+    first = {}  # per distinct input: the first position whose logits score a token (t predicts t + 1)
+    for x, cont in inputs:
+        first[x] = min(first.get(x, len(x) - len(cont)), len(x) - len(cont))
+    distinct = sorted(first, key=len, reverse=True)
+    tables = {}
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    with inference_mode(model):
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            rows = [(encoded[i][0] + encoded[i][1])[-(max_length + 1):][:-1] for i in idx]
-            width = max(len(r) for r in rows)
-            ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, tokens in enumerate(rows):  # right padding: positions stay 0..len-1
-                ids[row, :len(tokens)] = torch.tensor(tokens)
-                mask[row, :len(tokens)] = 1
-            logprobs = torch.log_softmax(model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float(),
-                                         dim=-1).cpu()
-            for row, i in enumerate(idx):
-                cont = encoded[i][1]
-                end = len(rows[row])  # logits at position t predict token t+1
-                positions = torch.arange(end - len(cont), end)
-                out[i] = float(logprobs[row, positions, torch.tensor(cont)].sum())
+    with inference_mode(model), tqdm(total=len(distinct), desc=desc, unit="seq") as bar:
+        for start in range(0, len(distinct), batch_size):
+            batch = distinct[start:start + batch_size]
+            ids, mask = right_padded(batch, pad)  # right padding: positions stay 0..len-1
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+            for row, x in enumerate(batch):
+                tables[x] = torch.log_softmax(logits[row, first[x]:len(x)].float(), dim=-1).cpu()
+            bar.update(len(batch))
+    out = []
+    for x, cont in inputs:
+        offset = len(x) - len(cont) - first[x]
+        rows = tables[x][offset:offset + len(cont)]
+        out.append(float(rows.gather(1, torch.tensor(cont)[:, None]).sum()))
     return out
 
 

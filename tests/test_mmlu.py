@@ -12,7 +12,7 @@ from chat_server import ChatServer
 
 from helpers.backends import make_backend
 from helpers.config import ConfigError
-from helpers.generation import continuation_logprobs
+from helpers.loglik import continuation_logliks
 from helpers.studies import study_config
 from helpers.tasks import mmlu
 
@@ -100,7 +100,7 @@ class BigramModel(torch.nn.Module):
         return type("Out", (), {"logits": self.logits(input_ids)})()
 
 
-def test_continuation_logprobs_on_a_hand_case(embedded_tokenizer):
+def test_continuation_logliks_on_a_hand_case(embedded_tokenizer):
     tok = embedded_tokenizer
     model = BigramModel(len(tok))
     context = "The following are questions.\n\nWhat is 1+1?\nA. 1\nB. 2\nAnswer:"
@@ -108,18 +108,18 @@ def test_continuation_logprobs_on_a_hand_case(embedded_tokenizer):
     letters = [tok(context + f" {x}")["input_ids"][len(ids):] for x in "AB"]
     assert all(len(t) == 1 for t in letters)  # " A" is one token after "Answer:"
     by_hand = [torch.log_softmax(model.logits(torch.tensor(ids[-1])), -1)[t[0]].item() for t in letters]
-    got = continuation_logprobs(model, tok, [(context, " A"), (context, " B")])
+    got = continuation_logliks(model, tok, [(context, " A"), (context, " B")])
     assert got == pytest.approx(by_hand, abs=1e-5)
     # lm-eval moves the context's trailing space into the continuation
-    assert continuation_logprobs(model, tok, [(context + " ", "A")]) == pytest.approx(by_hand[:1], abs=1e-5)
+    assert continuation_logliks(model, tok, [(context + " ", "A")]) == pytest.approx(by_hand[:1], abs=1e-5)
     # a multi-token continuation sums its tokens; padding in a batch changes nothing
     long = " Two, because one plus one is two."
     whole = tok(context + long)["input_ids"]
     table = torch.log_softmax(model.logits(torch.tensor(whole)), -1)
     expected = sum(table[t - 1, whole[t]].item() for t in range(len(ids), len(whole)))
-    batched = continuation_logprobs(model, tok, [("Short?", " Yes"), (context, long), (context, " A")], batch_size=3)
+    batched = continuation_logliks(model, tok, [("Short?", " Yes"), (context, long), (context, " A")], batch_size=3)
     assert batched[1] == pytest.approx(expected, abs=1e-4) and batched[2] == pytest.approx(by_hand[0], abs=1e-5)
-    assert continuation_logprobs(model, tok, [("Short?", " Yes")], batch_size=1) == pytest.approx(batched[:1], abs=1e-5)
+    assert continuation_logliks(model, tok, [("Short?", " Yes")], batch_size=1) == pytest.approx(batched[:1], abs=1e-5)
     # the MMLU pick is the letter of the largest summed log-probability
     assert mmlu.pick_letter([-3.0, -1.5, -2.0, -9.0]) == "B" and mmlu.pick_letter(by_hand + [-1e9, -1e9]) == (
         "A" if by_hand[0] >= by_hand[1] else "B")

@@ -233,15 +233,16 @@ def by_subject(questions: list[Question], correct: list[bool], subjects: list[st
 
 def evaluate_student(model, tokenizer, info, questions: list[Question], cfg, *, desc: str) -> dict:
     """Both scorings of a loaded model. Returns {"generate": table, "loglik": table, "items": [...]}."""
-    from helpers.generation import continuation_logprobs, generate
+    from helpers.generation import generate
+    from helpers.loglik import continuation_logliks
 
     answers = generate(model, tokenizer, [study_prompt(q) for q in questions], chat=True,
                        stop_token_ids=info.stop_token_ids, max_new_tokens=cfg.max_new_tokens,
                        batch_size=cfg.eval_batch_size, desc=f"{desc}: generate")
     letters = [extract_letter(a, q.choices) for a, q in zip(answers, questions)]
     requests = [(loglik_context(q), f" {letter}") for q in questions for letter in LETTERS]
-    scores = continuation_logprobs(model, tokenizer, requests, batch_size=cfg.eval_batch_size,
-                                   desc=f"{desc}: log-likelihood")
+    scores = continuation_logliks(model, tokenizer, requests, batch_size=cfg.eval_batch_size,
+                                  desc=f"{desc}: log-likelihood")
     picks = [pick_letter(scores[4 * i:4 * i + 4]) for i in range(len(questions))]
     items = [{"id": q.id, "subject": q.subject, "reference": q.letter, "generated": a, "generated_letter": g,
               "loglik": scores[4 * i:4 * i + 4], "loglik_letter": p}
