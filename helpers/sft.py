@@ -232,7 +232,7 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
         "effective": {  # what the trainer really used (Unsloth may change some of it)
             "batch_size": trainer.args.per_device_train_batch_size,
             "grad_accum": trainer.args.gradient_accumulation_steps,
-            "padding_free": bool(collator.inner.padding_free or getattr(trainer.args, "padding_free", False)),
+            "padding_free": collator.inner.padding_free,  # TRL's own flag refuses a custom collator
             "adapter_dtype": sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()
                                      if p.requires_grad}),
         },

@@ -61,7 +61,8 @@ def _timer():
     return StepTimer()
 
 
-def _random_rows(tokenizer, n: int, seq: int):
+def random_rows(tokenizer, n: int, seq: int) -> list[dict]:
+    """`n` rows of `seq` random token ids, loss on the second half (an answer after a prompt)."""
     import torch
 
     torch.manual_seed(0)
@@ -113,7 +114,7 @@ def child_train(path: str, folder: str, batch: int, seq: int, steps: int, short:
         cfg = dataclasses.replace(TrainConfig(), batch_size=batch, grad_accum=1, max_steps=steps, warmup_steps=0,
                                   save_steps=10**6, max_seq_length=seq, lora_targets=SEVEN,
                                   padding_free=short == "padding_free")
-        rows = _orca_like_rows(tokenizer, batch * steps, seq) if short else _random_rows(tokenizer, batch * steps, seq)
+        rows = _orca_like_rows(tokenizer, batch * steps, seq) if short else random_rows(tokenizer, batch * steps, seq)
         data = Dataset.from_list(rows)
         timer = _timer()
         train_sft(model, tokenizer, data, run_dir=out, settings=cfg, backend=info.backend, resume=False,
@@ -148,7 +149,7 @@ def child_train(path: str, folder: str, batch: int, seq: int, steps: int, short:
         from trl import SFTTrainer
 
         load_s = time.time() - start
-        rows = _random_rows(tokenizer, batch * steps, seq)  # TRL uses a `labels` column as is: answer-only loss
+        rows = random_rows(tokenizer, batch * steps, seq)  # TRL uses a `labels` column as is: answer-only loss
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         timer = _timer()

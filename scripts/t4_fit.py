@@ -17,12 +17,13 @@ import shutil
 import tempfile
 import time
 
-import torch
-from make_random_checkpoint import build
-
 from helpers.modeling import add_lora, load_model
 from helpers.sft import train_sft
 from helpers.tasks.instruct import TrainConfig
+
+import torch
+from make_random_checkpoint import build
+from perf_bench import random_rows
 
 
 def measure(arch: str, tokenizer_dir: str, steps: int) -> dict:
@@ -46,9 +47,7 @@ def _measure(arch: str, folder: str, tokenizer_dir: str, steps: int) -> dict:
     load_s, load_peak = time.time() - start, torch.cuda.max_memory_reserved() / 2**30
     from datasets import Dataset
 
-    half = cfg.max_seq_length // 2
-    ids = torch.randint(100, len(tokenizer) - 100, (32, cfg.max_seq_length)).tolist()
-    data = Dataset.from_list([{"input_ids": x, "labels": [-100] * half + x[half:]} for x in ids])
+    data = Dataset.from_list(random_rows(tokenizer, 32, cfg.max_seq_length))
     torch.cuda.reset_peak_memory_stats()
     start = time.time()
     result = train_sft(model, tokenizer, data, run_dir=folder, settings=cfg, backend=info.backend, resume=False)

@@ -25,12 +25,13 @@ import re
 from pathlib import Path
 
 from helpers.config import REPO_ROOT, ConfigError, StudyConfig
+from helpers.data import DATA_DIR, HubData, load_records
 from helpers.metrics import mean_ci
 
 VERSION = "mmlu-teacher-v1"
 LETTERS = "ABCD"
 HUB_ID = "cais/mmlu"
-FIXTURE = REPO_ROOT / "benchmark_data" / "data" / "mmlu_fixture.jsonl"
+FIXTURE = DATA_DIR / "mmlu_fixture.jsonl"
 LEAKAGE_CAVEAT = (
     "Method 2 shows the teacher the evaluation questions (and their answers) to write its new questions, "
     "so the targeted student is trained on knowledge taken from the test set: its accuracy on these subsets "
@@ -140,35 +141,25 @@ def load_mmlu(subjects: list[str], *, source: str = "hub", split: str = "test",
     """The evaluation questions of `subjects`, the first `max_questions` of each (0: all).
 
     source: "hub" (cais/mmlu, one config per subject; needs internet), "local" (the project-written
-    fixture) or a path to a .jsonl/.json file with the cais/mmlu columns."""
-    questions = []
+    fixture) or a path to a .jsonl/.json/.csv/.parquet file with the cais/mmlu columns
+    (helpers.data.load_records reads all three)."""
+    columns = ("question", "choices", "answer")
     if source == "hub":
-        from datasets import load_dataset
-
+        questions = []
         for subject in subjects:
-            try:
-                data = load_dataset(HUB_ID, subject, split=split)
-            except Exception as err:  # offline, unknown subject, renamed: all end the same way for the user
-                raise ConfigError(
-                    f"could not load '{HUB_ID}' subject '{subject}' split '{split}' from the hub "
-                    f"({type(err).__name__}); without internet use dataset_source='local' (the project's fixture, "
-                    f"{FIXTURE.relative_to(REPO_ROOT)}) or a path to a .jsonl file of the cais/mmlu schema") from None
-            rows = list(data)[: max_questions or None]
+            rows = load_records(HubData(HUB_ID, FIXTURE.name, columns, config=subject, split=split),
+                                source="hub", n=max_questions)
             questions += _rows_to_questions(rows, subject, subject)
         return questions
-    path = FIXTURE if source == "local" else Path(source).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"dataset_source '{source}' is neither 'hub', 'local' nor an existing file")
-    if path.suffix not in (".jsonl", ".json"):
-        raise ConfigError(f"{path.name}: use a .jsonl or .json file with question, subject, choices, answer")
-    text = path.read_text()
-    rows = json.loads(text) if path.suffix == ".json" else [json.loads(line) for line in text.splitlines() if line]
-    everything = _rows_to_questions(rows, "", path.stem)
+    rows = load_records(HubData(HUB_ID, FIXTURE.name, columns), source=source, n=0)
+    name = FIXTURE.name if source == "local" else Path(source).name
+    everything = _rows_to_questions(rows, "", Path(name).stem)
     found = sorted({q.subject for q in everything})
+    questions = []
     for subject in subjects:
         mine = [q for q in everything if q.subject == subject]
         if not mine:
-            raise ConfigError(f"{path.name} has no questions of subject '{subject}'; it has: {', '.join(found)}")
+            raise ConfigError(f"{name} has no questions of subject '{subject}'; it has: {', '.join(found)}")
         questions += mine[: max_questions or None]
     return questions
 
