@@ -35,10 +35,11 @@ def inference_mode(model):
 
 def generate(model, tokenizer, prompts: list, *, chat: bool, stop_token_ids: list[int],
              max_new_tokens: int = 64, batch_size: int = 32, temperature: float = 0.0,
-             desc: str = "generate") -> list[str]:
+             min_new_tokens: int = 0, desc: str = "generate") -> list[str]:
     """Answers to `prompts` (texts, or with `chat` also message lists), in order: greedy, or sampled
     at `temperature` > 0. Prompts are sorted by length so that each batch holds similar lengths
-    (less padding); the answer excludes the prompt and the stop token."""
+    (less padding); the answer excludes the prompt and the stop token. `min_new_tokens` holds the
+    stop tokens back that long (benchmarks of speed on random weights)."""
     encoded = [encode_prompt(tokenizer, render_prompt(tokenizer, p, chat=chat), chat=chat) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     answers = [""] * len(prompts)
@@ -55,6 +56,7 @@ def generate(model, tokenizer, prompts: list, *, chat: bool, stop_token_ids: lis
                 mask[row, width - len(encoded[i]):] = 1
             out = model.generate(
                 input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
+                **({"min_new_tokens": min_new_tokens} if min_new_tokens else {}),
                 eos_token_id=list(stop_token_ids), pad_token_id=pad_id,
                 **({"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0} if temperature > 0
                    else {"do_sample": False}),

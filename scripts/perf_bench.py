@@ -36,7 +36,9 @@ H100_BF16_DENSE = 989e12  # FLOP/s, H100 SXM dense bf16 (NVIDIA datasheet; 1979e
 
 # ---------------------------------------------------------------- child processes (one measurement each)
 
-def _timer():
+def _timer(model=None):
+    """Step times (CUDA-synchronised) and, with `model`, the useful (non-padding) tokens of each step:
+    the trainer shuffles the rows, so they are counted where the batch meets the model."""
     import torch
     from transformers import TrainerCallback
 
@@ -44,7 +46,12 @@ def _timer():
 
     class StepTimer(TrainerCallback):
         def __init__(self):
-            self.times = []
+            self.times, self.tokens, self.counting = [], [], 0
+            self.hook = model.register_forward_pre_hook(self.count, with_kwargs=True) if model is not None else None
+
+        def count(self, module, args, kwargs):
+            mask, ids = kwargs.get("attention_mask"), kwargs.get("input_ids", args[0] if args else None)
+            self.counting += int(mask.sum()) if mask is not None else ids.numel()
 
         def on_train_begin(self, args, state, control, **kw):
             if torch.cuda.is_available():
@@ -52,11 +59,16 @@ def _timer():
 
         def on_step_begin(self, args, state, control, **kw):
             sync()
-            self.start = time.perf_counter()
+            self.counting, self.start = 0, time.perf_counter()
 
         def on_step_end(self, args, state, control, **kw):
             sync()
             self.times.append(time.perf_counter() - self.start)
+            self.tokens.append(self.counting)
+
+        def on_train_end(self, args, state, control, **kw):
+            if self.hook is not None:
+                self.hook.remove()
 
     return StepTimer()
 
@@ -94,102 +106,121 @@ def _orca_like_rows(tokenizer, n: int, max_len: int):
     return rows
 
 
-def child_train(path: str, folder: str, batch: int, seq: int, steps: int, short: str = "") -> dict:
-    """One training measurement; with `short` ("padded" | "padding_free") the repository's path on
-    Orca-like lengths instead of full-length rows, counting useful (non-padding) tokens."""
-    gemma = json.load(open(os.path.join(folder, "config.json")))["model_type"].startswith("gemma")
-    out, start = tempfile.mkdtemp(), time.time()
-    if path == "repo":  # helpers.modeling imports Unsloth before transformers
-        import dataclasses
-
-        from datasets import Dataset
-
-        from helpers.modeling import add_lora, load_model  # noqa: I001
-        from helpers.sft import train_sft
-        from helpers.tasks.instruct import TrainConfig
-
-        model, tokenizer, info = load_model(folder, max_seq_length=seq)
-        model = add_lora(model, info, r=16, alpha=16, dropout=0.0, targets=SEVEN, seed=0, gradient_checkpointing=True)
-        load_s = time.time() - start
-        cfg = dataclasses.replace(TrainConfig(), batch_size=batch, grad_accum=1, max_steps=steps, warmup_steps=0,
-                                  save_steps=10**6, max_seq_length=seq, lora_targets=SEVEN,
-                                  padding_free=short == "padding_free")
-        rows = _orca_like_rows(tokenizer, batch * steps, seq) if short else random_rows(tokenizer, batch * steps, seq)
-        data = Dataset.from_list(rows)
-        timer = _timer()
-        train_sft(model, tokenizer, data, run_dir=out, settings=cfg, backend=info.backend, resume=False,
-                  callbacks=[timer])
-        backend = info.backend
-    else:
-        if path == "unsloth":
-            if gemma:  # the setting the repository's path uses (helpers.modeling.add_lora)
-                os.environ["UNSLOTH_BLOCK_COMPILE"] = "0"
-            import unsloth  # noqa: F401
-            from unsloth import FastLanguageModel
-
-            model, tokenizer = FastLanguageModel.from_pretrained(folder, max_seq_length=seq, dtype=None,
-                                                                 load_in_4bit=True)
-            model = FastLanguageModel.get_peft_model(model, r=16, lora_alpha=16, lora_dropout=0.0,
-                                                     target_modules=SEVEN, bias="none", random_state=0,
-                                                     use_gradient_checkpointing="unsloth", max_seq_length=seq)
-        else:
-            import torch
-            from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-            from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
-
-            tokenizer = AutoTokenizer.from_pretrained(folder)
-            quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                       bnb_4bit_compute_dtype=torch.bfloat16)
-            model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16, quantization_config=quant,
-                                                         device_map={"": 0})
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
-            model = get_peft_model(model, LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0, target_modules=SEVEN,
-                                                     bias="none", task_type="CAUSAL_LM"))
-        from datasets import Dataset
-        from trl import SFTTrainer
-
-        load_s = time.time() - start
-        rows = random_rows(tokenizer, batch * steps, seq)  # TRL uses a `labels` column as is: answer-only loss
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        timer = _timer()
-        trainer = SFTTrainer(model=model, args=_sft_args(out, batch, steps, seq, path == "plain"),
-                             train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=[timer])
-        trainer.train()
-        backend = path
+def _result(timer, batch: int, seq: int, short: str, load_s: float, backend: str) -> dict:
     import torch
 
-    shutil.rmtree(out, ignore_errors=True)
     peak = round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None
-    step = statistics.median(timer.times[2:]) if len(timer.times) > 2 else timer.times[-1]
-    if short:  # useful tokens per step: the batches are all different, so total tokens over total time
-        timed = timer.times[2:]
-        useful = sum(len(r["input_ids"]) for r in rows[2 * batch:2 * batch + len(timed) * batch])
+    timed = timer.times[2:] or timer.times[-1:]
+    if short:  # the batches are all different: useful tokens over time, both summed over the timed steps
+        useful = sum(timer.tokens[len(timer.times) - len(timed):])
         return {"backend": backend, "batching": short, "useful_tokens_per_s": round(useful / sum(timed)),
                 "peak_gib": peak, "steps_timed": len(timed)}
+    step = statistics.median(timed)
     return {"backend": backend, "load_s": round(load_s, 1), "s_per_step": round(step, 3),
-            "tokens_per_s": round(batch * seq / step), "peak_gib": peak,
-            "steps_timed": len(timer.times[2:])}
+            "tokens_per_s": round(batch * seq / step), "peak_gib": peak, "steps_timed": len(timed)}
+
+
+def child_repo(folder: str, batch: int, seq: int, steps: int, short_batch: int) -> dict:
+    """The repository's path (helpers.modeling + helpers.sft.train_sft, as the notebooks run), loaded
+    once: full-length rows, then Orca-like lengths padded, then padding-free (useful tokens)."""
+    import dataclasses
+
+    from datasets import Dataset
+
+    from helpers.modeling import add_lora, load_model  # noqa: I001  (imports Unsloth before transformers)
+    from helpers.sft import train_sft
+    from helpers.tasks.instruct import TrainConfig
+
+    start = time.time()
+    model, tokenizer, info = load_model(folder, max_seq_length=seq)
+    model = add_lora(model, info, r=16, alpha=16, dropout=0.0, targets=SEVEN, seed=0, gradient_checkpointing=True)
+    load_s, out = time.time() - start, {}
+    for name, short, n in (("train", "", batch), ("padded", "padded", short_batch),
+                           ("padding_free", "padding_free", short_batch)):
+        run_dir = tempfile.mkdtemp()
+        cfg = dataclasses.replace(TrainConfig(), batch_size=n, grad_accum=1, max_steps=steps, warmup_steps=0,
+                                  save_steps=10**6, max_seq_length=seq, lora_targets=SEVEN,
+                                  **({"padding_free": short == "padding_free"} if short else {}))
+        rows = _orca_like_rows(tokenizer, n * steps, seq) if short else random_rows(tokenizer, n * steps, seq)
+        timer = _timer(model)
+        try:
+            report = train_sft(model, tokenizer, Dataset.from_list(rows), run_dir=run_dir, settings=cfg,
+                               backend=info.backend, resume=False, callbacks=[timer])
+            out[name] = {**_result(timer, n, seq, short, load_s, info.backend),
+                         "padding_free_used": report["effective"]["padding_free"]}
+        except Exception as err:  # one measurement's failure must not hide the others
+            out[name] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return out
+
+
+def child_train(path: str, folder: str, batch: int, seq: int, steps: int) -> dict:
+    """One training measurement of raw Unsloth or plain transformers + peft + bitsandbytes."""
+    gemma = json.load(open(os.path.join(folder, "config.json")))["model_type"].startswith("gemma")
+    out, start = tempfile.mkdtemp(), time.time()
+    if path == "unsloth":
+        if gemma:  # the setting the repository's path uses (helpers.modeling.add_lora)
+            os.environ["UNSLOTH_BLOCK_COMPILE"] = "0"
+        import unsloth  # noqa: F401
+        from unsloth import FastLanguageModel
+
+        model, tokenizer = FastLanguageModel.from_pretrained(folder, max_seq_length=seq, dtype=None,
+                                                             load_in_4bit=True)
+        model = FastLanguageModel.get_peft_model(model, r=16, lora_alpha=16, lora_dropout=0.0,
+                                                 target_modules=SEVEN, bias="none", random_state=0,
+                                                 use_gradient_checkpointing="unsloth", max_seq_length=seq)
+    else:
+        import torch
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+        from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                   bnb_4bit_compute_dtype=torch.bfloat16)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16, quantization_config=quant,
+                                                     device_map={"": 0})
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0, target_modules=SEVEN,
+                                                 bias="none", task_type="CAUSAL_LM"))
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    load_s = time.time() - start
+    rows = random_rows(tokenizer, batch * steps, seq)  # TRL uses a `labels` column as is: answer-only loss
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    timer = _timer()
+    trainer = SFTTrainer(model=model, args=_sft_args(out, batch, steps, seq, path == "plain"),
+                         train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=[timer])
+    trainer.train()
+    shutil.rmtree(out, ignore_errors=True)
+    return _result(timer, batch, seq, "", load_s, path)
 
 
 def child_generate(folder: str, n_single: int, new_tokens: int) -> dict:
+    """Exactly `new_tokens` per answer (min_new_tokens: random weights would stop at random lengths,
+    and a batch runs as long as its longest answer), one at a time, at the benchmark notebook's
+    default batch size, and all questions in one batch."""
     from helpers.generation import generate
     from helpers.modeling import load_model
     from helpers.questions import load_question_set
+    from helpers.tasks.instruct import BenchmarkConfig
 
     model, tokenizer, info = load_model(folder, max_seq_length=2048)
     prompts = [q.question for q in load_question_set("math")]
-    kw = dict(chat=True, stop_token_ids=info.stop_token_ids, max_new_tokens=new_tokens)
+    kw = dict(chat=True, stop_token_ids=info.stop_token_ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
     generate(model, tokenizer, prompts[:2], batch_size=2, **kw)  # warm-up (kernels, caches)
-    rates = {}
-    for name, qs, bs in (("single", prompts[:n_single], 1), ("batched", prompts, len(prompts))):
+    rates, default = {}, BenchmarkConfig().eval_batch_size
+    for name, qs, bs in (("single", prompts[:n_single], 1), ("default_batch", prompts, default),
+                         ("one_batch", prompts, len(prompts))):
         start = time.time()
         answers = generate(model, tokenizer, qs, batch_size=bs, **kw)
         seconds = time.time() - start
-        tokens = sum(len(tokenizer.encode(a, add_special_tokens=False)) + 1 for a in answers)
-        rates[name] = {"questions": len(qs), "tokens": tokens, "s": round(seconds, 1),
+        tokens = len(answers) * new_tokens
+        rates[name] = {"questions": len(qs), "batch_size": bs, "tokens": tokens, "s": round(seconds, 1),
                        "tokens_per_s": round(tokens / seconds, 1)}
-    rates["speedup"] = round(rates["batched"]["tokens_per_s"] / rates["single"]["tokens_per_s"], 1)
+    for name in ("default_batch", "one_batch"):
+        rates[name]["speedup"] = round(rates[name]["tokens_per_s"] / rates["single"]["tokens_per_s"], 1)
     return rates
 
 
@@ -222,7 +253,7 @@ def main() -> None:
     parser.add_argument("--archs", nargs="+", default=["llama-3.1-8b", "mistral-7b-v3", "gemma-2-9b", "qwen-2-7b"])
     parser.add_argument("--tokenizer", required=True)
     parser.add_argument("--layers", type=int, default=None, help="fewer layers than the real model")
-    parser.add_argument("--parts", default="train,short,generate")
+    parser.add_argument("--parts", default="train,generate", help="train (with the short samples), generate")
     parser.add_argument("--paths", default=",".join(PATHS))
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq", type=int, default=1024)
@@ -243,16 +274,26 @@ def main() -> None:
             n_params = build(arch, folder, args.tokenizer, args.layers, full_vocab=True)
             flop_params = n_params - _input_embedding_params(folder)
             for part in args.parts.split(","):
-                variants = {"train": args.paths.split(","), "short": ["padded", "padding_free"]}.get(part, ["repo"])
-                for path in variants:
-                    if part == "train":
-                        child = [f"train:{path}", folder, str(args.batch), str(args.seq), str(args.steps)]
-                    elif part == "short":
-                        child = ["train:repo", folder, str(args.short_batch), str(args.seq), str(args.steps), path]
-                    else:
-                        child = ["generate", folder, str(args.single), str(args.new_tokens)]
-                    row = {"arch": arch, "part": part, "path": path, "params": n_params, "flop_params": flop_params,
-                           **run_child(child, args.timeout)}
+                common = {"arch": arch, "params": n_params, "flop_params": flop_params}
+                if part == "train":
+                    for path in args.paths.split(","):
+                        if path == "repo":  # one process: full-length rows, then the short samples both ways
+                            got = run_child(["repo", folder, str(args.batch), str(args.seq), str(args.steps),
+                                             str(args.short_batch)], args.timeout)
+                            if "error" in got:
+                                got = dict.fromkeys(("train", "padded", "padding_free"), got)
+                            rows = [{"part": "train", "path": "repo", **v} if k == "train" else
+                                    {"part": "short", "path": k, **v} for k, v in got.items()]
+                        else:
+                            rows = [{"part": "train", "path": path, **run_child(
+                                [f"train:{path}", folder, str(args.batch), str(args.seq), str(args.steps)],
+                                args.timeout)}]
+                        for row in rows:
+                            results.append({**common, **row})
+                            print("RESULT", json.dumps(results[-1]), flush=True)
+                else:
+                    row = {**common, "part": part, "path": "repo",
+                           **run_child(["generate", folder, str(args.single), str(args.new_tokens)], args.timeout)}
                     results.append(row)
                     print("RESULT", json.dumps(row), flush=True)
         finally:
@@ -280,7 +321,7 @@ def print_table(results: list[dict], args) -> None:
               for k in ("unsloth", "plain")}
         mem = f"{r['peak_gib'] / ref['plain']['peak_gib']:.0%}" if "plain" in ref else "-"
         mfu = 6 * r["flop_params"] * r["tokens_per_s"] / H100_BF16_DENSE
-        print(f"{r['arch']:<14} {r['path']:<8} {r['tokens_per_s']:>9} {r['peak_gib']:>9} {vs['unsloth']:>11} "
+        print(f"{r['arch']:<14} {r['path']:<8} {r['tokens_per_s']:>9} {r['peak_gib'] or '-':>9} {vs['unsloth']:>11} "
               f"{vs['plain']:>9} {mem:>10} {mfu:>16.1%}")
     short = [r for r in results if r["part"] == "short"]
     if short:
@@ -292,21 +333,26 @@ def print_table(results: list[dict], args) -> None:
             print(f"{arch:<14} {got.get('padded') or 'error':>9} {got.get('padding_free') or 'error':>13} {gain:>6}")
     gen = [r for r in results if r["part"] == "generate"]
     if gen:
-        print(f"\nGeneration: greedy, {args.new_tokens} new tokens, math questions; one at a time vs all in one batch")
-        print(f"{'arch':<14} {'single tok/s':>13} {'batched tok/s':>14} {'speedup':>8}")
+        print(f"\nGeneration: greedy, exactly {args.new_tokens} new tokens per answer, the 40 math questions; "
+              "one at a time vs the benchmark notebook's batch size vs all in one batch")
+        print(f"{'arch':<14} {'single tok/s':>13} {'default batch':>14} {'tok/s':>7} {'speedup':>8} "
+              f"{'one batch tok/s':>16} {'speedup':>8}")
         for r in gen:
             if "error" in r:
                 print(f"{r['arch']:<14} error: {r['error']}")
-            else:
-                print(f"{r['arch']:<14} {r['single']['tokens_per_s']:>13} {r['batched']['tokens_per_s']:>14} "
-                      f"{r['speedup']:>7}x")
+                continue
+            d, o = r["default_batch"], r["one_batch"]
+            print(f"{r['arch']:<14} {r['single']['tokens_per_s']:>13} {d['batch_size']:>14} {d['tokens_per_s']:>7} "
+                  f"{d['speedup']:>7}x {o['tokens_per_s']:>16} {o['speedup']:>7}x")
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         kind, rest = sys.argv[2], sys.argv[3:]
-        if kind.startswith("train:"):
-            row = child_train(kind.split(":")[1], rest[0], int(rest[1]), int(rest[2]), int(rest[3]), *rest[4:])
+        if kind == "repo":
+            row = child_repo(rest[0], int(rest[1]), int(rest[2]), int(rest[3]), int(rest[4]))
+        elif kind.startswith("train:"):
+            row = child_train(kind.split(":")[1], rest[0], int(rest[1]), int(rest[2]), int(rest[3]))
         else:
             row = child_generate(rest[0], int(rest[1]), int(rest[2]))
         print("PERF " + json.dumps(row), flush=True)
