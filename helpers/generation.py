@@ -38,15 +38,23 @@ def generate(model, tokenizer, prompts: list, *, chat: bool, stop_token_ids: lis
              min_new_tokens: int = 0, desc: str = "generate") -> list[str]:
     """Answers to `prompts` (texts, or with `chat` also message lists), in order: greedy, or sampled
     at `temperature` > 0. Prompts are sorted by length so that each batch holds similar lengths
-    (less padding); the answer excludes the prompt and the stop token. `min_new_tokens` holds the
-    stop tokens back that long (benchmarks of speed on random weights)."""
+    (less padding); the answer excludes the prompt and the stop token. `batch_size` 0 picks as many
+    prompts as the free GPU memory holds (`auto_batch_size`); a batch that runs out of GPU memory is
+    split in half and retried. `min_new_tokens` holds the stop tokens back that long (benchmarks of
+    speed on random weights)."""
     encoded = [encode_prompt(tokenizer, render_prompt(tokenizer, p, chat=chat), chat=chat) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+    if batch_size < 1:
+        longest = max((len(x) for x in encoded), default=0)
+        batch_size = auto_batch_size(model, len(prompts), longest + max_new_tokens)
     answers = [""] * len(prompts)
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id
+    sampling = ({"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0} if temperature > 0
+                else {"do_sample": False})
+    start = 0
     with inference_mode(model), tqdm(total=len(prompts), desc=desc, unit="q") as bar:
-        for start in range(0, len(order), batch_size):
+        while start < len(order):
             idx = order[start:start + batch_size]
             width = max(len(encoded[i]) for i in idx)
             ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
@@ -54,19 +62,51 @@ def generate(model, tokenizer, prompts: list, *, chat: bool, stop_token_ids: lis
             for row, i in enumerate(idx):  # left padding: every prompt ends where generation starts
                 ids[row, width - len(encoded[i]):] = torch.tensor(encoded[i])
                 mask[row, width - len(encoded[i]):] = 1
-            out = model.generate(
-                input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
-                **({"min_new_tokens": min_new_tokens} if min_new_tokens else {}),
-                eos_token_id=list(stop_token_ids), pad_token_id=pad_id,
-                **({"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0} if temperature > 0
-                   else {"do_sample": False}),
-            )
+            try:
+                out = model.generate(
+                    input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
+                    **({"min_new_tokens": min_new_tokens} if min_new_tokens else {}),
+                    eos_token_id=list(stop_token_ids), pad_token_id=pad_id, **sampling)
+            except torch.OutOfMemoryError:
+                if len(idx) == 1:
+                    raise
+                batch_size = len(idx) // 2
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                bar.write(f"{desc}: out of GPU memory with {len(idx)} prompts at once; going on with {batch_size}")
+                continue
             for row, i in enumerate(idx):
                 new = out[row, width:].tolist()
                 cut = next((j for j, t in enumerate(new) if t in stop_token_ids), len(new))
                 answers[i] = tokenizer.decode(new[:cut], skip_special_tokens=True)
             bar.update(len(idx))
+            start += len(idx)
     return answers
+
+
+def kv_bytes_per_token(config, dtype_bytes: int = 2) -> int:
+    """Bytes of key/value cache one token takes in every layer (an upper bound for sliding-window
+    layers, which keep fewer)."""
+    text = getattr(config, "text_config", None) or config
+    heads = text.num_attention_heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+    kv_heads = getattr(text, "num_key_value_heads", None) or heads
+    return 2 * text.num_hidden_layers * kv_heads * head_dim * dtype_bytes
+
+
+def auto_batch_size(model, n_prompts: int, tokens_per_row: int, *, cap: int = 64, cpu: int = 16,
+                    free_bytes: int | None = None) -> int:
+    """How many prompts to generate at once: on a GPU as many as the key/value cache of
+    `tokens_per_row` tokens each (prompt + new tokens) fits into 60% of the free memory, beside one
+    row of float32 logits per prompt, at most `cap`; `cpu` on a CPU. Never more than the prompts."""
+    if free_bytes is None:
+        if not torch.cuda.is_available():
+            return max(1, min(n_prompts, cpu))
+        free_bytes, _ = torch.cuda.mem_get_info()
+    config = model.config
+    vocab = getattr(getattr(config, "text_config", None) or config, "vocab_size", 0)
+    per_row = kv_bytes_per_token(config) * tokens_per_row + 8 * vocab
+    return max(1, min(n_prompts, cap, int(0.6 * free_bytes // per_row)))
 
 
 def right_padded(sequences, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -200,24 +200,27 @@ def child_train(path: str, folder: str, batch: int, seq: int, steps: int) -> dic
 def child_generate(folder: str, n_single: int, new_tokens: int) -> dict:
     """Exactly `new_tokens` per answer (min_new_tokens: random weights would stop at random lengths,
     and a batch runs as long as its longest answer), one at a time, at the benchmark notebook's
-    default batch size, and all questions in one batch."""
-    from helpers.generation import generate
+    default batch size (0: as many as memory holds), and all questions in one batch."""
+    from helpers.generation import auto_batch_size, generate
     from helpers.modeling import load_model
     from helpers.questions import load_question_set
+    from helpers.sft import encode_prompt, render_prompt
     from helpers.tasks.instruct import BenchmarkConfig
 
     model, tokenizer, info = load_model(folder, max_seq_length=2048)
     prompts = [q.question for q in load_question_set("math")]
     kw = dict(chat=True, stop_token_ids=info.stop_token_ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
     generate(model, tokenizer, prompts[:2], batch_size=2, **kw)  # warm-up (kernels, caches)
-    rates, default = {}, BenchmarkConfig().eval_batch_size
+    rates, default = {}, BenchmarkConfig().eval_batch_size  # 0: auto, as the notebook runs
+    longest = max(len(encode_prompt(tokenizer, render_prompt(tokenizer, p, chat=True), chat=True)) for p in prompts)
+    chosen = default or auto_batch_size(model, len(prompts), longest + new_tokens)
     for name, qs, bs in (("single", prompts[:n_single], 1), ("default_batch", prompts, default),
                          ("one_batch", prompts, len(prompts))):
         start = time.time()
         answers = generate(model, tokenizer, qs, batch_size=bs, **kw)
         seconds = time.time() - start
         tokens = len(answers) * new_tokens
-        rates[name] = {"questions": len(qs), "batch_size": bs, "tokens": tokens, "s": round(seconds, 1),
+        rates[name] = {"questions": len(qs), "batch_size": bs or chosen, "tokens": tokens, "s": round(seconds, 1),
                        "tokens_per_s": round(tokens / seconds, 1)}
     for name in ("default_batch", "one_batch"):
         rates[name]["speedup"] = round(rates[name]["tokens_per_s"] / rates["single"]["tokens_per_s"], 1)
@@ -309,19 +312,19 @@ def print_table(results: list[dict], args) -> None:
     print(f"\nTraining: batch {args.batch} x {args.seq} tokens, r=16, seven projections, gradient checkpointing, "
           f"bf16, {layers}; FLOPs = 6 x params x tokens (params without the input embedding); "
           f"GPU rate {H100_BF16_DENSE / 1e12:.0f} TFLOP/s dense bf16")
-    print(f"{'arch':<14} {'path':<8} {'tokens/s':>9} {'peak GiB':>9} {'vs unsloth':>11} {'vs plain':>9} "
+    print(f"{'arch':<14} {'path':<11} {'tokens/s':>9} {'peak GiB':>9} {'vs unsloth':>11} {'vs plain':>9} "
           f"{'mem/plain':>10} {'% of peak FLOPs':>16}")
     train = [r for r in results if r["part"] == "train"]
     for r in train:
         if "error" in r:
-            print(f"{r['arch']:<14} {r['path']:<8} error: {r['error']}")
+            print(f"{r['arch']:<14} {r['path']:<11} error: {r['error']}")
             continue
         ref = {x["path"]: x for x in train if x["arch"] == r["arch"] and "error" not in x}
         vs = {k: f"{r['tokens_per_s'] / ref[k]['tokens_per_s']:.2f}x" if k in ref else "-"
               for k in ("unsloth", "plain")}
         mem = f"{r['peak_gib'] / ref['plain']['peak_gib']:.0%}" if "plain" in ref else "-"
         mfu = 6 * r["flop_params"] * r["tokens_per_s"] / H100_BF16_DENSE
-        print(f"{r['arch']:<14} {r['path']:<8} {r['tokens_per_s']:>9} {r['peak_gib'] or '-':>9} {vs['unsloth']:>11} "
+        print(f"{r['arch']:<14} {r['path']:<11} {r['tokens_per_s']:>9} {r['peak_gib'] or '-':>9} {vs['unsloth']:>11} "
               f"{vs['plain']:>9} {mem:>10} {mfu:>16.1%}")
     short = [r for r in results if r["part"] == "short"]
     if short:

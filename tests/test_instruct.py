@@ -51,6 +51,12 @@ def test_train_config_errors(params, message):
         study_config("train_math", params)
 
 
+def test_benchmark_batch_size_zero_means_auto_and_negative_is_refused():
+    assert study_config("benchmark", {}).eval_batch_size == 0
+    with pytest.raises(ConfigError, match="eval_batch_size and max_questions >= 0"):
+        study_config("benchmark", {"eval_batch_size": -1})
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("study", ["train_math", "train_bio"])
 def test_train_notebook_keeps_epoch1_and_epoch3_of_one_run(study, tmp_path):

@@ -111,7 +111,7 @@ class BenchmarkConfig:
     stages: list = dataclasses.field(default_factory=lambda: ["base", "epoch1", "epoch3"])
     question_set: str = ""
     max_questions: int = 0
-    eval_batch_size: int = 16
+    eval_batch_size: int = 0  # 0: as many questions at once as GPU memory holds (helpers.generation)
     max_new_tokens: int = 512
     output_root: str = "benchmarks"
     workbook_dir: str = "benchmark_data"
@@ -125,8 +125,9 @@ class BenchmarkConfig:
                 raise ConfigError(f"stage '{stage}' is neither 'base' nor 'epoch<N>' (e.g. epoch1)")
         if not self.stages:
             raise ConfigError("stages is empty: e.g. ['base', 'epoch1', 'epoch3']")
-        if self.eval_batch_size < 1 or self.max_new_tokens < 1 or self.max_questions < 0:
-            raise ConfigError("eval_batch_size and max_new_tokens must be >= 1, max_questions >= 0 (0 = all)")
+        if self.eval_batch_size < 0 or self.max_new_tokens < 1 or self.max_questions < 0:
+            raise ConfigError("max_new_tokens must be >= 1, eval_batch_size and max_questions >= 0 "
+                              "(eval_batch_size 0 = as many as fit, max_questions 0 = all)")
 
 
 def train_report(metrics: dict) -> str:
