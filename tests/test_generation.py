@@ -77,3 +77,14 @@ def test_auto_batch_size_from_the_key_value_cache():
     assert auto_batch_size(Model(gemma), 40, 700, free_bytes=9 * gib) == 17
     assert auto_batch_size(Model(gemma), 40, 700, free_bytes=10**6) == 1  # never 0
     assert auto_batch_size(Model(llama3), 500, 100, free_bytes=80 * gib) == 64  # the cap
+
+
+def test_min_new_tokens_holds_the_stop_tokens_back(tiny, embedded_tokenizer):
+    """Every token but three is a stop token: greedy answers end at once, unless min_new_tokens
+    holds the stops back, and then they are made of the three allowed tokens only."""
+    allowed = embedded_tokenizer.convert_tokens_to_ids(["a", "b", "c"])
+    stops = [t for t in range(len(embedded_tokenizer)) if t not in allowed]
+    kw = dict(chat=True, stop_token_ids=stops, max_new_tokens=8, batch_size=4)
+    assert generate(tiny, embedded_tokenizer, PROMPTS[:4], **kw) == [""] * 4
+    held = generate(tiny, embedded_tokenizer, PROMPTS[:4], min_new_tokens=5, **kw)
+    assert all(len(a) == 5 and set(a) <= {"a", "b", "c"} for a in held), held
