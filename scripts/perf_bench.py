@@ -1,15 +1,16 @@
 """Performance of the training and evaluation paths on a GPU (issue 6). Prints one table.
 
 Random-weight checkpoints of real architectures (public config numbers, real vocabulary sizes;
-speed and memory do not depend on weight values), each measurement in a fresh process:
+speed and memory do not depend on weight values), each path in a fresh process:
 
 - train/<path>: one QLoRA step (r=16, all seven projections, gradient checkpointing, bf16) on the
   same batch through this repository's path (helpers.modeling + helpers.sft.train_sft), through
   raw Unsloth (FastLanguageModel + TRL SFTTrainer, as Unsloth's notebooks do) and through plain
   transformers + peft + bitsandbytes (same SFTTrainer settings). Tokens/s is the median step after
-  two warm-up steps; peak is torch's max allocated memory during training.
-- generate: the benchmark questions answered one at a time vs batched through helpers.generation
-  (greedy, --new-tokens new tokens).
+  two warm-up steps; peak is torch's max allocated memory during training. The repository's
+  process then trains on Orca-like lengths padded and padding-free (useful tokens/s: short samples).
+- generate: the benchmark questions answered one at a time, at the benchmark notebook's default
+  batch size and all in one batch through helpers.generation (greedy, exactly --new-tokens tokens).
 
     python scripts/perf_bench.py --archs llama-3.1-8b mistral-7b-v3 gemma-2-9b qwen-2-7b \\
         --tokenizer .gpu/tokenizer --layers 8 --out perf.json
