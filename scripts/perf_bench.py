@@ -117,8 +117,9 @@ def _result(timer, batch: int, seq: int, short: str, load_s: float, backend: str
         return {"backend": backend, "batching": short, "useful_tokens_per_s": round(useful / sum(timed)),
                 "peak_gib": peak, "steps_timed": len(timed)}
     step = statistics.median(timed)
-    return {"backend": backend, "load_s": round(load_s, 1), "s_per_step": round(step, 3),
-            "tokens_per_s": round(batch * seq / step), "peak_gib": peak, "steps_timed": len(timed)}
+    return {"backend": backend, "load_s": round(load_s, 1), "first_step_s": round(timer.times[0], 1),
+            "s_per_step": round(step, 3), "tokens_per_s": round(batch * seq / step), "peak_gib": peak,
+            "steps_timed": len(timed)}
 
 
 def child_repo(folder: str, batch: int, seq: int, steps: int, short_batch: int) -> dict:
@@ -239,12 +240,21 @@ def _input_embedding_params(folder: str) -> int:
         text["vocab_size"] * text["hidden_size"])
 
 
-def run_child(args: list[str], timeout: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", *args]
+def run_child(args: list[str], timeout: int, cold: bool = False) -> dict:
+    """One measurement in a fresh process; with `cold` it gets empty Inductor and Unsloth compile
+    caches (a first run on a new machine) instead of the ones the earlier children filled."""
+    cmd, env, fresh = [sys.executable, __file__, "--child", *args], dict(os.environ), None
+    if cold:
+        fresh = tempfile.mkdtemp(prefix="compile-cache-")
+        env.update(TORCHINDUCTOR_CACHE_DIR=os.path.join(fresh, "inductor"),
+                   UNSLOTH_COMPILE_LOCATION=os.path.join(fresh, "unsloth"))
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout} s"}
+    finally:
+        if fresh:
+            shutil.rmtree(fresh, ignore_errors=True)
     for line in proc.stdout.splitlines():
         if line.startswith("PERF "):
             return json.loads(line[5:])
@@ -266,6 +276,7 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=4, help="questions answered one at a time")
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--timeout", type=int, default=400, help="seconds per measurement")
+    parser.add_argument("--cold", action="store_true", help="every measurement with empty compile caches")
     parser.add_argument("--out", default=None, help="write all results as JSON here")
     args = parser.parse_args()
 
@@ -283,7 +294,7 @@ def main() -> None:
                     for path in args.paths.split(","):
                         if path == "repo":  # one process: full-length rows, then the short samples both ways
                             got = run_child(["repo", folder, str(args.batch), str(args.seq), str(args.steps),
-                                             str(args.short_batch)], args.timeout)
+                                             str(args.short_batch)], args.timeout, args.cold)
                             if "error" in got:
                                 got = dict.fromkeys(("train", "padded", "padding_free"), got)
                             rows = [{"part": "train", "path": "repo", **v} if k == "train" else
@@ -291,13 +302,14 @@ def main() -> None:
                         else:
                             rows = [{"part": "train", "path": path, **run_child(
                                 [f"train:{path}", folder, str(args.batch), str(args.seq), str(args.steps)],
-                                args.timeout)}]
+                                args.timeout, args.cold)}]
                         for row in rows:
                             results.append({**common, **row})
                             print("RESULT", json.dumps(results[-1]), flush=True)
                 else:
                     row = {**common, "part": part, "path": "repo",
-                           **run_child(["generate", folder, str(args.single), str(args.new_tokens)], args.timeout)}
+                           **run_child(["generate", folder, str(args.single), str(args.new_tokens)],
+                                       args.timeout, args.cold)}
                     results.append(row)
                     print("RESULT", json.dumps(row), flush=True)
         finally:
