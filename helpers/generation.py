@@ -42,11 +42,9 @@ def generate(model, tokenizer, prompts: list, *, chat: bool, stop_token_ids: lis
     prompts as the free GPU memory holds (`auto_batch_size`); a batch that runs out of GPU memory is
     split in half and retried. `min_new_tokens` holds the stop tokens back that long (benchmarks of
     speed on random weights)."""
-    encoded = [encode_prompt(tokenizer, render_prompt(tokenizer, p, chat=chat), chat=chat) for p in prompts]
+    encoded = encode_prompts(tokenizer, prompts, chat=chat)
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
-    if batch_size < 1:
-        longest = max((len(x) for x in encoded), default=0)
-        batch_size = auto_batch_size(model, len(prompts), longest + max_new_tokens)
+    batch_size = batch_size if batch_size >= 1 else auto_batch_size(model, encoded, max_new_tokens)
     answers = [""] * len(prompts)
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id
@@ -84,6 +82,11 @@ def generate(model, tokenizer, prompts: list, *, chat: bool, stop_token_ids: lis
     return answers
 
 
+def encode_prompts(tokenizer, prompts: list, *, chat: bool) -> list[list[int]]:
+    """The token ids generation starts from (chat template with the assistant's turn opened)."""
+    return [encode_prompt(tokenizer, render_prompt(tokenizer, p, chat=chat), chat=chat) for p in prompts]
+
+
 def kv_bytes_per_token(config, dtype_bytes: int = 2) -> int:
     """Bytes of key/value cache one token takes in every layer (an upper bound for sliding-window
     layers, which keep fewer)."""
@@ -94,19 +97,20 @@ def kv_bytes_per_token(config, dtype_bytes: int = 2) -> int:
     return 2 * text.num_hidden_layers * kv_heads * head_dim * dtype_bytes
 
 
-def auto_batch_size(model, n_prompts: int, tokens_per_row: int, *, cap: int = 64, cpu: int = 16,
+def auto_batch_size(model, encoded: list[list[int]], max_new_tokens: int, *, cap: int = 64, cpu: int = 16,
                     free_bytes: int | None = None) -> int:
-    """How many prompts to generate at once: on a GPU as many as the key/value cache of
-    `tokens_per_row` tokens each (prompt + new tokens) fits into 60% of the free memory, beside one
-    row of float32 logits per prompt, at most `cap`; `cpu` on a CPU. Never more than the prompts."""
+    """How many of the `encoded` prompts to generate at once: on a GPU as many as the key/value
+    cache of the longest prompt plus `max_new_tokens` fits into 60% of the free memory, beside one
+    row of float32 logits each, at most `cap`; `cpu` on a CPU. Never more than the prompts."""
     if free_bytes is None:
         if not torch.cuda.is_available():
-            return max(1, min(n_prompts, cpu))
+            return max(1, min(len(encoded), cpu))
         free_bytes, _ = torch.cuda.mem_get_info()
     config = model.config
-    vocab = getattr(getattr(config, "text_config", None) or config, "vocab_size", 0)
-    per_row = kv_bytes_per_token(config) * tokens_per_row + 8 * vocab
-    return max(1, min(n_prompts, cap, int(0.6 * free_bytes // per_row)))
+    text = getattr(config, "text_config", None) or config
+    tokens = max((len(x) for x in encoded), default=0) + max_new_tokens
+    per_row = kv_bytes_per_token(config) * tokens + 8 * text.vocab_size
+    return max(1, min(len(encoded), cap, int(0.6 * free_bytes // per_row)))
 
 
 def right_padded(sequences, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -203,10 +203,9 @@ def child_generate(folder: str, n_single: int, new_tokens: int) -> dict:
     """Exactly `new_tokens` per answer (min_new_tokens: random weights would stop at random lengths,
     and a batch runs as long as its longest answer), one at a time, at the benchmark notebook's
     default batch size (0: as many as memory holds), and all questions in one batch."""
-    from helpers.generation import auto_batch_size, generate
+    from helpers.generation import auto_batch_size, encode_prompts, generate
     from helpers.modeling import load_model
     from helpers.questions import load_question_set
-    from helpers.sft import encode_prompt, render_prompt
     from helpers.tasks.instruct import BenchmarkConfig
 
     model, tokenizer, info = load_model(folder, max_seq_length=2048)
@@ -214,8 +213,7 @@ def child_generate(folder: str, n_single: int, new_tokens: int) -> dict:
     kw = dict(chat=True, stop_token_ids=info.stop_token_ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
     generate(model, tokenizer, prompts[:2], batch_size=2, **kw)  # warm-up (kernels, caches)
     rates, default = {}, BenchmarkConfig().eval_batch_size  # 0: auto, as the notebook runs
-    longest = max(len(encode_prompt(tokenizer, render_prompt(tokenizer, p, chat=True), chat=True)) for p in prompts)
-    chosen = default or auto_batch_size(model, len(prompts), longest + new_tokens)
+    chosen = default or auto_batch_size(model, encode_prompts(tokenizer, prompts, chat=True), new_tokens)
     for name, qs, bs in (("single", prompts[:n_single], 1), ("default_batch", prompts, default),
                          ("one_batch", prompts, len(prompts))):
         start = time.time()

@@ -70,13 +70,16 @@ def test_auto_batch_size_from_the_key_value_cache():
         def __init__(self, config):
             self.config = config
 
+    def prompts(n, longest=188):  # 188 prompt + 512 new = 700 tokens a row
+        return [[1] * 20] * (n - 1) + [[1] * longest]
+
     gib = 2**30
     # 8 GiB free, 700 tokens a row: llama 3 holds 55 rows (all 40 questions); gemma 7b 17 rows
-    assert auto_batch_size(Model(llama3), 40, 700, free_bytes=8 * gib) == 40
-    assert auto_batch_size(Model(llama3), 100, 700, free_bytes=8 * gib) == 55
-    assert auto_batch_size(Model(gemma), 40, 700, free_bytes=9 * gib) == 17
-    assert auto_batch_size(Model(gemma), 40, 700, free_bytes=10**6) == 1  # never 0
-    assert auto_batch_size(Model(llama3), 500, 100, free_bytes=80 * gib) == 64  # the cap
+    assert auto_batch_size(Model(llama3), prompts(40), 512, free_bytes=8 * gib) == 40
+    assert auto_batch_size(Model(llama3), prompts(100), 512, free_bytes=8 * gib) == 55
+    assert auto_batch_size(Model(gemma), prompts(40), 512, free_bytes=9 * gib) == 17
+    assert auto_batch_size(Model(gemma), prompts(40), 512, free_bytes=10**6) == 1  # never 0
+    assert auto_batch_size(Model(llama3), prompts(500, 20), 80, free_bytes=80 * gib) == 64  # the cap
 
 
 def test_min_new_tokens_holds_the_stop_tokens_back(tiny, embedded_tokenizer):
