@@ -199,7 +199,7 @@ def child_train(path: str, folder: str, batch: int, seq: int, steps: int) -> dic
     return _result(timer, batch, seq, "", load_s, path)
 
 
-def child_generate(folder: str, n_single: int, new_tokens: int) -> dict:
+def child_generate(folder: str, n_single: int, new_tokens: int, profile: bool = False) -> dict:
     """Exactly `new_tokens` per answer (min_new_tokens: random weights would stop at random lengths,
     and a batch runs as long as its longest answer), one at a time, at the benchmark notebook's
     default batch size (0: as many as memory holds), and all questions in one batch."""
@@ -224,7 +224,32 @@ def child_generate(folder: str, n_single: int, new_tokens: int) -> dict:
                        "tokens_per_s": round(tokens / seconds, 1)}
     for name in ("default_batch", "one_batch"):
         rates[name]["speedup"] = round(rates[name]["tokens_per_s"] / rates["single"]["tokens_per_s"], 1)
+    if profile:
+        rates["profile"] = {str(bs): _profile_decode(model, tokenizer, prompts[:bs], kw) for bs in (1, len(prompts))}
     return rates
+
+
+def _profile_decode(model, tokenizer, prompts: list[str], kw: dict, steps: int = 16) -> dict:
+    """Where a decoding step's time goes at one batch size: wall and GPU milliseconds per new token,
+    and the GPU kernels that take most of it (torch.profiler over `steps` new tokens)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from helpers.generation import generate
+
+    kw = {**kw, "max_new_tokens": steps, "min_new_tokens": steps}
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        start = time.time()
+        generate(model, tokenizer, prompts, batch_size=len(prompts), **kw)
+        torch.cuda.synchronize()
+        wall = time.time() - start
+    events = [e for e in prof.key_averages() if str(e.device_type).endswith("CUDA")]  # kernels, not CPU ops
+    gpu_us = sum(e.self_device_time_total for e in events)
+    top = sorted(events, key=lambda e: -e.self_device_time_total)[:8]
+    return {"batch": len(prompts), "wall_ms_per_token": round(1e3 * wall / steps, 2),
+            "gpu_ms_per_token": round(gpu_us / 1e3 / steps, 2),
+            "top_kernels": [[e.key[:70], round(e.self_device_time_total / 1e3 / steps, 3), e.count // steps]
+                            for e in top]}
 
 
 # ---------------------------------------------------------------- parent
@@ -275,6 +300,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--timeout", type=int, default=400, help="seconds per measurement")
     parser.add_argument("--cold", action="store_true", help="every measurement with empty compile caches")
+    parser.add_argument("--profile", action="store_true", help="generation: where a decoding step's time goes")
     parser.add_argument("--out", default=None, help="write all results as JSON here")
     args = parser.parse_args()
 
@@ -306,8 +332,8 @@ def main() -> None:
                             print("RESULT", json.dumps(results[-1]), flush=True)
                 else:
                     row = {**common, "part": part, "path": "repo",
-                           **run_child(["generate", folder, str(args.single), str(args.new_tokens)],
-                                       args.timeout, args.cold)}
+                           **run_child(["generate", folder, str(args.single), str(args.new_tokens),
+                                        str(int(args.profile))], args.timeout, args.cold)}
                     results.append(row)
                     print("RESULT", json.dumps(row), flush=True)
         finally:
@@ -358,6 +384,12 @@ def print_table(results: list[dict], args) -> None:
             d, o = r["default_batch"], r["one_batch"]
             print(f"{r['arch']:<14} {r['single']['tokens_per_s']:>13} {d['batch_size']:>14} {d['tokens_per_s']:>7} "
                   f"{d['speedup']:>7}x {o['tokens_per_s']:>16} {o['speedup']:>7}x")
+        for r in gen:
+            for p in r.get("profile", {}).values():
+                print(f"{r['arch']} batch {p['batch']}: {p['wall_ms_per_token']} ms a step, GPU busy "
+                      f"{p['gpu_ms_per_token']} ms; top kernels (ms a step, calls a step):")
+                for name, ms, calls in p["top_kernels"]:
+                    print(f"    {ms:>8} {calls:>5}  {name}")
 
 
 if __name__ == "__main__":
@@ -368,7 +400,7 @@ if __name__ == "__main__":
         elif kind.startswith("train:"):
             row = child_train(kind.split(":")[1], rest[0], int(rest[1]), int(rest[2]), int(rest[3]))
         else:
-            row = child_generate(rest[0], int(rest[1]), int(rest[2]))
+            row = child_generate(rest[0], int(rest[1]), int(rest[2]), bool(int(rest[3])) if rest[3:] else False)
         print("PERF " + json.dumps(row), flush=True)
     else:
         main()
