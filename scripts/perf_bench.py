@@ -10,7 +10,12 @@ speed and memory do not depend on weight values), each path in a fresh process:
   two warm-up steps; peak is torch's max allocated memory during training. The repository's
   process then trains on Orca-like lengths padded and padding-free (useful tokens/s: short samples).
 - generate: the benchmark questions answered one at a time, at the benchmark notebook's default
-  batch size and all in one batch through helpers.generation (greedy, exactly --new-tokens tokens).
+  batch size and all in one batch through helpers.generation (greedy, exactly --new-tokens tokens);
+  `generate_graphs` the same with Unsloth's CUDA-graph decoding step; `--profile` adds where a
+  decoding step's time goes (torch.profiler: GPU-busy time against wall time, top kernels).
+
+`--rounds N` measures training N times, each round starting with another path (the first child
+after the checkpoint build compiles with cold caches), and reports the median.
 
     python scripts/perf_bench.py --archs llama-3.1-8b mistral-7b-v3 gemma-2-9b qwen-2-7b \\
         --tokenizer .gpu/tokenizer --layers 8 --out perf.json
@@ -115,11 +120,13 @@ def _result(timer, batch: int, seq: int, short: str, load_s: float, backend: str
     if short:  # the batches are all different: useful tokens over time, both summed over the timed steps
         useful = sum(timer.tokens[len(timer.times) - len(timed):])
         return {"backend": backend, "batching": short, "useful_tokens_per_s": round(useful / sum(timed)),
-                "peak_gib": peak, "steps_timed": len(timed)}
+                "peak_gib": peak, "steps_timed": len(timed),
+            "step_s": [round(t, 3) for t in timer.times]}
     step = statistics.median(timed)
     return {"backend": backend, "load_s": round(load_s, 1), "first_step_s": round(timer.times[0], 1),
             "s_per_step": round(step, 3), "tokens_per_s": round(batch * seq / step), "peak_gib": peak,
-            "steps_timed": len(timed)}
+            "steps_timed": len(timed),
+            "step_s": [round(t, 3) for t in timer.times]}
 
 
 def child_repo(folder: str, batch: int, seq: int, steps: int, short_batch: int) -> dict:
@@ -263,10 +270,10 @@ def _input_embedding_params(folder: str) -> int:
         text["vocab_size"] * text["hidden_size"])
 
 
-def run_child(args: list[str], timeout: int, cold: bool = False) -> dict:
+def run_child(args: list[str], timeout: int, cold: bool = False, env_extra: dict | None = None) -> dict:
     """One measurement in a fresh process; with `cold` it gets empty Inductor and Unsloth compile
     caches (a first run on a new machine) instead of the ones the earlier children filled."""
-    cmd, env, fresh = [sys.executable, __file__, "--child", *args], dict(os.environ), None
+    cmd, env, fresh = [sys.executable, __file__, "--child", *args], {**os.environ, **(env_extra or {})}, None
     if cold:
         fresh = tempfile.mkdtemp(prefix="compile-cache-")
         env.update(TORCHINDUCTOR_CACHE_DIR=os.path.join(fresh, "inductor"),
@@ -285,16 +292,43 @@ def run_child(args: list[str], timeout: int, cold: bool = False) -> dict:
     return {"error": tail[0][:300]}
 
 
+def _train_rows(folder: str, order: list[str], args) -> list[dict]:
+    rows = []
+    for path in order:
+        if path == "repo":  # one process: full-length rows, then the short samples both ways
+            got = run_child(["repo", folder, str(args.batch), str(args.seq), str(args.steps), str(args.short_batch)],
+                            args.timeout, args.cold)
+            if "error" in got:
+                got = dict.fromkeys(("train", "padded", "padding_free"), got)
+            rows += [{"part": "train", "path": "repo", **v} if k == "train" else {"part": "short", "path": k, **v}
+                     for k, v in got.items()]
+        else:
+            rows.append({"part": "train", "path": path, **run_child(
+                [f"train:{path}", folder, str(args.batch), str(args.seq), str(args.steps)], args.timeout, args.cold)})
+    return rows
+
+
+def _generate_row(folder: str, part: str, args) -> dict:
+    """`generate`, or `generate_graphs`: the same with Unsloth's CUDA-graph decoding step
+    (UNSLOTH_DECODE_CUDA_GRAPHS=1; off for plain generate() calls by default)."""
+    env = {"UNSLOTH_DECODE_CUDA_GRAPHS": "1"} if part == "generate_graphs" else {}
+    return {"part": "generate", "path": "repo", "cuda_graphs": bool(env), **run_child(
+        ["generate", folder, str(args.single), str(args.new_tokens), str(int(args.profile))], args.timeout,
+        args.cold, env)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--archs", nargs="+", default=["llama-3.1-8b", "mistral-7b-v3", "gemma-2-9b", "qwen-2-7b"])
     parser.add_argument("--tokenizer", required=True)
     parser.add_argument("--layers", type=int, default=None, help="fewer layers than the real model")
-    parser.add_argument("--parts", default="train,generate", help="train (with the short samples), generate")
+    parser.add_argument("--parts", default="train,generate",
+                        help="train (with the short samples), generate, generate_graphs (CUDA-graph decoding)")
     parser.add_argument("--paths", default=",".join(PATHS))
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=1, help="training measured this often, in rotated orders")
     parser.add_argument("--short-batch", type=int, default=8, help="batch of the short-sample measurement")
     parser.add_argument("--single", type=int, default=4, help="questions answered one at a time")
     parser.add_argument("--new-tokens", type=int, default=256)
@@ -306,42 +340,45 @@ def main() -> None:
 
     from make_random_checkpoint import build
 
-    results = []
+    results, paths = [], args.paths.split(",")
     for arch in args.archs:
         folder = tempfile.mkdtemp(prefix=f"{arch}-")
         try:
             n_params = build(arch, folder, args.tokenizer, args.layers, full_vocab=True)
-            flop_params = n_params - _input_embedding_params(folder)
+            common = {"arch": arch, "params": n_params, "flop_params": n_params - _input_embedding_params(folder)}
             for part in args.parts.split(","):
-                common = {"arch": arch, "params": n_params, "flop_params": flop_params}
-                if part == "train":
-                    for path in args.paths.split(","):
-                        if path == "repo":  # one process: full-length rows, then the short samples both ways
-                            got = run_child(["repo", folder, str(args.batch), str(args.seq), str(args.steps),
-                                             str(args.short_batch)], args.timeout, args.cold)
-                            if "error" in got:
-                                got = dict.fromkeys(("train", "padded", "padding_free"), got)
-                            rows = [{"part": "train", "path": "repo", **v} if k == "train" else
-                                    {"part": "short", "path": k, **v} for k, v in got.items()]
-                        else:
-                            rows = [{"part": "train", "path": path, **run_child(
-                                [f"train:{path}", folder, str(args.batch), str(args.seq), str(args.steps)],
-                                args.timeout, args.cold)}]
-                        for row in rows:
-                            results.append({**common, **row})
-                            print("RESULT", json.dumps(results[-1]), flush=True)
-                else:
-                    row = {**common, "part": part, "path": "repo",
-                           **run_child(["generate", folder, str(args.single), str(args.new_tokens),
-                                        str(int(args.profile))], args.timeout, args.cold)}
-                    results.append(row)
-                    print("RESULT", json.dumps(row), flush=True)
+                for round_ in range(args.rounds if part == "train" else 1):
+                    # each round starts with another path: the first child after the build pays for it
+                    order = paths[round_ % len(paths):] + paths[:round_ % len(paths)]
+                    rows = (_train_rows(folder, order, args) if part == "train" else
+                            [_generate_row(folder, part, args)])
+                    for row in rows:
+                        results.append({**common, **row, "round": round_})
+                        print("RESULT", json.dumps(results[-1]), flush=True)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"settings": vars(args), "results": results}, f, indent=1)
     print_table(results, args)
+
+
+def _over_rounds(rows: list[dict], key: str) -> list[dict]:
+    """One row per arch and path: the median of `key` over the rounds that did not fail (their values
+    in `rounds`) and the largest peak memory; the first error when every round failed."""
+    out = {}
+    for r in rows:
+        out.setdefault((r["arch"], r["path"]), []).append(r)
+    merged = []
+    for group in out.values():
+        ok = [r for r in group if "error" not in r]
+        if not ok:
+            merged.append({**group[0], "rounds": []})
+            continue
+        values = [r[key] for r in ok]
+        merged.append({**ok[0], key: round(statistics.median(values)), "rounds": values,
+                       "peak_gib": max(r["peak_gib"] or 0 for r in ok) or None})
+    return merged
 
 
 def print_table(results: list[dict], args) -> None:
@@ -351,7 +388,7 @@ def print_table(results: list[dict], args) -> None:
           f"GPU rate {H100_BF16_DENSE / 1e12:.0f} TFLOP/s dense bf16")
     print(f"{'arch':<14} {'path':<11} {'tokens/s':>9} {'peak GiB':>9} {'vs unsloth':>11} {'vs plain':>9} "
           f"{'mem/plain':>10} {'% of peak FLOPs':>16}")
-    train = [r for r in results if r["part"] == "train"]
+    train = _over_rounds([r for r in results if r["part"] == "train"], "tokens_per_s")
     for r in train:
         if "error" in r:
             print(f"{r['arch']:<14} {r['path']:<11} error: {r['error']}")
@@ -361,9 +398,10 @@ def print_table(results: list[dict], args) -> None:
               for k in ("unsloth", "plain")}
         mem = f"{r['peak_gib'] / ref['plain']['peak_gib']:.0%}" if "plain" in ref else "-"
         mfu = 6 * r["flop_params"] * r["tokens_per_s"] / H100_BF16_DENSE
+        rounds = f"  rounds: {r['rounds']}" if len(r["rounds"]) > 1 else ""
         print(f"{r['arch']:<14} {r['path']:<11} {r['tokens_per_s']:>9} {r['peak_gib'] or '-':>9} {vs['unsloth']:>11} "
-              f"{vs['plain']:>9} {mem:>10} {mfu:>16.1%}")
-    short = [r for r in results if r["part"] == "short"]
+              f"{vs['plain']:>9} {mem:>10} {mfu:>16.1%}{rounds}")
+    short = _over_rounds([r for r in results if r["part"] == "short"], "useful_tokens_per_s")
     if short:
         print(f"\nShort samples (Orca-like lengths, batch {args.short_batch}, repository path): useful tokens/s")
         print(f"{'arch':<14} {'padded':>9} {'padding-free':>13} {'gain':>6}")
@@ -375,18 +413,20 @@ def print_table(results: list[dict], args) -> None:
     if gen:
         print(f"\nGeneration: greedy, exactly {args.new_tokens} new tokens per answer, the 40 math questions; "
               "one at a time vs the benchmark notebook's batch size vs all in one batch")
-        print(f"{'arch':<14} {'single tok/s':>13} {'default batch':>14} {'tok/s':>7} {'speedup':>8} "
+        print(f"{'arch':<21} {'single tok/s':>13} {'default batch':>14} {'tok/s':>7} {'speedup':>8} "
               f"{'one batch tok/s':>16} {'speedup':>8}")
         for r in gen:
+            name = r["arch"] + (" graphs" if r.get("cuda_graphs") else "")
             if "error" in r:
-                print(f"{r['arch']:<14} error: {r['error']}")
+                print(f"{name:<21} error: {r['error']}")
                 continue
             d, o = r["default_batch"], r["one_batch"]
-            print(f"{r['arch']:<14} {r['single']['tokens_per_s']:>13} {d['batch_size']:>14} {d['tokens_per_s']:>7} "
+            print(f"{name:<21} {r['single']['tokens_per_s']:>13} {d['batch_size']:>14} {d['tokens_per_s']:>7} "
                   f"{d['speedup']:>7}x {o['tokens_per_s']:>16} {o['speedup']:>7}x")
         for r in gen:
+            name = r["arch"] + (" graphs" if r.get("cuda_graphs") else "")
             for p in r.get("profile", {}).values():
-                print(f"{r['arch']} batch {p['batch']}: {p['wall_ms_per_token']} ms a step, GPU busy "
+                print(f"{name} batch {p['batch']}: {p['wall_ms_per_token']} ms a step, GPU busy "
                       f"{p['gpu_ms_per_token']} ms; top kernels (ms a step, calls a step):")
                 for name, ms, calls in p["top_kernels"]:
                     print(f"    {ms:>8} {calls:>5}  {name}")
