@@ -120,13 +120,11 @@ def _result(timer, batch: int, seq: int, short: str, load_s: float, backend: str
     if short:  # the batches are all different: useful tokens over time, both summed over the timed steps
         useful = sum(timer.tokens[len(timer.times) - len(timed):])
         return {"backend": backend, "batching": short, "useful_tokens_per_s": round(useful / sum(timed)),
-                "peak_gib": peak, "steps_timed": len(timed),
-            "step_s": [round(t, 3) for t in timer.times]}
+                "peak_gib": peak, "steps_timed": len(timed), "step_s": [round(t, 3) for t in timer.times]}
     step = statistics.median(timed)
     return {"backend": backend, "load_s": round(load_s, 1), "first_step_s": round(timer.times[0], 1),
             "s_per_step": round(step, 3), "tokens_per_s": round(batch * seq / step), "peak_gib": peak,
-            "steps_timed": len(timed),
-            "step_s": [round(t, 3) for t in timer.times]}
+            "steps_timed": len(timed), "step_s": [round(t, 3) for t in timer.times]}
 
 
 def child_repo(folder: str, batch: int, seq: int, steps: int, short_batch: int) -> dict:
@@ -238,7 +236,8 @@ def child_generate(folder: str, n_single: int, new_tokens: int, profile: bool = 
 
 def _profile_decode(model, tokenizer, prompts: list[str], kw: dict, steps: int = 16) -> dict:
     """Where a decoding step's time goes at one batch size: wall and GPU milliseconds per new token,
-    and the GPU kernels that take most of it (torch.profiler over `steps` new tokens)."""
+    and the GPU kernels that take most of it (torch.profiler over `steps` new tokens, the prefill
+    counted as one of them; the profiler's own cost inflates the wall time, not the GPU time)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
