@@ -87,10 +87,15 @@ def encode_prompts(tokenizer, prompts: list, *, chat: bool) -> list[list[int]]:
     return [encode_prompt(tokenizer, render_prompt(tokenizer, p, chat=chat), chat=chat) for p in prompts]
 
 
+def _text_config(config):
+    """The language model's part of a config (multimodal configs nest it as `text_config`)."""
+    return getattr(config, "text_config", None) or config
+
+
 def kv_bytes_per_token(config, dtype_bytes: int = 2) -> int:
     """Bytes of key/value cache one token takes in every layer (an upper bound for sliding-window
     layers, which keep fewer)."""
-    text = getattr(config, "text_config", None) or config
+    text = _text_config(config)
     heads = text.num_attention_heads
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
     kv_heads = getattr(text, "num_key_value_heads", None) or heads
@@ -106,10 +111,8 @@ def auto_batch_size(model, encoded: list[list[int]], max_new_tokens: int, *, cap
         if not torch.cuda.is_available():
             return max(1, min(len(encoded), cpu))
         free_bytes, _ = torch.cuda.mem_get_info()
-    config = model.config
-    text = getattr(config, "text_config", None) or config
     tokens = max((len(x) for x in encoded), default=0) + max_new_tokens
-    per_row = kv_bytes_per_token(config) * tokens + 8 * text.vocab_size
+    per_row = kv_bytes_per_token(model.config) * tokens + 8 * _text_config(model.config).vocab_size
     return max(1, min(len(encoded), cap, int(0.6 * free_bytes // per_row)))
 
 

@@ -95,17 +95,13 @@ def build_sft_dataset(tokenizer, pairs, *, chat: bool, max_length: int):
 
 class AnswerOnlyCollator:
     """TRL's collator, plus a check: a batch in which every label is masked has no loss to learn
-    from (mean over zero tokens is NaN), so it stops training with an error instead. With `dense`
-    (the padded collator) a padding-free collator hands over the batches whose examples are all
-    of one length: there is no padding to remove, and a packed row only costs (on the H100 at
-    4 layers, Unsloth without flash-attn: 57.6k tokens/s packed vs 69.1k in a padded batch; LOG.md)."""
+    from (mean over zero tokens is NaN), so it stops training with an error instead."""
 
-    def __init__(self, inner, dense=None):
-        self.inner, self.dense = inner, dense
+    def __init__(self, inner):
+        self.inner = inner
 
     def __call__(self, examples):
-        same_length = len({len(e["input_ids"]) for e in examples}) == 1
-        batch = (self.dense if self.dense is not None and same_length else self.inner)(examples)
+        batch = self.inner(examples)
         if not (batch["labels"] != IGNORE_INDEX).any():
             raise ValueError("every label in this batch is masked (no answer tokens): check the prompt/answer "
                              "split or raise max_seq_length")
@@ -116,14 +112,11 @@ def answer_only_collator(tokenizer, *, padding_free: bool) -> AnswerOnlyCollator
     """TRL's collator on pre-tokenized rows (labels kept as given: -100 on the prompt). With
     `padding_free` the batch is one row of the examples end to end, with position ids restarting
     at 0 for each: no pad tokens; the first token of each example gets no label (nothing precedes
-    it), so the loss is that of the padded batch (tests/test_padding_free.py). A batch of examples
-    of one length stays a plain batch (nothing to remove)."""
+    it), so the loss is that of the padded batch (tests/test_padding_free.py)."""
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    def make(free):
-        return DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=free)
-
-    return AnswerOnlyCollator(make(padding_free), make(False) if padding_free else None)
+    return AnswerOnlyCollator(DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id,
+                                                              padding_free=padding_free))
 
 
 def padding_free_ok(model, backend: str) -> bool:

@@ -43,19 +43,6 @@ def test_answer_only_labels_survive_padding_free(embedded_tokenizer, rows):
     assert [t for t in batch["labels"][0].tolist() if t != IGNORE_INDEX] == answers
 
 
-def test_examples_of_one_length_stay_a_plain_batch(embedded_tokenizer, rows):
-    """Nothing to remove: the padding-free collator hands the batch to the padded one (a packed row
-    of full-length examples measured 16% slower under Unsloth, LOG.md)."""
-    same = [rows[1], dict(rows[1])]
-    free = answer_only_collator(embedded_tokenizer, padding_free=True)(same)
-    padded = answer_only_collator(embedded_tokenizer, padding_free=False)(same)
-    assert free["input_ids"].shape == (2, len(rows[1]["input_ids"]))
-    assert free.keys() == padded.keys()
-    assert all(torch.equal(free[k], padded[k]) for k in free)
-    mixed = answer_only_collator(embedded_tokenizer, padding_free=True)([rows[0], rows[1]])
-    assert mixed["input_ids"].shape[0] == 1  # different lengths: still packed
-
-
 def test_padding_free_loss_equals_the_padded_loss_and_each_example_alone(embedded_tokenizer, rows, model):
     padded = answer_only_collator(embedded_tokenizer, padding_free=False)(rows)
     free = answer_only_collator(embedded_tokenizer, padding_free=True)(rows)
