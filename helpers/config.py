@@ -26,6 +26,8 @@ CONFIG_DIR = REPO_ROOT / "configs"
 
 # Keys that steer where/how a run is kept, not what it computes: left out of the run's hash.
 RUN_CONTROL_KEYS = {"output_root", "run_name", "resume"}
+# Settings added after runs were made: left out of the hash at these values, so those runs keep their folders.
+HASH_NEUTRAL = {"group_by_length": False}
 
 
 class ConfigError(ValueError):
@@ -53,7 +55,9 @@ class StudyConfig:
     warmup_steps: int = 5
     max_seq_length: int = 512
     gradient_checkpointing: bool = True
-    padding_free: bool = True  # concatenate a batch's examples instead of padding them (same loss, less work)
+    # Batches of similar lengths, padded: little padding, compiled kernels (PERFORMANCE.md, short samples).
+    group_by_length: bool = True
+    padding_free: bool = False  # a batch's examples end to end instead (same loss; slower where measured)
     save_steps: int = 50
     eval_batch_size: int = 32
     max_new_tokens: int = 32
@@ -145,5 +149,6 @@ def load_preset(study: str, preset: str) -> dict:
 
 def config_hash(cfg) -> str:
     """Short stable hash of what a run computes (run-control keys left out)."""
-    data = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in RUN_CONTROL_KEYS}
+    data = {k: v for k, v in dataclasses.asdict(cfg).items()
+            if k not in RUN_CONTROL_KEYS and not (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k])}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]

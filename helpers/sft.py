@@ -158,24 +158,47 @@ def _stage_callback(run_dir, epochs):
     return SaveStages()
 
 
-def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, resume: bool = True,
-              stage_epochs=(), callbacks=()) -> dict:
-    """Train the LoRA adapters of `model` on `dataset`; checkpoints go to run_dir/checkpoints,
-    the adapter to run_dir/adapter, and with `stage_epochs` the adapter at the end of those epochs
-    to run_dir/stages/epoch<N>; `callbacks` are extra TrainerCallbacks. With `resume`, an
-    interrupted run continues from its last checkpoint, and a finished one loads its adapter
-    instead of training again."""
+class EpochSeededSampler(torch.utils.data.Sampler):
+    """transformers' LengthGroupedSampler shuffles with the global random state when the epoch's
+    batches are drawn, so a run resumed in a later epoch drew other batches than the interrupted one
+    (tests/test_training.py). This draws them from (seed, epoch) instead, as the random sampler does."""
+
+    def __init__(self, sampler, seed: int):
+        self.sampler, self.seed, self.epoch = sampler, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:  # called by accelerate's dataloader at each epoch
+        self.epoch = epoch
+
+    def __len__(self):
+        return len(self.sampler)
+
+    def __iter__(self):
+        self.sampler.generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(self.sampler)
+
+
+def _with_seeded_grouping(trainer_cls):
+    class SeededGroupingTrainer(trainer_cls):
+        def _get_train_sampler(self, train_dataset=None):
+            from transformers.trainer_pt_utils import LengthGroupedSampler
+
+            sampler = super()._get_train_sampler(train_dataset)
+            if isinstance(sampler, LengthGroupedSampler):
+                seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+                return EpochSeededSampler(sampler, seed)
+            return sampler
+
+    return SeededGroupingTrainer
+
+
+def sft_trainer(model, tokenizer, dataset, *, run_dir, settings, backend: str, stage_epochs=(), callbacks=()):
+    """TRL's SFTTrainer as train_sft runs it: answer-only labels, length-grouped or padding-free
+    batches as `settings` say, checkpoints to run_dir/checkpoints."""
     from trl import SFTConfig, SFTTrainer
 
     from helpers.modeling import compute_dtype
 
     run_dir = Path(run_dir)
-    adapter_dir = run_dir / "adapter"
-    if resume and (adapter_dir / "adapter_config.json").exists():
-        load_adapter(model, adapter_dir)
-        return json.loads((run_dir / "train_result.json").read_text()) | {"reused_adapter": True}
-    checkpoint = last_checkpoint(run_dir) if resume else None
-
     dtype = compute_dtype()  # what the loader computed in; frozen norms are fp32 after kbit preparation
     on_gpu = torch.cuda.is_available()
     args = SFTConfig(
@@ -199,18 +222,38 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
         gradient_checkpointing=settings.gradient_checkpointing and backend != "unsloth",
         max_length=settings.max_seq_length,
         packing=False,
+        # similar lengths in a batch: LengthGroupedSampler over batch_size x grad_accum examples
+        train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
         loss_type="nll",
         report_to="none",
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
     collator = answer_only_collator(tokenizer, padding_free=settings.padding_free and padding_free_ok(model, backend))
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         data_collator=collator,
-                         callbacks=[*([_stage_callback(run_dir, set(stage_epochs))] if stage_epochs else []),
-                                    *callbacks] or None)
+    trainer = _with_seeded_grouping(SFTTrainer)(
+        model=model, args=args, train_dataset=dataset, processing_class=tokenizer, data_collator=collator,
+        callbacks=[*([_stage_callback(run_dir, set(stage_epochs))] if stage_epochs else []), *callbacks] or None)
     if backend != "unsloth":
         keep_adapters_fp32(model)
+    return trainer
+
+
+def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, resume: bool = True,
+              stage_epochs=(), callbacks=()) -> dict:
+    """Train the LoRA adapters of `model` on `dataset`; checkpoints go to run_dir/checkpoints,
+    the adapter to run_dir/adapter, and with `stage_epochs` the adapter at the end of those epochs
+    to run_dir/stages/epoch<N>; `callbacks` are extra TrainerCallbacks. With `resume`, an
+    interrupted run continues from its last checkpoint, and a finished one loads its adapter
+    instead of training again."""
+    run_dir = Path(run_dir)
+    adapter_dir = run_dir / "adapter"
+    if resume and (adapter_dir / "adapter_config.json").exists():
+        load_adapter(model, adapter_dir)
+        return json.loads((run_dir / "train_result.json").read_text()) | {"reused_adapter": True}
+    checkpoint = last_checkpoint(run_dir) if resume else None
+    trainer = sft_trainer(model, tokenizer, dataset, run_dir=run_dir, settings=settings, backend=backend,
+                          stage_epochs=stage_epochs, callbacks=callbacks)
+    collator = trainer.data_collator
     # A key/value cache makes transformers skip the per-sequence attention mask of a padding-free
     # batch (masking_utils: packed sequences are only detected without a cache): off while training.
     use_cache, model.config.use_cache = model.config.use_cache, False
@@ -233,6 +276,7 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
             "batch_size": trainer.args.per_device_train_batch_size,
             "grad_accum": trainer.args.gradient_accumulation_steps,
             "padding_free": collator.inner.padding_free,  # TRL's own flag refuses a custom collator
+            "sampling": trainer.args.train_sampling_strategy,
             "adapter_dtype": sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()
                                      if p.requires_grad}),
         },

@@ -1,6 +1,6 @@
-"""Padding-free batches (the training default): the examples of a batch end to end in one row,
-position ids restarting at each. The answer-only labels and the loss must be those of the padded
-batch, and of each example alone."""
+"""Padding-free batches (`padding_free = True`; the default is length-grouped padded batches): the
+examples of a batch end to end in one row, position ids restarting at each. The answer-only labels
+and the loss must be those of the padded batch, and of each example alone."""
 
 import dataclasses
 

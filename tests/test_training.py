@@ -106,3 +106,22 @@ def test_stages_save_the_adapter_after_each_requested_epoch(cfg, tmp_path):
     three_ = load_peft_weights(str(stage_dir(tmp_path, 3)))
     assert all(torch.equal(three_[k], final[k]) for k in final)          # epoch 3 = the end of the run
     assert any(not torch.equal(one[k], final[k]) for k in final)         # epoch 1 is an earlier state
+
+
+def test_resume_in_a_later_epoch_sees_the_grouped_order_of_the_uninterrupted_run(cfg, tmp_path):
+    """Length-grouped batches (the default) shuffle by (seed, epoch), not by the global random state:
+    a run resumed in its second epoch must train on the batches the uninterrupted run had."""
+    import dataclasses
+
+    two = dataclasses.replace(cfg, max_steps=12, group_by_length=True)  # 8 steps an epoch
+    model, tokenizer, info, dataset = fresh(two)
+    train_sft(model, tokenizer, dataset, run_dir=tmp_path, settings=two, backend=info.backend)
+    trained = lora_b(model)
+    shutil.rmtree(tmp_path / "adapter")
+    shutil.rmtree(tmp_path / "checkpoints" / "checkpoint-12")  # a disconnect after step 10 (epoch 2)
+    model, tokenizer, info, dataset = fresh(two)
+    resumed = train_sft(model, tokenizer, dataset, run_dir=tmp_path, settings=two, backend=info.backend)
+    assert resumed["resumed_from"].endswith("checkpoint-10") and resumed["effective"]["sampling"] == "group_by_length"
+    again = lora_b(model)
+    for name, value in trained.items():
+        assert torch.allclose(value, again[name], atol=1e-5), name

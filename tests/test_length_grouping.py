@@ -1,0 +1,80 @@
+"""Length-grouped batches (the training default): each batch holds examples of similar lengths, so
+a padded batch carries little padding. It must only reorder the data: every example once an epoch,
+its answer-only labels intact."""
+
+import dataclasses
+import random
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import AutoModelForCausalLM
+
+from helpers.config import RUN_CONTROL_KEYS, build_config, config_hash
+from helpers.modeling import embedded_checkpoint
+from helpers.registry import resolve_model
+from helpers.sft import IGNORE_INDEX, sft_trainer, tokenize_example
+from helpers.tasks.instruct import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def rows(embedded_tokenizer):
+    rng = random.Random(0)
+    pairs = [(" ".join(["word"] * rng.randint(1, 150)) + " How many words?", f"{rng.randint(1, 150)} words.")
+             for _ in range(96)]
+    return [tokenize_example(embedded_tokenizer, p, a, chat=True, max_length=512) for p, a in pairs]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return AutoModelForCausalLM.from_pretrained(embedded_checkpoint(resolve_model("smollm2-135m")), dtype=torch.float32)
+
+
+def epoch_batches(model, tokenizer, rows, tmp_path, **overrides):
+    cfg = build_config(TrainConfig, {"dataset_source": "local", "batch_size": 4, "grad_accum": 2, **overrides})
+    trainer = sft_trainer(model, tokenizer, Dataset.from_list(rows), run_dir=tmp_path, settings=cfg,
+                          backend="transformers+bitsandbytes")
+    return trainer, list(trainer.get_train_dataloader())
+
+
+def unpadded(batch):
+    """(input_ids, labels) of each example of a padded batch, without its padding."""
+    lengths = batch["attention_mask"].sum(dim=1).tolist()
+    assert all(batch["attention_mask"][i, :n].all() for i, n in enumerate(lengths))  # right padding
+    assert (batch["labels"][batch["attention_mask"] == 0] == IGNORE_INDEX).all()  # no loss on padding
+    return [(tuple(batch["input_ids"][i, :n].tolist()), tuple(batch["labels"][i, :n].tolist()))
+            for i, n in enumerate(lengths)]
+
+
+def test_grouped_batches_pad_less_and_keep_every_example_and_its_labels(embedded_tokenizer, rows, model, tmp_path):
+    pad_share, seen = {}, {}
+    for grouped in (False, True):
+        trainer, batches = epoch_batches(model, embedded_tokenizer, rows, tmp_path / str(grouped),
+                                         group_by_length=grouped)
+        assert trainer.args.train_sampling_strategy == ("group_by_length" if grouped else "random")
+        masks = [b["attention_mask"] for b in batches]
+        pad_share[grouped] = 1 - sum(int(m.sum()) for m in masks) / sum(m.numel() for m in masks)
+        seen[grouped] = sorted(ex for b in batches for ex in unpadded(b))
+    expected = sorted((tuple(r["input_ids"]), tuple(r["labels"])) for r in rows)
+    assert seen[True] == expected and seen[False] == expected  # each example once, answer-only labels as given
+    assert pad_share[False] > 0.2  # random order: lengths 1-150 words side by side (0.26)
+    assert pad_share[True] < pad_share[False] / 2.5  # (0.07)
+
+
+def test_grouping_is_the_default_and_padding_free_still_takes_precedence(embedded_tokenizer, rows, model, tmp_path):
+    assert TrainConfig().group_by_length and not TrainConfig().padding_free
+    _, batches = epoch_batches(model, embedded_tokenizer, rows, tmp_path, padding_free=True)
+    assert all(b["input_ids"].shape[0] == 1 and "attention_mask" not in b for b in batches)
+    assert sum(b["input_ids"].numel() for b in batches) == sum(len(r["input_ids"]) for r in rows)  # no padding
+
+
+def test_runs_made_before_the_grouping_setting_keep_their_folder():
+    """A run folder is named by the config hash; runs from before `group_by_length` existed had
+    random order, so a config with it off must hash as those configs did."""
+    import hashlib
+    import json
+
+    old = dataclasses.replace(TrainConfig(), group_by_length=False)
+    before = {k: v for k, v in dataclasses.asdict(old).items() if k not in RUN_CONTROL_KEYS | {"group_by_length"}}
+    assert config_hash(old) == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:8]
+    assert config_hash(dataclasses.replace(old, group_by_length=True)) != config_hash(old)
