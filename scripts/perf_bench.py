@@ -8,7 +8,8 @@ speed and memory do not depend on weight values), each path in a fresh process:
   raw Unsloth (FastLanguageModel + TRL SFTTrainer, as Unsloth's notebooks do) and through plain
   transformers + peft + bitsandbytes (same SFTTrainer settings). Tokens/s is the median step after
   two warm-up steps; peak is torch's max allocated memory during training. The repository's
-  process then trains on Orca-like lengths padded and padding-free (useful tokens/s: short samples).
+  process then trains on Orca-like lengths padded, length-grouped and padding-free (useful tokens/s:
+  short samples; `--parts short` measures only these).
 - generate: the benchmark questions answered one at a time, at the benchmark notebook's default
   batch size and all in one batch through helpers.generation (greedy, exactly --new-tokens tokens);
   `generate_graphs` the same with Unsloth's CUDA-graph decoding step; `--profile` adds where a
@@ -98,38 +99,82 @@ def _sft_args(out: str, batch: int, steps: int, seq: int, gradient_checkpointing
                      disable_tqdm=True)
 
 
-def _orca_like_rows(tokenizer, n: int, max_len: int):
-    """Lengths like Orca-Math's chat-formatted examples (a few hundred tokens, long right tail):
-    prompt ~ lognormal(median 90), answer ~ lognormal(median 180), cut at max_len."""
+def orca_lengths(n: int, max_len: int, seed: int = 0) -> list[tuple[int, int]]:
+    """(prompt, answer) token counts like Orca-Math's chat-formatted examples (a few hundred tokens,
+    long right tail): prompt ~ lognormal(median 90), answer ~ lognormal(median 180), cut at max_len."""
     import random
 
-    rng, rows = random.Random(0), []
+    rng, out = random.Random(seed), []
     for _ in range(n):
         prompt = min(int(rng.lognormvariate(4.5, 0.4)), max_len // 2)
-        answer = min(int(rng.lognormvariate(5.2, 0.5)), max_len - prompt)
+        out.append((prompt, min(int(rng.lognormvariate(5.2, 0.5)), max_len - prompt)))
+    return out
+
+
+def _orca_like_rows(tokenizer, n: int, max_len: int):
+    """Random token ids at orca_lengths, loss on the answer."""
+    import random
+
+    rng, rows = random.Random(1), []
+    for prompt, answer in orca_lengths(n, max_len):
         ids = [rng.randrange(100, len(tokenizer) - 100) for _ in range(prompt + answer)]
         rows.append({"input_ids": ids, "labels": [-100] * prompt + ids[prompt:]})
     return rows
+
+
+def padding_overhead(lengths: list[int], batch: int, grouped: bool, seed: int = 0) -> float:
+    """Tokens a padded pass over `lengths` computes per useful token, in batches of `batch`: in random
+    order, or in the order transformers' LengthGroupedSampler gives (`grouped`, the training default)."""
+    import torch
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    generator = torch.Generator().manual_seed(seed)
+    order = (get_length_grouped_indices(lengths, batch, generator=generator) if grouped
+             else torch.randperm(len(lengths), generator=generator).tolist())
+    padded = sum(max(lengths[i] for i in order[k:k + batch]) * len(order[k:k + batch])
+                 for k in range(0, len(order), batch))
+    return padded / sum(lengths)
+
+
+def print_padding_table(n: int = 10_000, max_len: int = 1024) -> None:
+    """The padding each batching carries on Orca-like lengths: the most that removing it can gain."""
+    lengths = [p + a for p, a in orca_lengths(n, max_len)]
+    print(f"Padded tokens per useful token, {n} Orca-like lengths (mean {sum(lengths) / n:.0f}, cut at {max_len})")
+    print(f"{'batch':>5} {'random order':>13} {'length-grouped':>15} {'ceiling of grouping':>20}")
+    for batch in (2, 8, 32):
+        rand, grouped = padding_overhead(lengths, batch, False), padding_overhead(lengths, batch, True)
+        print(f"{batch:>5} {rand:>13.2f} {grouped:>15.3f} {rand / grouped:>19.2f}x")
 
 
 def _result(timer, batch: int, seq: int, short: str, load_s: float, backend: str) -> dict:
     import torch
 
     peak = round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None
+    if short:  # every step of one pass over the same rows: the batchings see the same examples in all
+        return {"backend": backend, "batching": short,
+                "useful_tokens_per_s": round(sum(timer.tokens) / sum(timer.times)), "useful_tokens": sum(timer.tokens),
+                "peak_gib": peak, "steps_timed": len(timer.times), "step_s": [round(t, 3) for t in timer.times]}
     timed = timer.times[2:] or timer.times[-1:]
-    if short:  # the batches are all different: useful tokens over time, both summed over the timed steps
-        useful = sum(timer.tokens[len(timer.times) - len(timed):])
-        return {"backend": backend, "batching": short, "useful_tokens_per_s": round(useful / sum(timed)),
-                "peak_gib": peak, "steps_timed": len(timed), "step_s": [round(t, 3) for t in timer.times]}
     step = statistics.median(timed)
     return {"backend": backend, "load_s": round(load_s, 1), "first_step_s": round(timer.times[0], 1),
             "s_per_step": round(step, 3), "tokens_per_s": round(batch * seq / step), "peak_gib": peak,
             "steps_timed": len(timed), "step_s": [round(t, 3) for t in timer.times]}
 
 
-def child_repo(folder: str, batch: int, seq: int, steps: int, short_batch: int) -> dict:
+# Each short batching sets both switches: the training default groups by length.
+SHORT = {"padded": {"padding_free": False, "group_by_length": False},
+         "grouped": {"padding_free": False, "group_by_length": True},
+         "padding_free": {"padding_free": True, "group_by_length": False}}
+
+
+def child_repo(folder: str, batch: int, seq: int, steps: int, short_batch: int, parts: str = "train,short",
+               short_steps: int = 40) -> dict:
     """The repository's path (helpers.modeling + helpers.sft.train_sft, as the notebooks run), loaded
-    once: full-length rows, then Orca-like lengths padded, then padding-free (useful tokens)."""
+    once: full-length rows (`train`), then Orca-like lengths (`short`) padded in random order, padded
+    in length-grouped batches and padding-free (useful tokens/s). Every short batching first runs two
+    untimed steps (no timed run pays a compile), then one timed pass over the same `short_batch` x
+    `short_steps` rows: the grouped sampler draws its longest batches first, so timing only some of
+    the steps would favour it; it sorts mega-batches of min(short_steps / 4, 50) batches (a long run: 50)."""
     import dataclasses
 
     from datasets import Dataset
@@ -142,19 +187,23 @@ def child_repo(folder: str, batch: int, seq: int, steps: int, short_batch: int) 
     model, tokenizer, info = load_model(folder, max_seq_length=seq)
     model = add_lora(model, info, r=16, alpha=16, dropout=0.0, targets=SEVEN, seed=0, gradient_checkpointing=True)
     load_s, out = time.time() - start, {}
-    for name, short, n in (("train", "", batch), ("padded", "padded", short_batch),
-                           ("padding_free", "padding_free", short_batch)):
+    runs = [("train", "", batch, steps, {})] if "train" in parts else []
+    if "short" in parts:
+        runs += [(f"warmup:{k}", k, short_batch, 2, v) for k, v in SHORT.items()]
+        runs += [(k, k, short_batch, short_steps, v) for k, v in SHORT.items()]
+    for name, short, n, n_steps, overrides in runs:
         run_dir = tempfile.mkdtemp()
-        cfg = dataclasses.replace(TrainConfig(), batch_size=n, grad_accum=1, max_steps=steps, warmup_steps=0,
-                                  save_steps=10**6, max_seq_length=seq, lora_targets=SEVEN,
-                                  **({"padding_free": short == "padding_free"} if short else {}))
-        rows = _orca_like_rows(tokenizer, n * steps, seq) if short else random_rows(tokenizer, n * steps, seq)
+        cfg = dataclasses.replace(TrainConfig(), batch_size=n, grad_accum=1, max_steps=n_steps, warmup_steps=0,
+                                  save_steps=10**6, max_seq_length=seq, lora_targets=SEVEN, **overrides)
+        rows = _orca_like_rows(tokenizer, n * n_steps, seq) if short else random_rows(tokenizer, n * n_steps, seq)
         timer = _timer(model)
         try:
             report = train_sft(model, tokenizer, Dataset.from_list(rows), run_dir=run_dir, settings=cfg,
                                backend=info.backend, resume=False, callbacks=[timer])
-            out[name] = {**_result(timer, n, seq, short, load_s, info.backend),
-                         "padding_free_used": report["effective"]["padding_free"]}
+            if not name.startswith("warmup:"):
+                out[name] = {**_result(timer, n, seq, short, load_s, info.backend),
+                             "padding_free_used": report["effective"]["padding_free"],
+                             "sampling": report["effective"]["sampling"]}
         except Exception as err:  # one measurement's failure must not hide the others
             out[name] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -291,14 +340,14 @@ def run_child(args: list[str], timeout: int, cold: bool = False, env_extra: dict
     return {"error": tail[0][:300]}
 
 
-def _train_rows(folder: str, order: list[str], args) -> list[dict]:
+def _train_rows(folder: str, order: list[str], args, repo_parts: str = "train,short") -> list[dict]:
     rows = []
     for path in order:
-        if path == "repo":  # one process: full-length rows, then the short samples both ways
-            got = run_child(["repo", folder, str(args.batch), str(args.seq), str(args.steps), str(args.short_batch)],
-                            args.timeout, args.cold)
+        if path == "repo":  # one process: full-length rows, then the short samples in each batching
+            got = run_child(["repo", folder, str(args.batch), str(args.seq), str(args.steps), str(args.short_batch),
+                             repo_parts, str(args.short_steps)], args.timeout, args.cold)
             if "error" in got:
-                got = dict.fromkeys(("train", "padded", "padding_free"), got)
+                got = dict.fromkeys([*(["train"] if "train" in repo_parts else []), *SHORT], got)
             rows += [{"part": "train", "path": "repo", **v} if k == "train" else {"part": "short", "path": k, **v}
                      for k, v in got.items()]
         else:
@@ -319,16 +368,20 @@ def _generate_row(folder: str, part: str, args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--archs", nargs="+", default=["llama-3.1-8b", "mistral-7b-v3", "gemma-2-9b", "qwen-2-7b"])
-    parser.add_argument("--tokenizer", required=True)
+    parser.add_argument("--tokenizer", help="tokenizer folder of the random checkpoints (required to measure)")
+    parser.add_argument("--padding-table", action="store_true",
+                        help="only print the padding each batching carries on Orca-like lengths (no GPU)")
     parser.add_argument("--layers", type=int, default=None, help="fewer layers than the real model")
     parser.add_argument("--parts", default="train,generate",
-                        help="train (with the short samples), generate, generate_graphs (CUDA-graph decoding)")
+                        help="train (with the short samples), short (only those), generate, generate_graphs "
+                             "(CUDA-graph decoding)")
     parser.add_argument("--paths", default=",".join(PATHS))
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=1, help="training measured this often, in rotated orders")
     parser.add_argument("--short-batch", type=int, default=8, help="batch of the short-sample measurement")
+    parser.add_argument("--short-steps", type=int, default=40, help="steps of the short-sample pass (all timed)")
     parser.add_argument("--single", type=int, default=4, help="questions answered one at a time")
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--timeout", type=int, default=400, help="seconds per measurement")
@@ -336,6 +389,10 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="generation: where a decoding step's time goes")
     parser.add_argument("--out", default=None, help="write all results as JSON here")
     args = parser.parse_args()
+    if args.padding_table:
+        return print_padding_table()
+    if not args.tokenizer:
+        parser.error("--tokenizer is required (e.g. .gpu/tokenizer, made by scripts/prepare_gpu_carry.sh)")
 
     from make_random_checkpoint import build
 
@@ -350,6 +407,7 @@ def main() -> None:
                     # each round starts with another path: the first child after the build pays for it
                     order = paths[round_ % len(paths):] + paths[:round_ % len(paths)]
                     rows = (_train_rows(folder, order, args) if part == "train" else
+                            _train_rows(folder, ["repo"], args, "short") if part == "short" else
                             [_generate_row(folder, part, args)])
                     for row in rows:
                         results.append({**common, **row, "round": round_})
@@ -402,12 +460,16 @@ def print_table(results: list[dict], args) -> None:
               f"{vs['plain']:>9} {mem:>10} {mfu:>16.1%}{rounds}")
     short = _over_rounds([r for r in results if r["part"] == "short"], "useful_tokens_per_s")
     if short:
-        print(f"\nShort samples (Orca-like lengths, batch {args.short_batch}, repository path): useful tokens/s")
-        print(f"{'arch':<14} {'padded':>9} {'padding-free':>13} {'gain':>6}")
+        print(f"\nShort samples (Orca-like lengths, batch {args.short_batch}, one pass of {args.short_steps} steps "
+              "over the same rows, repository path): useful tokens/s, gain over padded batches in random order")
+        print(f"{'arch':<14} {'padded':>9} {'grouped':>9} {'gain':>6} {'padding-free':>13} {'gain':>6}")
         for arch in dict.fromkeys(r["arch"] for r in short):
             got = {r["path"]: r.get("useful_tokens_per_s") for r in short if r["arch"] == arch}
-            gain = f"{got['padding_free'] / got['padded']:.2f}x" if all(got.values()) else "-"
-            print(f"{arch:<14} {got.get('padded') or 'error':>9} {got.get('padding_free') or 'error':>13} {gain:>6}")
+            cells = []
+            for k in ("grouped", "padding_free"):
+                gain = f"{got[k] / got['padded']:.2f}x" if got.get(k) and got.get("padded") else "-"
+                cells.append(f"{got.get(k) or 'error':>{13 if k == 'padding_free' else 9}} {gain:>6}")
+            print(f"{arch:<14} {got.get('padded') or 'error':>9} {' '.join(cells)}")
     gen = [r for r in results if r["part"] == "generate"]
     if gen:
         print(f"\nGeneration: greedy, exactly {args.new_tokens} new tokens per answer, the 40 math questions; "
@@ -427,15 +489,16 @@ def print_table(results: list[dict], args) -> None:
             for p in r.get("profile", {}).values():
                 print(f"{name} batch {p['batch']}: {p['wall_ms_per_token']} ms a step, GPU busy "
                       f"{p['gpu_ms_per_token']} ms; top kernels (ms a step, calls a step):")
-                for name, ms, calls in p["top_kernels"]:
-                    print(f"    {ms:>8} {calls:>5}  {name}")
+                for kernel, ms, calls in p["top_kernels"]:
+                    print(f"    {ms:>8} {calls:>5}  {kernel}")
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         kind, rest = sys.argv[2], sys.argv[3:]
         if kind == "repo":
-            row = child_repo(rest[0], int(rest[1]), int(rest[2]), int(rest[3]), int(rest[4]))
+            row = child_repo(rest[0], int(rest[1]), int(rest[2]), int(rest[3]), int(rest[4]), *rest[5:6],
+                             *map(int, rest[6:]))
         elif kind.startswith("train:"):
             row = child_train(kind.split(":")[1], rest[0], int(rest[1]), int(rest[2]), int(rest[3]))
         else:

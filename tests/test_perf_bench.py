@@ -1,9 +1,12 @@
-"""scripts/perf_bench.py's reduction of repeated rounds: the median per architecture and path, the
-failed rounds left out, and the table's ratios taken from those medians."""
+"""scripts/perf_bench.py: the reduction of repeated rounds (the median per architecture and path, the
+failed rounds left out, the table's ratios taken from those medians), and the short-sample
+measurement on the embedded model (each batching what it says, all over the same rows)."""
 
 import argparse
 import sys
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
@@ -42,3 +45,30 @@ def test_table_ratios_use_the_medians(capsys):
     repo_line = next(line for line in lines if line.startswith("llama") and " repo " in line)
     assert " 1.00x " in repo_line and " 2.50x " in repo_line and " 30% " in repo_line
     assert "rounds: [90, 130, 100]" in repo_line
+
+
+@pytest.mark.slow
+def test_short_batchings_are_what_they_say_and_see_the_same_tokens(embedded_tokenizer):
+    """The padded row once came out length-grouped (the training default) and the grouped row was
+    timed on its longest batches only: each batching must set both switches, and every one must
+    train on the same rows, all of them timed."""
+    from helpers.modeling import embedded_checkpoint
+    from helpers.registry import resolve_model
+
+    folder = str(embedded_checkpoint(resolve_model("smollm2-135m")))
+    got = perf_bench.child_repo(folder, 2, 96, 1, 2, "short", short_steps=4)
+    assert set(got) == {"padded", "grouped", "padding_free"}
+    assert {k: (v["sampling"], v["padding_free_used"]) for k, v in got.items()} == {
+        "padded": ("random", False), "grouped": ("group_by_length", False), "padding_free": ("random", True)}
+    rows = perf_bench._orca_like_rows(embedded_tokenizer, 2 * 4, 96)
+    assert all(v["steps_timed"] == 4 and v["useful_tokens"] == sum(len(r["input_ids"]) for r in rows)
+               for v in got.values())
+
+
+def test_padding_overhead_by_hand_and_grouping_lowers_it():
+    assert perf_bench.padding_overhead([1, 3], 2, grouped=False) == 1.5  # one batch: 2 x 3 tokens for 4 useful
+    assert perf_bench.padding_overhead([5] * 64, 8, grouped=False) == 1.0
+    lengths = [p + a for p, a in perf_bench.orca_lengths(2000, 1024)]
+    assert all(p <= 512 and p + a <= 1024 for p, a in perf_bench.orca_lengths(2000, 1024))
+    rand, grouped = (perf_bench.padding_overhead(lengths, 8, grouped=g) for g in (False, True))
+    assert 1.4 < rand < 1.9 and 1.0 < grouped < 1.1
