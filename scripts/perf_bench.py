@@ -53,12 +53,13 @@ def _timer(model=None):
 
     class StepTimer(TrainerCallback):
         def __init__(self):
-            self.times, self.tokens, self.counting = [], [], 0
+            self.times, self.tokens, self.counting, self.computed = [], [], 0, 0
             self.hook = model.register_forward_pre_hook(self.count, with_kwargs=True) if model is not None else None
 
         def count(self, module, args, kwargs):
             mask, ids = kwargs.get("attention_mask"), kwargs.get("input_ids", args[0] if args else None)
             self.counting += int(mask.sum()) if mask is not None else ids.numel()
+            self.computed += ids.numel()  # with the padding
 
         def on_train_begin(self, args, state, control, **kw):
             if torch.cuda.is_available():
@@ -153,6 +154,7 @@ def _result(timer, batch: int, seq: int, short: str, load_s: float, backend: str
     if short:  # every step of one pass over the same rows: the batchings see the same examples in all
         return {"backend": backend, "batching": short,
                 "useful_tokens_per_s": round(sum(timer.tokens) / sum(timer.times)), "useful_tokens": sum(timer.tokens),
+                "computed_per_useful": round(timer.computed / sum(timer.tokens), 3),
                 "peak_gib": peak, "steps_timed": len(timer.times), "step_s": [round(t, 3) for t in timer.times]}
     timed = timer.times[2:] or timer.times[-1:]
     step = statistics.median(timed)
@@ -318,6 +320,20 @@ def _input_embedding_params(folder: str) -> int:
         text["vocab_size"] * text["hidden_size"])
 
 
+def _params_in(folder: str) -> int:
+    """Parameters of a safetensors checkpoint, from the file headers (no weights loaded)."""
+    import glob
+    import math
+    import struct
+
+    total = 0
+    for path in glob.glob(os.path.join(folder, "*.safetensors")):
+        with open(path, "rb") as f:
+            header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+        total += sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
+    return total
+
+
 def run_child(args: list[str], timeout: int, cold: bool = False, env_extra: dict | None = None) -> dict:
     """One measurement in a fresh process; with `cold` it gets empty Inductor and Unsloth compile
     caches (a first run on a new machine) instead of the ones the earlier children filled."""
@@ -369,6 +385,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--archs", nargs="+", default=["llama-3.1-8b", "mistral-7b-v3", "gemma-2-9b", "qwen-2-7b"])
     parser.add_argument("--tokenizer", help="tokenizer folder of the random checkpoints (required to measure)")
+    parser.add_argument("--model-dir", help="measure this checkpoint folder instead of random ones (--archs ignored)")
     parser.add_argument("--padding-table", action="store_true",
                         help="only print the padding each batching carries on Orca-like lengths (no GPU)")
     parser.add_argument("--layers", type=int, default=None, help="fewer layers than the real model")
@@ -391,16 +408,17 @@ def main() -> None:
     args = parser.parse_args()
     if args.padding_table:
         return print_padding_table()
-    if not args.tokenizer:
+    if not args.tokenizer and not args.model_dir:
         parser.error("--tokenizer is required (e.g. .gpu/tokenizer, made by scripts/prepare_gpu_carry.sh)")
 
     from make_random_checkpoint import build
 
     results, paths = [], args.paths.split(",")
-    for arch in args.archs:
-        folder = tempfile.mkdtemp(prefix=f"{arch}-")
+    for arch in [os.path.basename(args.model_dir.rstrip("/"))] if args.model_dir else args.archs:
+        folder = args.model_dir or tempfile.mkdtemp(prefix=f"{arch}-")
         try:
-            n_params = build(arch, folder, args.tokenizer, args.layers, full_vocab=True)
+            n_params = _params_in(folder) if args.model_dir else build(arch, folder, args.tokenizer, args.layers,
+                                                                        full_vocab=True)
             common = {"arch": arch, "params": n_params, "flop_params": n_params - _input_embedding_params(folder)}
             for part in args.parts.split(","):
                 for round_ in range(args.rounds if part == "train" else 1):
@@ -413,7 +431,8 @@ def main() -> None:
                         results.append({**common, **row, "round": round_})
                         print("RESULT", json.dumps(results[-1]), flush=True)
         finally:
-            shutil.rmtree(folder, ignore_errors=True)
+            if not args.model_dir:
+                shutil.rmtree(folder, ignore_errors=True)
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"settings": vars(args), "results": results}, f, indent=1)

@@ -56,13 +56,14 @@ def test_short_batchings_are_what_they_say_and_see_the_same_tokens(embedded_toke
     from helpers.registry import resolve_model
 
     folder = str(embedded_checkpoint(resolve_model("smollm2-135m")))
-    got = perf_bench.child_repo(folder, 2, 96, 1, 2, "short", short_steps=4)
+    got = perf_bench.child_repo(folder, 2, 256, 1, 2, "short", short_steps=4)
     assert set(got) == {"padded", "grouped", "padding_free"}
     assert {k: (v["sampling"], v["padding_free_used"]) for k, v in got.items()} == {
         "padded": ("random", False), "grouped": ("group_by_length", False), "padding_free": ("random", True)}
-    rows = perf_bench._orca_like_rows(embedded_tokenizer, 2 * 4, 96)
+    rows = perf_bench._orca_like_rows(embedded_tokenizer, 2 * 4, 256)
     assert all(v["steps_timed"] == 4 and v["useful_tokens"] == sum(len(r["input_ids"]) for r in rows)
                for v in got.values())
+    assert got["padding_free"]["computed_per_useful"] == 1.0 < got["padded"]["computed_per_useful"]
 
 
 def test_padding_overhead_by_hand_and_grouping_lowers_it():
