@@ -159,9 +159,14 @@ def _stage_callback(run_dir, epochs):
 
 
 class EpochSeededSampler(torch.utils.data.Sampler):
-    """transformers' LengthGroupedSampler shuffles with the global random state when the epoch's
-    batches are drawn, so a run resumed in a later epoch drew other batches than the interrupted one
-    (tests/test_training.py). This draws them from (seed, epoch) instead, as the random sampler does."""
+    """transformers' LengthGroupedSampler, with two changes:
+    - it shuffled with the global random state when the epoch's batches were drawn, so a run resumed
+      in a later epoch drew other batches than the interrupted one (tests/test_training.py); here the
+      order comes from (seed, epoch), as the random sampler's does;
+    - it hands out each mega-batch (50 batches) sorted longest first, so training saw lengths
+      falling 50 steps at a time (on addition, few digits last: the demo reached 15% exact match, 60%
+      with this shuffle);
+      here the batches keep their members but come in random order."""
 
     def __init__(self, sampler, seed: int):
         self.sampler, self.seed, self.epoch = sampler, seed, 0
@@ -173,8 +178,11 @@ class EpochSeededSampler(torch.utils.data.Sampler):
         return len(self.sampler)
 
     def __iter__(self):
-        self.sampler.generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(self.sampler)
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.sampler.generator = generator
+        indices, size = list(self.sampler), self.sampler.batch_size  # batch x accumulation: one step
+        batches = [indices[i:i + size] for i in range(0, len(indices), size)]
+        return iter([i for b in torch.randperm(len(batches), generator=generator).tolist() for i in batches[b]])
 
 
 def _with_seeded_grouping(trainer_cls):

@@ -61,6 +61,16 @@ def test_grouped_batches_pad_less_and_keep_every_example_and_its_labels(embedded
     assert pad_share[True] < pad_share[False] / 2.5  # (0.07)
 
 
+def test_grouped_batches_come_in_random_order_not_longest_first(embedded_tokenizer, rows, model, tmp_path):
+    """transformers' sampler hands out each mega-batch sorted longest first: training would see
+    lengths fall step after step. The steps here keep their grouped members but come shuffled."""
+    _, batches = epoch_batches(model, embedded_tokenizer, rows, tmp_path)
+    widths = [b["input_ids"].shape[1] for b in batches]
+    steps = [max(widths[i:i + 2]) for i in range(0, len(widths), 2)]  # batch 4 x accumulation 2 a step
+    rises = sum(later > earlier for earlier, later in zip(steps, steps[1:]))
+    assert len(steps) == 12 and rises >= 4  # mega-batches of 3 steps sorted longest first: at most 3 rises
+
+
 def test_grouping_is_the_default_and_padding_free_still_takes_precedence(embedded_tokenizer, rows, model, tmp_path):
     assert TrainConfig().group_by_length and not TrainConfig().padding_free
     _, batches = epoch_batches(model, embedded_tokenizer, rows, tmp_path, padding_free=True)
