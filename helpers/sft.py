@@ -165,8 +165,7 @@ class EpochSeededSampler(torch.utils.data.Sampler):
       order comes from (seed, epoch), as the random sampler's does;
     - it hands out each mega-batch (50 batches) sorted longest first, so training saw lengths
       falling 50 steps at a time (on addition, few digits last: the demo reached 15% exact match, 60%
-      with this shuffle);
-      here the batches keep their members but come in random order."""
+      with this shuffle); here the batches keep their members but come in random order."""
 
     def __init__(self, sampler, seed: int):
         self.sampler, self.seed, self.epoch = sampler, seed, 0
