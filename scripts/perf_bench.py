@@ -489,6 +489,10 @@ def print_table(results: list[dict], args) -> None:
                 gain = f"{got[k] / got['padded']:.2f}x" if got.get(k) and got.get("padded") else "-"
                 cells.append(f"{got.get(k) or 'error':>{13 if k == 'padding_free' else 9}} {gain:>6}")
             print(f"{arch:<14} {got.get('padded') or 'error':>9} {' '.join(cells)}")
+            computed = {r["path"]: r.get("computed_per_useful") for r in short if r["arch"] == arch}
+            if all(computed.values()):  # what each batching computed per useful token (1.0: no padding)
+                print(f"{'':<14} tokens computed per useful token: " +
+                      ", ".join(f"{k} {v}" for k, v in computed.items()))
     gen = [r for r in results if r["part"] == "generate"]
     if gen:
         print(f"\nGeneration: greedy, exactly {args.new_tokens} new tokens per answer, the 40 math questions; "

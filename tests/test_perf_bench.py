@@ -47,6 +47,18 @@ def test_table_ratios_use_the_medians(capsys):
     assert "rounds: [90, 130, 100]" in repo_line
 
 
+def test_short_table_gains_over_padded_and_tokens_computed(capsys):
+    short = [{"arch": "llama", "part": "short", "path": k, "useful_tokens_per_s": v, "computed_per_useful": c,
+              "peak_gib": 1.0, "round": 0}
+             for k, v, c in (("padded", 100, 1.6), ("grouped", 150, 1.03), ("padding_free", 80, 1.0))]
+    args = argparse.Namespace(layers=None, batch=4, seq=1024, short_batch=8, short_steps=40, new_tokens=256)
+    perf_bench.print_table(short, args)
+    lines = capsys.readouterr().out.splitlines()
+    llama = next(line for line in lines if line.startswith("llama"))
+    assert llama.split() == ["llama", "100", "150", "1.50x", "80", "0.80x"]
+    assert "padded 1.6, grouped 1.03, padding_free 1.0" in lines[lines.index(llama) + 1]
+
+
 @pytest.mark.slow
 def test_short_batchings_are_what_they_say_and_see_the_same_tokens(embedded_tokenizer):
     """The padded row once came out length-grouped (the training default) and the grouped row was
