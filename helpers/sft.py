@@ -158,30 +158,34 @@ def _stage_callback(run_dir, epochs):
     return SaveStages()
 
 
-class EpochSeededSampler(torch.utils.data.Sampler):
-    """transformers' LengthGroupedSampler, with two changes:
-    - it shuffled with the global random state when the epoch's batches were drawn, so a run resumed
-      in a later epoch drew other batches than the interrupted one (tests/test_training.py); here the
-      order comes from (seed, epoch), as the random sampler's does;
-    - it hands out each mega-batch (50 batches) sorted longest first, so training saw lengths
-      falling 50 steps at a time (on addition, few digits last: the demo reached 15% exact match, 60%
-      with this shuffle); here the batches keep their members but come in random order."""
+class GroupedSampler(torch.utils.data.Sampler):
+    """Steps of examples of similar lengths, in random order. transformers' LengthGroupedSampler
+    forms the groups (`get_length_grouped_indices`: mega-batches of 50 steps sorted by length), but
+    - it draws them with the global random state, so a run resumed in a later epoch drew other
+      batches than the interrupted one (tests/test_training.py); here they come from (seed, epoch),
+      as the random sampler's order does;
+    - it hands out each mega-batch longest first, so training saw lengths fall 50 steps at a time
+      (on addition, few digits last: the demo reached 15% exact match, 60% with this shuffle); here
+      the full steps are shuffled, the last, partial one stays last."""
 
-    def __init__(self, sampler, seed: int):
-        self.sampler, self.seed, self.epoch = sampler, seed, 0
+    def __init__(self, lengths: list[int], step_size: int, seed: int):
+        self.lengths, self.step_size, self.seed, self.epoch = lengths, step_size, seed, 0
 
     def set_epoch(self, epoch: int) -> None:  # called by accelerate's dataloader at each epoch
         self.epoch = epoch
 
     def __len__(self):
-        return len(self.sampler)
+        return len(self.lengths)
 
     def __iter__(self):
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        self.sampler.generator = generator
-        indices, size = list(self.sampler), self.sampler.batch_size  # batch x accumulation: one step
-        batches = [indices[i:i + size] for i in range(0, len(indices), size)]
-        return iter([i for b in torch.randperm(len(batches), generator=generator).tolist() for i in batches[b]])
+        indices = get_length_grouped_indices(self.lengths, self.step_size, generator=generator)
+        steps = [indices[i:i + self.step_size] for i in range(0, len(indices), self.step_size)]
+        full = len(indices) // self.step_size
+        order = [*torch.randperm(full, generator=generator).tolist(), *range(full, len(steps))]
+        return iter([i for k in order for i in steps[k]])
 
 
 def _with_seeded_grouping(trainer_cls):
@@ -190,9 +194,9 @@ def _with_seeded_grouping(trainer_cls):
             from transformers.trainer_pt_utils import LengthGroupedSampler
 
             sampler = super()._get_train_sampler(train_dataset)
-            if isinstance(sampler, LengthGroupedSampler):
+            if isinstance(sampler, LengthGroupedSampler):  # keep its lengths and step size
                 seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-                return EpochSeededSampler(sampler, seed)
+                return GroupedSampler(sampler.lengths, sampler.batch_size, seed)
             return sampler
 
     return SeededGroupingTrainer

@@ -125,13 +125,13 @@ def _orca_like_rows(tokenizer, n: int, max_len: int):
 
 def padding_overhead(lengths: list[int], batch: int, grouped: bool, seed: int = 0) -> float:
     """Tokens a padded pass over `lengths` computes per useful token, in batches of `batch`: in random
-    order, or in the order transformers' LengthGroupedSampler gives (`grouped`, the training default)."""
+    order, or in the training's length-grouped order (`grouped`: helpers.sft.GroupedSampler)."""
     import torch
-    from transformers.trainer_pt_utils import get_length_grouped_indices
 
-    generator = torch.Generator().manual_seed(seed)
-    order = (get_length_grouped_indices(lengths, batch, generator=generator) if grouped
-             else torch.randperm(len(lengths), generator=generator).tolist())
+    from helpers.sft import GroupedSampler
+
+    order = (list(GroupedSampler(lengths, batch, seed)) if grouped
+             else torch.randperm(len(lengths), generator=torch.Generator().manual_seed(seed)).tolist())
     padded = sum(max(lengths[i] for i in order[k:k + batch]) * len(order[k:k + batch])
                  for k in range(0, len(order), batch))
     return padded / sum(lengths)
@@ -175,8 +175,9 @@ def child_repo(folder: str, batch: int, seq: int, steps: int, short_batch: int, 
     once: full-length rows (`train`), then Orca-like lengths (`short`) padded in random order, padded
     in length-grouped batches and padding-free (useful tokens/s). Every short batching first runs two
     untimed steps (no timed run pays a compile), then one timed pass over the same `short_batch` x
-    `short_steps` rows: the grouped sampler draws its longest batches first, so timing only some of
-    the steps would favour it; it sorts mega-batches of min(short_steps / 4, 50) batches (a long run: 50)."""
+    `short_steps` rows: timing only some steps would compare different examples (grouped steps hold
+    similar lengths, some all long); it groups within mega-batches of min(short_steps / 4, 50) steps
+    (a long run: 50)."""
     import dataclasses
 
     from datasets import Dataset

@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM
 from helpers.config import RUN_CONTROL_KEYS, build_config, config_hash
 from helpers.modeling import embedded_checkpoint
 from helpers.registry import resolve_model
-from helpers.sft import IGNORE_INDEX, sft_trainer, tokenize_example
+from helpers.sft import IGNORE_INDEX, GroupedSampler, sft_trainer, tokenize_example
 from helpers.tasks.instruct import TrainConfig
 
 
@@ -69,6 +69,22 @@ def test_grouped_batches_come_in_random_order_not_longest_first(embedded_tokeniz
     steps = [max(widths[i:i + 2]) for i in range(0, len(widths), 2)]  # batch 4 x accumulation 2 a step
     rises = sum(later > earlier for earlier, later in zip(steps, steps[1:]))
     assert len(steps) == 12 and rises >= 4  # mega-batches of 3 steps sorted longest first: at most 3 rises
+
+
+def test_grouped_sampler_order_is_a_function_of_seed_and_epoch_and_the_partial_step_stays_last():
+    lengths = [random.Random(1).randint(1, 500) for _ in range(10)] * 5 + [7, 9]  # 52: 6 steps of 8, then 4
+    sampler = GroupedSampler(lengths, 8, seed=3)
+    first = list(sampler)
+    assert sorted(first) == list(range(52)) and list(GroupedSampler(lengths, 8, seed=3)) == first
+    sampler.set_epoch(1)
+    assert list(sampler) != first and sorted(sampler) == list(range(52))
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    groups = get_length_grouped_indices(lengths, 8, generator=torch.Generator().manual_seed(3))
+    steps = [sorted(first[i:i + 8]) for i in range(0, 48, 8)]
+    assert sorted(steps) == sorted(sorted(groups[i:i + 8]) for i in range(0, 48, 8))  # the groups, kept whole
+    assert steps != [sorted(groups[i:i + 8]) for i in range(0, 48, 8)]  # in another order
+    assert first[48:] == groups[48:]  # the partial step last
 
 
 def test_grouping_is_the_default_and_padding_free_still_takes_precedence(embedded_tokenizer, rows, model, tmp_path):
