@@ -418,8 +418,9 @@ def main() -> None:
     for arch in [os.path.basename(args.model_dir.rstrip("/"))] if args.model_dir else args.archs:
         folder = args.model_dir or tempfile.mkdtemp(prefix=f"{arch}-")
         try:
-            n_params = _params_in(folder) if args.model_dir else build(arch, folder, args.tokenizer, args.layers,
-                                                                        full_vocab=True)
+            if not args.model_dir:
+                build(arch, folder, args.tokenizer, args.layers, full_vocab=True)
+            n_params = _params_in(folder)  # one count for built and given checkpoints
             common = {"arch": arch, "params": n_params, "flop_params": n_params - _input_embedding_params(folder)}
             for part in args.parts.split(","):
                 for round_ in range(args.rounds if part == "train" else 1):
