@@ -7,9 +7,9 @@ speed and memory do not depend on weight values), each path in a fresh process:
   same batch through this repository's path (helpers.modeling + helpers.sft.train_sft), through
   raw Unsloth (FastLanguageModel + TRL SFTTrainer, as Unsloth's notebooks do) and through plain
   transformers + peft + bitsandbytes (same SFTTrainer settings). Tokens/s is the median step after
-  two warm-up steps; peak is torch's max allocated memory during training. The repository's
-  process then trains on Orca-like lengths padded, length-grouped and padding-free (useful tokens/s:
-  short samples; `--parts short` measures only these).
+  two warm-up steps; peak is torch's max allocated memory during training.
+- short: the repository's path (one process) on Orca-like lengths, padded, length-grouped and
+  padding-free over the same rows (useful tokens/s).
 - generate: the benchmark questions answered one at a time, at the benchmark notebook's default
   batch size and all in one batch through helpers.generation (greedy, exactly --new-tokens tokens);
   `generate_graphs` the same with Unsloth's CUDA-graph decoding step; `--profile` adds where a
@@ -357,14 +357,16 @@ def run_child(args: list[str], timeout: int, cold: bool = False, env_extra: dict
     return {"error": tail[0][:300]}
 
 
-def _train_rows(folder: str, order: list[str], args, repo_parts: str = "train,short") -> list[dict]:
+def _train_rows(folder: str, order: list[str], args, repo_part: str = "train") -> list[dict]:
+    """`repo_part` "train": full-length rows through every path in `order`; "short": the repository's
+    path alone, the short samples in each batching."""
     rows = []
     for path in order:
-        if path == "repo":  # one process: full-length rows, then the short samples in each batching
+        if path == "repo":
             got = run_child(["repo", folder, str(args.batch), str(args.seq), str(args.steps), str(args.short_batch),
-                             repo_parts, str(args.short_steps)], args.timeout, args.cold)
+                             repo_part, str(args.short_steps)], args.timeout, args.cold)
             if "error" in got:
-                got = dict.fromkeys([*(["train"] if "train" in repo_parts else []), *SHORT], got)
+                got = dict.fromkeys(["train"] if repo_part == "train" else SHORT, got)
             rows += [{"part": "train", "path": "repo", **v} if k == "train" else {"part": "short", "path": k, **v}
                      for k, v in got.items()]
         else:
@@ -390,9 +392,9 @@ def main() -> None:
     parser.add_argument("--padding-table", action="store_true",
                         help="only print the padding each batching carries on Orca-like lengths (no GPU)")
     parser.add_argument("--layers", type=int, default=None, help="fewer layers than the real model")
-    parser.add_argument("--parts", default="train,generate",
-                        help="train (with the short samples), short (only those), generate, generate_graphs "
-                             "(CUDA-graph decoding)")
+    parser.add_argument("--parts", default="train,short,generate",
+                        help="comma-separated: train (the three paths), short (short samples), generate, "
+                             "generate_graphs (CUDA-graph decoding)")
     parser.add_argument("--paths", default=",".join(PATHS))
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq", type=int, default=1024)
@@ -409,6 +411,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.padding_table:
         return print_padding_table()
+    unknown = set(args.parts.split(",")) - {"train", "short", "generate", "generate_graphs"}
+    if unknown:
+        parser.error(f"unknown --parts {sorted(unknown)}: choose from train, short, generate, generate_graphs")
     if not args.tokenizer and not args.model_dir:
         parser.error("--tokenizer is required (e.g. .gpu/tokenizer, made by scripts/prepare_gpu_carry.sh)")
 
@@ -426,7 +431,7 @@ def main() -> None:
                 for round_ in range(args.rounds if part == "train" else 1):
                     # each round starts with another path: the first child after the build pays for it
                     order = paths[round_ % len(paths):] + paths[:round_ % len(paths)]
-                    rows = (_train_rows(folder, order, args) if part == "train" else
+                    rows = (_train_rows(folder, order, args, "train") if part == "train" else
                             _train_rows(folder, ["repo"], args, "short") if part == "short" else
                             [_generate_row(folder, part, args)])
                     for row in rows:

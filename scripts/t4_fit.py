@@ -4,7 +4,9 @@ full-size random-weight checkpoints of the study architectures. Prints one table
     QLORA_DTYPE=float16 python scripts/t4_fit.py llama-3.1-8b gemma-2-9b --tokenizer .gpu/tokenizer
 
 Every training sequence is max_seq_length tokens long (the worst case), half prompt, half answer.
-A T4 has 15 GiB; the target is 14.5 GiB peak reserved memory.
+A T4 has 15 GiB; the target is 14.5 GiB peak reserved memory. Each architecture runs in a fresh
+process (one that ran another first can start with memory it still holds). The first training step
+compiles; s/step is the median of the others.
 """
 
 # ruff: noqa: I001  (helpers before make_random_checkpoint: Unsloth must patch transformers first)
@@ -13,7 +15,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import json
 import shutil
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -23,7 +29,7 @@ from helpers.tasks.instruct import TrainConfig
 
 import torch
 from make_random_checkpoint import build
-from perf_bench import random_rows
+from perf_bench import _timer, random_rows
 
 
 def measure(arch: str, tokenizer_dir: str, steps: int) -> dict:
@@ -49,13 +55,15 @@ def _measure(arch: str, folder: str, tokenizer_dir: str, steps: int) -> dict:
 
     data = Dataset.from_list(random_rows(tokenizer, 32, cfg.max_seq_length))
     torch.cuda.reset_peak_memory_stats()
-    start = time.time()
-    result = train_sft(model, tokenizer, data, run_dir=folder, settings=cfg, backend=info.backend, resume=False)
+    timer = _timer()  # step times: the first one compiles, the rest are the steady rate
+    result = train_sft(model, tokenizer, data, run_dir=folder, settings=cfg, backend=info.backend, resume=False,
+                       callbacks=[timer])
     row = {"arch": arch, "backend": info.backend, "dtype": info.dtype, "load_s": round(load_s, 1),
            "load_peak_gib": round(load_peak, 2),
            "train_peak_alloc_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
            "train_peak_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2),
-           "s_per_step": round((time.time() - start) / steps, 2), "loss_last": result["loss_last"],
+           "first_step_s": round(timer.times[0], 1),
+           "s_per_step": round(statistics.median(timer.times[1:] or timer.times), 2), "loss_last": result["loss_last"],
            "effective": result["effective"]}
     del model
     gc.collect()
@@ -68,23 +76,29 @@ if __name__ == "__main__":
     parser.add_argument("archs", nargs="+")
     parser.add_argument("--tokenizer", required=True)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)  # the child of one arch
     args = parser.parse_args()
+    if args.in_process:
+        print("T4FIT", json.dumps(measure(args.archs[0], args.tokenizer, args.steps)), flush=True)
+        raise SystemExit
     rows = []
-    for arch in args.archs:
-        try:
-            rows.append(measure(arch, args.tokenizer, args.steps))
-        except Exception as err:  # one architecture's failure must not hide the others' numbers
-            print(f"{arch}: FAILED {type(err).__name__}: {str(err)[:300]}", flush=True)
-            gc.collect()
-            torch.cuda.empty_cache()
+    for arch in args.archs:  # each in a fresh process: one run's cached memory must not count in the next
+        proc = subprocess.run([sys.executable, __file__, arch, "--tokenizer", args.tokenizer, "--steps",
+                               str(args.steps), "--in-process"], capture_output=True, text=True)
+        got = [json.loads(line[6:]) for line in proc.stdout.splitlines() if line.startswith("T4FIT ")]
+        if not got:  # one architecture's failure must not hide the others' numbers
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            print(f"{arch}: FAILED {tail[0][:300]}", flush=True)
             continue
+        rows.append(got[0])
         print(rows[-1], flush=True)
     cfg = TrainConfig()
     print(f"\nbatch {cfg.batch_size} x accum {cfg.grad_accum}, {cfg.max_seq_length} tokens, r={cfg.lora_r}, "
           f"gradient checkpointing {cfg.gradient_checkpointing}")
     print(f"{'arch':<14} {'dtype':<8} {'load s':>7} {'load GiB':>9} {'train alloc GiB':>16} {'train reserved GiB':>19} "
-          f"{'s/step':>7} {'< 14.5':>7}")
+          f"{'first s':>8} {'s/step':>7} {'< 14.5':>7}")
     for r in rows:
         ok = "yes" if max(r["train_peak_reserved_gib"], r["load_peak_gib"]) < 14.5 else "NO"
         print(f"{r['arch']:<14} {r['dtype']:<8} {r['load_s']:>7} {r['load_peak_gib']:>9} "
-              f"{r['train_peak_alloc_gib']:>16} {r['train_peak_reserved_gib']:>19} {r['s_per_step']:>7} {ok:>7}")
+              f"{r['train_peak_alloc_gib']:>16} {r['train_peak_reserved_gib']:>19} {r['first_step_s']:>8} "
+              f"{r['s_per_step']:>7} {ok:>7}")
