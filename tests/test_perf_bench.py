@@ -85,3 +85,28 @@ def test_padding_overhead_by_hand_and_grouping_lowers_it():
     assert all(p <= 512 and p + a <= 1024 for p, a in perf_bench.orca_lengths(2000, 1024))
     rand, grouped = (perf_bench.padding_overhead(lengths, 8, grouped=g) for g in (False, True))
     assert 1.4 < rand < 1.9 and 1.0 < grouped < 1.1
+
+
+def test_train_and_short_are_separate_children(monkeypatch):
+    calls = []
+
+    def fake_child(args, timeout, cold=False, env_extra=None):
+        calls.append(args)
+        return {"error": "timed out after 9 s"}
+
+    monkeypatch.setattr(perf_bench, "run_child", fake_child)
+    ns = argparse.Namespace(batch=4, seq=1024, steps=10, short_batch=8, short_steps=40, timeout=9, cold=False)
+    train = perf_bench._train_rows("ckpt", ["repo", "plain"], ns, "train")
+    assert calls[0][0] == "repo" and calls[0][6] == "train" and calls[1][0] == "train:plain"
+    assert [(r["part"], r["path"]) for r in train] == [("train", "repo"), ("train", "plain")]
+    short = perf_bench._train_rows("ckpt", ["repo"], ns, "short")
+    assert calls[2][6] == "short"
+    assert [(r["part"], r["path"]) for r in short] == [("short", k) for k in perf_bench.SHORT]
+    assert all(r["error"] == "timed out after 9 s" for r in train + short)
+
+
+def test_unknown_part_is_a_one_line_error(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["perf_bench.py", "--parts", "train,shrot", "--tokenizer", "x"])
+    with pytest.raises(SystemExit) as err:
+        perf_bench.main()
+    assert err.value.code == 2 and "unknown --parts ['shrot']" in capsys.readouterr().err
