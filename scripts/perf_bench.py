@@ -10,6 +10,9 @@ speed and memory do not depend on weight values), each path in a fresh process:
   two warm-up steps; peak is torch's max allocated memory during training.
 - short: the repository's path (one process) on Orca-like lengths, padded, length-grouped and
   padding-free over the same rows (useful tokens/s).
+- the floor: what a QLoRA step of the checkpoint holds before any activation (NF4 weights, bf16
+  embeddings, fp32 adapters with gradients and 8-bit Adam states), counted from its config;
+  `--memory-floor` prints it for the public configs without a GPU.
 - generate: the benchmark questions answered one at a time, at the benchmark notebook's default
   batch size and all in one batch through helpers.generation (greedy, exactly --new-tokens tokens);
   `generate_graphs` the same with Unsloth's CUDA-graph decoding step; `--profile` adds where a
@@ -145,6 +148,52 @@ def print_padding_table(n: int = 10_000, max_len: int = 1024) -> None:
     for batch in (2, 8, 32):
         rand, grouped = padding_overhead(lengths, batch, False), padding_overhead(lengths, batch, True)
         print(f"{batch:>5} {rand:>13.2f} {grouped:>15.3f} {rand / grouped:>19.2f}x")
+
+
+# bitsandbytes NF4 with double quantisation (blocksize 64): 4 bits a weight, an 8-bit absmax per 64
+# weights, an fp32 scale per 256 absmax values.
+NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)
+ADAPTER_BYTES = 4 + 4 + 2  # fp32 adapter weight (helpers.sft.keep_adapters_fp32), fp32 gradient, 8-bit Adam m and v
+
+
+def memory_floor(config, r: int = 16) -> dict:
+    """What a QLoRA step holds before any activation, for a transformers `config`: the weights as
+    bitsandbytes stores them (every Linear but lm_head in NF4, the rest bf16) and the r-rank adapters
+    on the seven projections with their gradients and optimizer states (counted on a meta-device model)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    quantized = adapters = 0
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and not name.endswith("lm_head"):
+            quantized += module.weight.numel()
+            if name.rsplit(".", 1)[-1] in SEVEN:
+                adapters += r * (module.in_features + module.out_features)
+    total = sum(p.numel() for p in model.parameters())  # tied embeddings once
+    weights = quantized * NF4_BYTES + (total - quantized) * 2
+    return {"params": total, "quantized": quantized, "adapter_params": adapters, "weights_gib": weights / 2**30,
+            "adapters_gib": adapters * ADAPTER_BYTES / 2**30,
+            "floor_gib": (weights + adapters * ADAPTER_BYTES) / 2**30}
+
+
+def public_config(arch: str):
+    """The architecture's public config numbers with its real vocabulary (scripts/make_random_checkpoint.py)."""
+    from make_random_checkpoint import ARCHITECTURES, VOCAB
+    from transformers import AutoConfig
+
+    numbers = dict(ARCHITECTURES[arch])
+    return AutoConfig.for_model(numbers.pop("model_type"), vocab_size=VOCAB[arch], **numbers)
+
+
+def print_memory_floor(archs: list[str]) -> None:
+    print("GiB a QLoRA step holds before activations (r=16, seven projections; NF4 weights, bf16 embeddings, "
+          "fp32 adapters + gradients + 8-bit Adam)")
+    print(f"{'arch':<14} {'weights':>8} {'adapters':>9} {'floor':>7}")
+    for arch in archs:
+        f = memory_floor(public_config(arch))
+        print(f"{arch:<14} {f['weights_gib']:>8.2f} {f['adapters_gib']:>9.2f} {f['floor_gib']:>7.2f}")
 
 
 def _result(timer, batch: int, seq: int, short: str, load_s: float, backend: str) -> dict:
@@ -391,6 +440,8 @@ def main() -> None:
     parser.add_argument("--model-dir", help="measure this checkpoint folder instead of random ones (--archs ignored)")
     parser.add_argument("--padding-table", action="store_true",
                         help="only print the padding each batching carries on Orca-like lengths (no GPU)")
+    parser.add_argument("--memory-floor", action="store_true",
+                        help="only print what each architecture's QLoRA step holds before activations (no GPU)")
     parser.add_argument("--layers", type=int, default=None, help="fewer layers than the real model")
     parser.add_argument("--parts", default="train,short,generate",
                         help="comma-separated: train (the three paths), short (short samples), generate, "
@@ -411,6 +462,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.padding_table:
         return print_padding_table()
+    if args.memory_floor:
+        return print_memory_floor(args.archs)
     unknown = set(args.parts.split(",")) - {"train", "short", "generate", "generate_graphs"}
     if unknown:
         parser.error(f"unknown --parts {sorted(unknown)}: choose from train, short, generate, generate_graphs")
@@ -418,6 +471,7 @@ def main() -> None:
         parser.error("--tokenizer is required (e.g. .gpu/tokenizer, made by scripts/prepare_gpu_carry.sh)")
 
     from make_random_checkpoint import build
+    from transformers import AutoConfig
 
     results, paths = [], args.paths.split(",")
     for arch in [os.path.basename(args.model_dir.rstrip("/"))] if args.model_dir else args.archs:
@@ -426,7 +480,8 @@ def main() -> None:
             if not args.model_dir:
                 build(arch, folder, args.tokenizer, args.layers, full_vocab=True)
             n_params = _params_in(folder)  # one count for built and given checkpoints
-            common = {"arch": arch, "params": n_params, "flop_params": n_params - _input_embedding_params(folder)}
+            common = {"arch": arch, "params": n_params, "flop_params": n_params - _input_embedding_params(folder),
+                      "floor_gib": round(memory_floor(AutoConfig.from_pretrained(folder))["floor_gib"], 2)}
             for part in args.parts.split(","):
                 for round_ in range(args.rounds if part == "train" else 1):
                     # each round starts with another path: the first child after the build pays for it
@@ -469,8 +524,8 @@ def print_table(results: list[dict], args) -> None:
     print(f"\nTraining: batch {args.batch} x {args.seq} tokens, r=16, seven projections, gradient checkpointing, "
           f"bf16, {layers}; FLOPs = 6 x params x tokens (params without the input embedding); "
           f"GPU rate {H100_BF16_DENSE / 1e12:.0f} TFLOP/s dense bf16")
-    print(f"{'arch':<14} {'path':<11} {'tokens/s':>9} {'peak GiB':>9} {'vs unsloth':>11} {'vs plain':>9} "
-          f"{'mem/plain':>10} {'% of peak FLOPs':>16}")
+    print(f"{'arch':<14} {'path':<11} {'tokens/s':>9} {'peak GiB':>9} {'floor GiB':>10} {'vs unsloth':>11} "
+          f"{'vs plain':>9} {'mem/plain':>10} {'% of peak FLOPs':>16}")
     train = _over_rounds([r for r in results if r["part"] == "train"], "tokens_per_s")
     for r in train:
         if "error" in r:
@@ -482,8 +537,8 @@ def print_table(results: list[dict], args) -> None:
         mem = f"{r['peak_gib'] / ref['plain']['peak_gib']:.0%}" if "plain" in ref else "-"
         mfu = 6 * r["flop_params"] * r["tokens_per_s"] / H100_BF16_DENSE
         rounds = f"  rounds: {r['rounds']}" if len(r["rounds"]) > 1 else ""
-        print(f"{r['arch']:<14} {r['path']:<11} {r['tokens_per_s']:>9} {r['peak_gib'] or '-':>9} {vs['unsloth']:>11} "
-              f"{vs['plain']:>9} {mem:>10} {mfu:>16.1%}{rounds}")
+        print(f"{r['arch']:<14} {r['path']:<11} {r['tokens_per_s']:>9} {r['peak_gib'] or '-':>9} "
+              f"{r.get('floor_gib', '-'):>10} {vs['unsloth']:>11} {vs['plain']:>9} {mem:>10} {mfu:>16.1%}{rounds}")
     short = _over_rounds([r for r in results if r["part"] == "short"], "useful_tokens_per_s")
     if short:
         print(f"\nShort samples (Orca-like lengths, batch {args.short_batch}, one pass of {args.short_steps} steps "

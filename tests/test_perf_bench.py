@@ -110,3 +110,16 @@ def test_unknown_part_is_a_one_line_error(monkeypatch, capsys):
     with pytest.raises(SystemExit) as err:
         perf_bench.main()
     assert err.value.code == 2 and "unknown --parts ['shrot']" in capsys.readouterr().err
+
+
+def test_memory_floor_counts_smollm2_by_hand():
+    # SmolLM2-135M: hidden 576, MLP 1536, 30 layers, 9 heads of 64, 3 key/value heads, 49,152 tied tokens.
+    f = perf_bench.memory_floor(perf_bench.public_config("smollm2-135m"))
+    per_layer = 576 * (576 + 192 + 192 + 576) + 3 * 576 * 1536  # q k v o, gate up down
+    assert f["quantized"] == 30 * per_layer == 106_168_320
+    assert f["adapter_params"] == 30 * 16 * (2 * (576 + 576) + 2 * (576 + 192) + 3 * (576 + 1536))
+    embedding, norms = 49152 * 576, 30 * 2 * 576 + 576  # lm_head shares the embedding: counted once
+    assert f["params"] == f["quantized"] + embedding + norms == 134_515_008
+    nf4 = 0.5 + 1 / 64 + 4 / (64 * 256)
+    assert f["floor_gib"] * 2**30 == pytest.approx(f["quantized"] * nf4 + (embedding + norms) * 2
+                                                   + f["adapter_params"] * 10)
