@@ -57,6 +57,23 @@ FAMILY_TOKENS = {"llama-2": ("<s>", "</s>"), "llama-3": ("<|begin_of_text|>", "<
                  "gemma": ("<bos>", "<end_of_turn>"), "mistral": ("<s>", "</s>"), "chatml": (None, "<|im_end|>")}
 
 
+def arch_tokenizer(arch: str, tokenizer_dir: str):
+    """The tokenizer at `tokenizer_dir` with the study model's chat template and its begin/end tokens."""
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    family = load_registry()[arch].family if arch in load_registry() else None
+    if family:  # the study model's chat template and end-of-turn token, on the embedded vocabulary
+        bos, eos = FAMILY_TOKENS[family]
+        tokenizer.add_special_tokens({k: v for k, v in {"bos_token": bos, "eos_token": eos}.items() if v})
+        tokenizer.chat_template = chat_template(family)
+    return tokenizer
+
+
+def full_vocab_size(arch: str, tokenizer) -> int:
+    """The embedding rows of a `full_vocab` checkpoint: the real vocabulary's, or the tokenizer's
+    where it has more (the embedded tokenizer's 49,154 exceed llama-2-7b's and mistral-7b-v3's)."""
+    return max(len(tokenizer), VOCAB[arch])
+
+
 def build(arch: str, out: str, tokenizer_dir: str, layers: int | None = None, dtype=torch.bfloat16,
           full_vocab: bool = False) -> int:
     """With `full_vocab` the embedding has the real vocabulary's rows (at least the tokenizer's):
@@ -65,13 +82,8 @@ def build(arch: str, out: str, tokenizer_dir: str, layers: int | None = None, dt
     model_type = numbers.pop("model_type")
     if layers:
         numbers["num_hidden_layers"] = layers
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    family = load_registry()[arch].family if arch in load_registry() else None
-    if family:  # the study model's chat template and end-of-turn token, on the embedded vocabulary
-        bos, eos = FAMILY_TOKENS[family]
-        tokenizer.add_special_tokens({k: v for k, v in {"bos_token": bos, "eos_token": eos}.items() if v})
-        tokenizer.chat_template = chat_template(family)
-    vocab = max(len(tokenizer), VOCAB[arch]) if full_vocab else len(tokenizer)
+    tokenizer = arch_tokenizer(arch, tokenizer_dir)
+    vocab = full_vocab_size(arch, tokenizer) if full_vocab else len(tokenizer)
     config = AutoConfig.for_model(model_type, vocab_size=vocab, bos_token_id=tokenizer.bos_token_id,
                                   eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
                                   **numbers)

@@ -187,13 +187,20 @@ def public_config(arch: str):
     return AutoConfig.for_model(numbers.pop("model_type"), vocab_size=VOCAB[arch], **numbers)
 
 
-def print_memory_floor(archs: list[str]) -> None:
+def print_memory_floor(archs: list[str], tokenizer_dir: str | None = None) -> None:
+    """With `tokenizer_dir`, for the random checkpoints as built with it (their embedding rows)."""
+    from make_random_checkpoint import arch_tokenizer, full_vocab_size
+
     print("GiB a QLoRA step holds before activations (r=16, seven projections; NF4 weights, bf16 embeddings, "
           "fp32 adapters + gradients + 8-bit Adam)")
-    print(f"{'arch':<14} {'weights':>8} {'adapters':>9} {'floor':>7}")
+    print(f"{'arch':<14} {'vocab':>7} {'weights':>8} {'adapters':>9} {'floor':>7}")
     for arch in archs:
-        f = memory_floor(public_config(arch))
-        print(f"{arch:<14} {f['weights_gib']:>8.2f} {f['adapters_gib']:>9.2f} {f['floor_gib']:>7.2f}")
+        config = public_config(arch)
+        if tokenizer_dir:
+            config.vocab_size = full_vocab_size(arch, arch_tokenizer(arch, tokenizer_dir))
+        f = memory_floor(config)
+        print(f"{arch:<14} {config.vocab_size:>7} {f['weights_gib']:>8.2f} {f['adapters_gib']:>9.2f} "
+              f"{f['floor_gib']:>7.2f}")
 
 
 def _result(timer, batch: int, seq: int, short: str, load_s: float, backend: str) -> dict:
@@ -441,7 +448,8 @@ def main() -> None:
     parser.add_argument("--padding-table", action="store_true",
                         help="only print the padding each batching carries on Orca-like lengths (no GPU)")
     parser.add_argument("--memory-floor", action="store_true",
-                        help="only print what each architecture's QLoRA step holds before activations (no GPU)")
+                        help="only print what each architecture's QLoRA step holds before activations (no GPU; "
+                             "with --tokenizer, for the random checkpoints built with it)")
     parser.add_argument("--layers", type=int, default=None, help="fewer layers than the real model")
     parser.add_argument("--parts", default="train,short,generate",
                         help="comma-separated: train (the three paths), short (short samples), generate, "
@@ -463,7 +471,7 @@ def main() -> None:
     if args.padding_table:
         return print_padding_table()
     if args.memory_floor:
-        return print_memory_floor(args.archs)
+        return print_memory_floor(args.archs, args.tokenizer)
     unknown = set(args.parts.split(",")) - {"train", "short", "generate", "generate_graphs"}
     if unknown:
         parser.error(f"unknown --parts {sorted(unknown)}: choose from train, short, generate, generate_graphs")

@@ -123,3 +123,18 @@ def test_memory_floor_counts_smollm2_by_hand():
     nf4 = 0.5 + 1 / 64 + 4 / (64 * 256)
     assert f["floor_gib"] * 2**30 == pytest.approx(f["quantized"] * nf4 + (embedding + norms) * 2
                                                    + f["adapter_params"] * 10)
+
+
+def test_floor_of_a_built_checkpoint_counts_its_embedding_rows():
+    from make_random_checkpoint import arch_tokenizer, full_vocab_size
+
+    from helpers.modeling import embedded_checkpoint
+    from helpers.registry import resolve_model
+
+    folder = embedded_checkpoint(resolve_model("smollm2-135m"))  # .gpu/tokenizer is copied from here
+    assert full_vocab_size("mistral-7b-v3", arch_tokenizer("mistral-7b-v3", folder)) == 49_154  # 49,152 + <s>, </s>
+    assert full_vocab_size("llama-3.1-8b", arch_tokenizer("llama-3.1-8b", folder)) == 128_256
+    public, built = perf_bench.public_config("mistral-7b-v3"), perf_bench.public_config("mistral-7b-v3")
+    built.vocab_size = 49_154
+    grown = perf_bench.memory_floor(built)["params"] - perf_bench.memory_floor(public)["params"]
+    assert grown == 2 * (49_154 - 32_768) * 4096  # the input embedding and the untied head, in bf16
