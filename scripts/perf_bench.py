@@ -46,7 +46,7 @@ H100_BF16_DENSE = 989e12  # FLOP/s, H100 SXM dense bf16 (NVIDIA datasheet; 1979e
 
 # ---------------------------------------------------------------- child processes (one measurement each)
 
-def _timer(model=None):
+def step_timer(model=None):
     """Step times (CUDA-synchronised) and, with `model`, the useful (non-padding) tokens of each step:
     the trainer shuffles the rows, so they are counted where the batch meets the model."""
     import torch
@@ -159,7 +159,9 @@ ADAPTER_BYTES = 4 + 4 + 2  # fp32 adapter weight (helpers.sft.keep_adapters_fp32
 def memory_floor(config, r: int = 16) -> dict:
     """What a QLoRA step holds before any activation, for a transformers `config`: the weights as
     bitsandbytes stores them (every Linear but lm_head in NF4, the rest bf16) and the r-rank adapters
-    on the seven projections with their gradients and optimizer states (counted on a meta-device model)."""
+    on the seven projections with their gradients and optimizer states (counted on a meta-device model).
+    Also `flop_params`: the parameters doing matrix work, i.e. without an untied input embedding (a
+    lookup; a tied one is still multiplied as the output layer)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -172,8 +174,10 @@ def memory_floor(config, r: int = 16) -> dict:
             if name.rsplit(".", 1)[-1] in SEVEN:
                 adapters += r * (module.in_features + module.out_features)
     total = sum(p.numel() for p in model.parameters())  # tied embeddings once
+    embedding, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
     weights = quantized * NF4_BYTES + (total - quantized) * 2
-    return {"params": total, "quantized": quantized, "adapter_params": adapters, "weights_gib": weights / 2**30,
+    return {"params": total, "flop_params": total - (0 if embedding is head else embedding.numel()),
+            "quantized": quantized, "adapter_params": adapters, "weights_gib": weights / 2**30,
             "adapters_gib": adapters * ADAPTER_BYTES / 2**30,
             "floor_gib": (weights + adapters * ADAPTER_BYTES) / 2**30}
 
@@ -225,10 +229,10 @@ SHORT = {"padded": {"padding_free": False, "group_by_length": False},
          "padding_free": {"padding_free": True, "group_by_length": False}}
 
 
-def child_repo(folder: str, batch: int, seq: int, steps: int, short_batch: int, parts: str = "train,short",
+def child_repo(folder: str, batch: int, seq: int, steps: int, short_batch: int, part: str = "train",
                short_steps: int = 40) -> dict:
-    """The repository's path (helpers.modeling + helpers.sft.train_sft, as the notebooks run), loaded
-    once: full-length rows (`train`), then Orca-like lengths (`short`) padded in random order, padded
+    """The repository's path (helpers.modeling + helpers.sft.train_sft, as the notebooks run):
+    full-length rows (`part` "train"), or Orca-like lengths ("short") padded in random order, padded
     in length-grouped batches and padding-free (useful tokens/s). Each short batching runs one pass over
     the same `short_batch` x `short_steps` rows twice and times the second: a shorter warm-up left
     compiles for new shapes in the timed pass (H200: a 16 s step in 40), and timing only some steps
@@ -246,8 +250,8 @@ def child_repo(folder: str, batch: int, seq: int, steps: int, short_batch: int, 
     model, tokenizer, info = load_model(folder, max_seq_length=seq)
     model = add_lora(model, info, r=16, alpha=16, dropout=0.0, targets=SEVEN, seed=0, gradient_checkpointing=True)
     load_s, out = time.time() - start, {}
-    runs = [("train", "", batch, steps, {})] if "train" in parts else []
-    if "short" in parts:
+    runs = [("train", "", batch, steps, {})] if part == "train" else []
+    if part == "short":
         for k, v in SHORT.items():  # the warm-up is the same pass: every shape it will time is compiled
             runs += [(f"warmup:{k}", k, short_batch, short_steps, v), (k, k, short_batch, short_steps, v)]
     for name, short, n, n_steps, overrides in runs:
@@ -255,7 +259,7 @@ def child_repo(folder: str, batch: int, seq: int, steps: int, short_batch: int, 
         cfg = dataclasses.replace(TrainConfig(), batch_size=n, grad_accum=1, max_steps=n_steps, warmup_steps=0,
                                   save_steps=10**6, max_seq_length=seq, lora_targets=SEVEN, **overrides)
         rows = _orca_like_rows(tokenizer, n * n_steps, seq) if short else random_rows(tokenizer, n * n_steps, seq)
-        timer = _timer(model)
+        timer = step_timer(model)
         try:
             report = train_sft(model, tokenizer, Dataset.from_list(rows), run_dir=run_dir, settings=cfg,
                                backend=info.backend, resume=False, callbacks=[timer])
@@ -304,7 +308,7 @@ def child_train(path: str, folder: str, batch: int, seq: int, steps: int) -> dic
     rows = random_rows(tokenizer, batch * steps, seq)  # TRL uses a `labels` column as is: answer-only loss
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    timer = _timer()
+    timer = step_timer()
     trainer = SFTTrainer(model=model, args=_sft_args(out, batch, steps, seq, path == "plain"),
                          train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=[timer])
     trainer.train()
@@ -368,33 +372,12 @@ def _profile_decode(model, tokenizer, prompts: list[str], kw: dict, steps: int =
 
 # ---------------------------------------------------------------- parent
 
-def _input_embedding_params(folder: str) -> int:
-    """Parameters of the input embedding when it is not tied to the output layer (a lookup costs
-    no FLOPs); 0 when tied (the matrix is still multiplied as the output layer)."""
-    config = json.load(open(os.path.join(folder, "config.json")))
-    text = config.get("text_config", config)
-    return 0 if text.get("tie_word_embeddings", config.get("tie_word_embeddings")) else (
-        text["vocab_size"] * text["hidden_size"])
-
-
-def _params_in(folder: str) -> int:
-    """Parameters of a safetensors checkpoint, from the file headers (no weights loaded)."""
-    import glob
-    import math
-    import struct
-
-    total = 0
-    for path in glob.glob(os.path.join(folder, "*.safetensors")):
-        with open(path, "rb") as f:
-            header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
-        total += sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
-    return total
-
-
-def run_child(args: list[str], timeout: int, cold: bool = False, env_extra: dict | None = None) -> dict:
-    """One measurement in a fresh process; with `cold` it gets empty Inductor and Unsloth compile
-    caches (a first run on a new machine) instead of the ones the earlier children filled."""
-    cmd, env, fresh = [sys.executable, __file__, "--child", *args], {**os.environ, **(env_extra or {})}, None
+def run_child(args: list[str], timeout: int, cold: bool = False, env_extra: dict | None = None,
+              script: str = __file__) -> dict:
+    """One measurement in a fresh process (`script --child ARGS`, which prints its result on a line
+    "PERF <json>"); with `cold` it gets empty Inductor and Unsloth compile caches (a first run on a
+    new machine) instead of the ones the earlier children filled."""
+    cmd, env, fresh = [sys.executable, script, "--child", *args], {**os.environ, **(env_extra or {})}, None
     if cold:
         fresh = tempfile.mkdtemp(prefix="compile-cache-")
         env.update(TORCHINDUCTOR_CACHE_DIR=os.path.join(fresh, "inductor"),
@@ -487,9 +470,9 @@ def main() -> None:
         try:
             if not args.model_dir:
                 build(arch, folder, args.tokenizer, args.layers, full_vocab=True)
-            n_params = _params_in(folder)  # one count for built and given checkpoints
-            common = {"arch": arch, "params": n_params, "flop_params": n_params - _input_embedding_params(folder),
-                      "floor_gib": round(memory_floor(AutoConfig.from_pretrained(folder))["floor_gib"], 2)}
+            counts = memory_floor(AutoConfig.from_pretrained(folder))  # one count for built and given checkpoints
+            common = {"arch": arch, "params": counts["params"], "flop_params": counts["flop_params"],
+                      "floor_gib": round(counts["floor_gib"], 2)}
             for part in args.parts.split(","):
                 for round_ in range(args.rounds if part == "train" else 1):
                     # each round starts with another path: the first child after the build pays for it
@@ -563,6 +546,10 @@ def print_table(results: list[dict], args) -> None:
             if all(computed.values()):  # what each batching computed per useful token (1.0: no padding)
                 print(f"{'':<14} tokens computed per useful token: " +
                       ", ".join(f"{k} {v}" for k, v in computed.items()))
+            medians = {r["path"]: statistics.median(r["step_s"]) for r in short
+                       if r["arch"] == arch and r.get("step_s")}
+            if medians:  # a step that costs the same whatever it holds is host-bound
+                print(f"{'':<14} median step s: " + ", ".join(f"{k} {v:.3f}" for k, v in medians.items()))
     gen = [r for r in results if r["part"] == "generate"]
     if gen:
         print(f"\nGeneration: greedy, exactly {args.new_tokens} new tokens per answer, the 40 math questions; "

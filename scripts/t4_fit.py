@@ -18,7 +18,6 @@ import gc
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ from helpers.tasks.instruct import TrainConfig
 
 import torch
 from make_random_checkpoint import build
-from perf_bench import _timer, random_rows
+from perf_bench import random_rows, run_child, step_timer
 
 
 def measure(arch: str, tokenizer_dir: str, steps: int) -> dict:
@@ -55,7 +54,7 @@ def _measure(arch: str, folder: str, tokenizer_dir: str, steps: int) -> dict:
 
     data = Dataset.from_list(random_rows(tokenizer, 32, cfg.max_seq_length))
     torch.cuda.reset_peak_memory_stats()
-    timer = _timer()  # step times: the first one compiles, the rest are the steady rate
+    timer = step_timer()  # step times: the first one compiles, the rest are the steady rate
     result = train_sft(model, tokenizer, data, run_dir=folder, settings=cfg, backend=info.backend, resume=False,
                        callbacks=[timer])
     row = {"arch": arch, "backend": info.backend, "dtype": info.dtype, "load_s": round(load_s, 1),
@@ -65,32 +64,28 @@ def _measure(arch: str, folder: str, tokenizer_dir: str, steps: int) -> dict:
            "first_step_s": round(timer.times[0], 1),
            "s_per_step": round(statistics.median(timer.times[1:] or timer.times), 2), "loss_last": result["loss_last"],
            "effective": result["effective"]}
-    del model
-    gc.collect()
-    torch.cuda.empty_cache()
     return row
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--child"]:  # one architecture in this process: arch, tokenizer, steps
+        print("PERF " + json.dumps(measure(sys.argv[2], sys.argv[3], int(sys.argv[4]))), flush=True)
+        raise SystemExit
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("archs", nargs="+")
     parser.add_argument("--tokenizer", required=True)
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)  # the child of one arch
+    parser.add_argument("--timeout", type=int, default=900, help="seconds per architecture")
     args = parser.parse_args()
-    if args.in_process:
-        print("T4FIT", json.dumps(measure(args.archs[0], args.tokenizer, args.steps)), flush=True)
-        raise SystemExit
+    if not torch.cuda.is_available():
+        parser.error("no CUDA GPU here: t4_fit.py measures GPU memory (run it on the GPU machine, PERFORMANCE.md)")
     rows = []
     for arch in args.archs:  # each in a fresh process: one run's cached memory must not count in the next
-        proc = subprocess.run([sys.executable, __file__, arch, "--tokenizer", args.tokenizer, "--steps",
-                               str(args.steps), "--in-process"], capture_output=True, text=True)
-        got = [json.loads(line[6:]) for line in proc.stdout.splitlines() if line.startswith("T4FIT ")]
-        if not got:  # one architecture's failure must not hide the others' numbers
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-            print(f"{arch}: FAILED {tail[0][:300]}", flush=True)
+        got = run_child([arch, args.tokenizer, str(args.steps)], args.timeout, script=__file__)
+        if "error" in got:  # one architecture's failure must not hide the others' numbers
+            print(f"{arch}: FAILED {got['error']}", flush=True)
             continue
-        rows.append(got[0])
+        rows.append(got)
         print(rows[-1], flush=True)
     cfg = TrainConfig()
     print(f"\nbatch {cfg.batch_size} x accum {cfg.grad_accum}, {cfg.max_seq_length} tokens, r={cfg.lora_r}, "

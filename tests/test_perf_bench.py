@@ -49,14 +49,16 @@ def test_table_ratios_use_the_medians(capsys):
 
 def test_short_table_gains_over_padded_and_tokens_computed(capsys):
     short = [{"arch": "llama", "part": "short", "path": k, "useful_tokens_per_s": v, "computed_per_useful": c,
-              "peak_gib": 1.0, "round": 0}
-             for k, v, c in (("padded", 100, 1.6), ("grouped", 150, 1.03), ("padding_free", 80, 1.0))]
+              "peak_gib": 1.0, "round": 0, "step_s": steps}
+             for k, v, c, steps in (("padded", 100, 1.6, [0.3, 0.5, 0.4]), ("grouped", 150, 1.03, [0.2, 0.9]),
+                                    ("padding_free", 80, 1.0, [0.7]))]
     args = argparse.Namespace(layers=None, batch=4, seq=1024, short_batch=8, short_steps=40, new_tokens=256)
     perf_bench.print_table(short, args)
     lines = capsys.readouterr().out.splitlines()
     llama = next(line for line in lines if line.startswith("llama"))
     assert llama.split() == ["llama", "100", "150", "1.50x", "80", "0.80x"]
     assert "padded 1.6, grouped 1.03, padding_free 1.0" in lines[lines.index(llama) + 1]
+    assert "median step s: padded 0.400, grouped 0.550, padding_free 0.700" in lines[lines.index(llama) + 2]
 
 
 @pytest.mark.slow
@@ -134,7 +136,10 @@ def test_floor_of_a_built_checkpoint_counts_its_embedding_rows():
     folder = embedded_checkpoint(resolve_model("smollm2-135m"))  # .gpu/tokenizer is copied from here
     assert full_vocab_size("mistral-7b-v3", arch_tokenizer("mistral-7b-v3", folder)) == 49_154  # 49,152 + <s>, </s>
     assert full_vocab_size("llama-3.1-8b", arch_tokenizer("llama-3.1-8b", folder)) == 128_256
-    public, built = perf_bench.public_config("mistral-7b-v3"), perf_bench.public_config("mistral-7b-v3")
-    built.vocab_size = 49_154
-    grown = perf_bench.memory_floor(built)["params"] - perf_bench.memory_floor(public)["params"]
-    assert grown == 2 * (49_154 - 32_768) * 4096  # the input embedding and the untied head, in bf16
+
+
+def test_flop_params_leave_out_only_an_untied_input_embedding():
+    tied = perf_bench.memory_floor(perf_bench.public_config("smollm2-135m"))
+    assert tied["flop_params"] == tied["params"]  # the shared matrix is still multiplied as the head
+    untied = perf_bench.memory_floor(perf_bench.public_config("mistral-7b-v3"))
+    assert untied["flop_params"] == untied["params"] - 32_768 * 4096
