@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fills .whl/ and .gpu/ for the device machine (no internet there), as the GPU checks of LOG.md used:
+# Fills .whl/ and .gpu/ for the device machine (no internet there), as the GPU checks of docs/findings.md used:
 #   - ../shared/gpu/fetch_wheels.sh: unsloth, unsloth_zoo, bitsandbytes, trl, datasets, ...
 #   - bitsandbytes slimmed to its CUDA 13 and CPU libraries (42 MB -> ~8 MB; the image has CUDA 13)
 #   - papermill + ipykernel + openpyxl + rapidfuzz and what they need that the image lacks
