@@ -33,6 +33,11 @@ def plot_by_k(tables: dict[str, dict[int, dict]], metrics, *, shade: tuple[int, 
     return save_figure(fig, path)
 
 
+def _literal(label) -> str:
+    """`label` as plain text: matplotlib reads text between two $ as mathtext and fails on most of it."""
+    return str(label).replace("$", r"\$")
+
+
 def plot_rating_bars(summary, path):
     """Bar chart per task: mean human rating by model, one bar per stage, 95% CI as error bars.
     `summary` is helpers.ratings.summarize's table."""
@@ -43,7 +48,9 @@ def plot_rating_bars(summary, path):
         table = part.pivot(index="model", columns="stage", values="mean_rating")
         errors = part.pivot(index="model", columns="stage", values="ci95").fillna(0)
         order = sorted(table, key=lambda s: (s != "base", int(s[5:]) if s[5:].isdigit() else 0, s))
-        table[order].plot.bar(ax=ax, yerr=errors[order], capsize=3, rot=30)
+        # model and stage names come from file names and headers: shown as written, never as mathtext
+        table, errors = (t[order].rename(index=_literal, columns=_literal) for t in (table, errors))
+        table.plot.bar(ax=ax, yerr=errors, capsize=3, rot=30)
         ax.set_ylim(0, 5.5)
         ax.set_ylabel("mean human rating (1-5)")
         ax.set_title(task)

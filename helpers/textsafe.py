@@ -50,11 +50,16 @@ def csv_field(value):
 
 def csv_safe_frame(frame):
     """A copy of a pandas DataFrame (index and column names included) with every text field neutralised."""
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    def text(values) -> bool:  # pandas 3 keeps text as `str`, older pandas as `object`
+        return not (is_numeric_dtype(values.dtype) or is_bool_dtype(values.dtype))
+
     out = frame.copy()
     for column in out.columns:
-        if out[column].dtype == object:
-            out[column] = out[column].map(csv_field)
+        if text(out[column]):
+            out[column] = out[column].astype(object).map(csv_field)
     out.columns = [csv_field(c) for c in out.columns]
-    if out.index.dtype == object:
-        out.index = out.index.map(csv_field)
+    if text(out.index):
+        out.index = out.index.astype(object).map(csv_field)
     return out
