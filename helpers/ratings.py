@@ -294,10 +294,16 @@ def _records(book: _Book, found: list, main: _Book | None, main_answers: dict | 
     return records, own_answers
 
 
-def _workbook_files(folder: Path) -> list[Path]:
+def _workbook_files(folder: Path, problems: list) -> list[Path]:
     # Excel on Windows may save NAME.XLSX; lock files (~$) and half-written saves (.tmp.) are not workbooks
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".xlsx"
-                  and not p.name.startswith(("~$", ".")) and ".tmp." not in p.name)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".xlsx"
+                   and not p.name.startswith(("~$", ".")) and ".tmp." not in p.name)
+    # A merge that met a reviewer saving twice is written beside the workbook (helpers/workbook.py):
+    # it repeats the workbook's ratings, so counting it would count them twice.
+    for path in [p for p in files if ".merged-" in p.name]:
+        problems.append(Problem(path.name, "", "", "a merge written beside its workbook while a reviewer was saving",
+                                "not counted: move its new rows into the workbook or delete it, then re-run"))
+    return [p for p in files if ".merged-" not in p.name]
 
 
 def read_ratings(folder, problems: list | None = None) -> pd.DataFrame:
@@ -306,7 +312,7 @@ def read_ratings(folder, problems: list | None = None) -> pd.DataFrame:
     file, cell. What cannot be counted as it stands is appended to `problems` (a list of `Problem`);
     without a list, each becomes a warning."""
     found: list[Problem] = []
-    books = [b for b in (_load(p, found) for p in _workbook_files(Path(folder))) if b and _identify(b, found)]
+    books = [b for b in (_load(p, found) for p in _workbook_files(Path(folder), found)) if b and _identify(b, found)]
 
     # The same display name for two different models (two local folders called "ckpt") would merge them
     by_name: dict = {}

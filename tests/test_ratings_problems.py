@@ -114,6 +114,14 @@ def test_upper_case_extension_is_read(tmp_path):
     assert summary.loc[("m", "math", "base"), "ratings"] == 2 and not problems
 
 
+def test_a_merge_written_beside_its_workbook_is_not_counted_twice(tmp_path):
+    book(tmp_path / "m-math.xlsx", items(2, 3))
+    book(tmp_path / "m-math.merged-20261201-120000.xlsx", items(2, 3))
+    ratings, summary, problems = compile_folder(tmp_path)
+    assert summary.loc[("m", "math", "base"), "ratings"] == 2
+    assert [p.file for p in problems] == ["m-math.merged-20261201-120000.xlsx"]
+
+
 def test_double_dash_in_a_model_name(tmp_path):
     book(tmp_path / "my--model-math.xlsx", items(2, 4))
     book(tmp_path / "my--model-math--ana.xlsx", items(2, 2))
