@@ -17,6 +17,11 @@ from the environment variable named by `api_key_env` at request time: the key is
 never printed, never written anywhere. Transient errors (HTTP 429 and 5xx, timeouts, refused or
 dropped connections) are retried with exponential backoff (a `Retry-After` header wins when the
 server sends one); other HTTP errors and malformed bodies fail at once with `BackendError`.
+
+A failed request gives None, but a teacher that mostly fails must not be scored as a teacher that
+is wrong: HTTP 401/403 raises `AuthenticationFailed` at once (one line: the endpoint and the name of
+the key's variable), and `chat_many` raises `BackendError` as soon as more than `failure_limit` (a
+half) of its requests, or of all requests sent so far, have failed (at least `min_failures`).
 """
 
 from __future__ import annotations
@@ -31,9 +36,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from helpers.config import ConfigError
+from helpers.config import ConfigError, is_env_var_name
 
 TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+AUTH_STATUS = {401, 403}
 CACHE_VERSION = 1
 
 
@@ -45,18 +51,32 @@ class MalformedReply(BackendError):
     """The server answered, but not with a chat completion we can read."""
 
 
+class AuthenticationFailed(BackendError):
+    """The endpoint refused the key (HTTP 401/403): every other request would be refused too."""
+
+
 class ChatBackend:
     """Shared part: the disk cache and the counters. Subclasses implement `_complete_many`."""
 
     kind = "base"
 
-    def __init__(self, *, cache_dir: str | Path | None = None):
+    def __init__(self, *, cache_dir: str | Path | None = None, failure_limit: float = 0.5, min_failures: int = 2):
+        if not 0 <= failure_limit < 1 or min_failures < 1:
+            raise ConfigError("failure_limit must be in [0, 1) and min_failures >= 1")
         self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.failure_limit = failure_limit
+        self.min_failures = min_failures
         self.requests = 0  # chat requests asked of this backend, cache hits included
         self.cache_hits = 0
         self.retries = 0  # extra attempts after a transient error
         self.failures = 0  # requests that gave no reply (error or malformed body)
         self.malformed = 0  # of those: bodies that were not a readable chat completion
+        self._sent = 0  # requests that were not cache hits
+        self._first_error: BackendError | None = None
+
+    def endpoint(self) -> str:
+        """Where the requests go, for messages."""
+        return self.kind
 
     def identity(self) -> dict:
         """What, besides the request, decides the reply (goes into the cache key)."""
@@ -115,19 +135,34 @@ class ChatBackend:
                 replies[i] = cached
             else:
                 todo.append((i, key))
-        if todo:
-            # results arrive one by one and each is cached at once: a run killed half-way keeps what it paid for
-            results = self._complete_many([conversations[i] for i, _ in todo], max_tokens, temperature)
-            for (i, key), result in zip(todo, results):
-                if isinstance(result, BackendError):
-                    self.failures += 1
-                    self.malformed += isinstance(result, MalformedReply)
-                    if errors == "raise":
-                        raise result
-                    continue
-                replies[i] = result
-                self._cache_put(key, conversations[i], max_tokens, temperature, result)
+        if not todo:
+            return replies
+        # results arrive one by one and each is cached at once: a run killed half-way keeps what it paid for
+        results = self._complete_many([conversations[i] for i, _ in todo], max_tokens, temperature)
+        failed, first = 0, None
+        for (i, key), result in zip(todo, results):
+            self._sent += 1
+            if isinstance(result, BackendError):
+                self.failures += 1
+                self.malformed += isinstance(result, MalformedReply)
+                self._first_error = self._first_error or result
+                if errors == "raise" or isinstance(result, AuthenticationFailed):
+                    raise result
+                failed, first = failed + 1, first or result
+                # stop once more than the limit of this batch has failed, whatever the rest will do
+                if failed >= self.min_failures and failed > self.failure_limit * len(todo):
+                    raise self._too_many_failures(failed, len(todo), first, "")
+                continue
+            replies[i] = result
+            self._cache_put(key, conversations[i], max_tokens, temperature, result)
+        # many small batches (one request per round) that fail one by one
+        if self.failures >= self.min_failures and self.failures > self.failure_limit * self._sent:
+            raise self._too_many_failures(self.failures, self._sent, self._first_error, " so far")
         return replies
+
+    def _too_many_failures(self, failed: int, sent: int, first: BackendError, when: str) -> BackendError:
+        return BackendError(f"{failed} of {sent} requests{when} to {self.endpoint()} failed after retries "
+                            f"(first: {first}); stopped rather than count the missing replies as wrong answers")
 
     def _complete_many(self, conversations, max_tokens, temperature):
         """Yield, in order, the reply text or a BackendError for each conversation."""
@@ -150,16 +185,16 @@ class OpenAIChatBackend(ChatBackend):
 
     def __init__(self, *, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
                  cache_dir: str | Path | None = None, timeout: float = 60.0, max_retries: int = 5,
-                 backoff: float = 1.0, max_backoff: float = 60.0):
-        super().__init__(cache_dir=cache_dir)
+                 backoff: float = 1.0, max_backoff: float = 60.0, failure_limit: float = 0.5, min_failures: int = 2):
+        super().__init__(cache_dir=cache_dir, failure_limit=failure_limit, min_failures=min_failures)
         if not base_url.startswith(("http://", "https://")):
             raise ConfigError(f"teacher base_url {base_url!r} must start with http:// or https://, "
                               "e.g. https://api.openai.com/v1")
         if not model.strip():
             raise ConfigError("teacher model is empty: name the model the endpoint serves, e.g. gpt-4o")
-        if api_key_env and not api_key_env.replace("_", "").isalnum():
-            raise ConfigError(f"api_key_env must be the NAME of an environment variable (e.g. OPENAI_API_KEY), "
-                              f"not a key; got a value of {len(api_key_env)} characters")
+        if api_key_env and not is_env_var_name(api_key_env):
+            raise ConfigError("api_key_env must be the NAME of an environment variable (capitals, digits and _, "
+                              "e.g. OPENAI_API_KEY), not a key; the value given is not shown")
         if timeout <= 0 or max_retries < 0 or backoff < 0:
             raise ConfigError("timeout must be > 0, max_retries and backoff >= 0")
         self.base_url = base_url.rstrip("/")
@@ -175,6 +210,9 @@ class OpenAIChatBackend(ChatBackend):
 
     def identity(self) -> dict:
         return {"backend": self.kind, "base_url": self.base_url, "model": self.model}
+
+    def endpoint(self) -> str:
+        return self.base_url
 
     def _headers(self) -> dict:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -206,6 +244,16 @@ class OpenAIChatBackend(ChatBackend):
                 return err
             except urllib.error.HTTPError as err:
                 detail = _error_detail(err)
+                key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+                if key:  # a server may quote the key it refused
+                    detail = detail.replace(key, "***")
+                if err.code in AUTH_STATUS:
+                    used = (f"the key in the environment variable {self.api_key_env}" if self.api_key_env
+                            else "no key (api_key_env is empty)")
+                    allowed = f", allowed to use model {self.model}" if err.code == 403 else ""
+                    return AuthenticationFailed(f"HTTP {err.code} from {self.base_url}: {detail}; authentication "
+                                                f"failed with {used}: it must hold a valid key for this endpoint"
+                                                f"{allowed}")
                 if err.code not in TRANSIENT_STATUS:
                     return BackendError(f"HTTP {err.code} from {self.base_url}: {detail}")
                 wait = _retry_after(err.headers)
@@ -257,8 +305,9 @@ class LocalChatBackend(ChatBackend):
     kind = "local"
 
     def __init__(self, *, model: str, cache_dir: str | Path | None = None, max_seq_length: int = 2048,
-                 load_in_4bit: bool = True, batch_size: int = 8, seed: int = 0, loaded=None):
-        super().__init__(cache_dir=cache_dir)
+                 load_in_4bit: bool = True, batch_size: int = 8, seed: int = 0, loaded=None,
+                 failure_limit: float = 0.5, min_failures: int = 2):
+        super().__init__(cache_dir=cache_dir, failure_limit=failure_limit, min_failures=min_failures)
         self.model_name = model
         self.max_seq_length = max_seq_length
         self.load_in_4bit = load_in_4bit
@@ -271,6 +320,9 @@ class LocalChatBackend(ChatBackend):
 
     def identity(self) -> dict:
         return {"backend": self.kind, "model": self.model_name, "load_in_4bit": self.load_in_4bit, "seed": self.seed}
+
+    def endpoint(self) -> str:
+        return f"the local model {self.model_name}"
 
     @property
     def loaded(self):
@@ -301,7 +353,7 @@ class LocalChatBackend(ChatBackend):
 def make_backend(kind: str, **kw) -> ChatBackend:
     """kind "openai": base_url, model, api_key_env="OPENAI_API_KEY", cache_dir, timeout, max_retries
     (backoff, max_backoff); kind "local": model (registry name, hub id or folder), cache_dir,
-    max_seq_length, load_in_4bit, batch_size, seed, loaded."""
+    max_seq_length, load_in_4bit, batch_size, seed, loaded. Both: failure_limit, min_failures."""
     backends = {"openai": OpenAIChatBackend, "local": LocalChatBackend}
     if kind not in backends:
         raise ConfigError(f"unknown teacher backend '{kind}'; use one of: {', '.join(backends)}")

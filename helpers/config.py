@@ -16,6 +16,9 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
+import os
+import re
 import typing
 from pathlib import Path
 
@@ -32,6 +35,51 @@ HASH_NEUTRAL = {"group_by_length": False}
 
 class ConfigError(ValueError):
     """A bad parameter. Its message is one line that says what to change."""
+
+
+# A parameter whose name ends so holds the NAME of an environment variable with a secret (an API key,
+# a token), never the secret: it is checked before anything is written, and its value is never shown.
+SECRET_ENV_SUFFIXES = ("_api_key_env", "_key_env", "_token_env")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+# POSIX.1-2017 8.1: the utilities' environment variables are named in capitals, digits and '_'. A key
+# that has no dash still has lower case letters (sk..., hf_...), so mixed case counts as a name only
+# when a variable of that name is set.
+_CONVENTIONAL_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
+
+
+def is_secret_env_param(name: str) -> bool:
+    return name.endswith(SECRET_ENV_SUFFIXES)
+
+
+def is_env_var_name(value) -> bool:
+    """Whether `value` reads as the name of an environment variable rather than a key."""
+    if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
+        return False
+    return bool(_CONVENTIONAL_ENV_NAME.fullmatch(value)) or value in os.environ
+
+
+def check_secret_env_params(cfg, in_use: dict | None = None) -> None:
+    """Check every field named `*_api_key_env`, `*_key_env` or `*_token_env` of the dataclass `cfg`:
+    its value is '' (a server without keys) or the name of an environment variable, and one whose
+    endpoint is in use (`in_use[field]`, True when not given) names a variable that is set. The
+    messages never show the value: a key typed in the wrong place must not reach a log.
+
+        >>> check_secret_env_params(cfg, in_use={"teacher_api_key_env": cfg.teacher_backend == "openai"})
+    """
+    for field in dataclasses.fields(cfg):
+        if not is_secret_env_param(field.name):
+            continue
+        value = getattr(cfg, field.name)
+        if value == "":
+            continue
+        if not is_env_var_name(value):
+            raise ConfigError(f"{field.name} must be the NAME of the environment variable that holds the key "
+                              "(capitals, digits and _, e.g. OPENAI_API_KEY), never the key itself; "
+                              "the value given is not shown")
+        if (in_use or {}).get(field.name, True) and not os.environ.get(value):
+            raise ConfigError(f"{field.name} must name an environment variable that is set, e.g. OPENAI_API_KEY: "
+                              f"export the key in it before the run, or set {field.name} to '' for a server "
+                              "without keys; the value given is not shown")
 
 
 @dataclasses.dataclass
@@ -108,19 +156,39 @@ def _type_ok(value, annotation) -> bool:
     return isinstance(value, hint)
 
 
+def _from_text(value, annotation):
+    """A float written as text, for a float field: PyYAML (YAML 1.1) reads `1e-4` as a string (its
+    floats need a dot, 1.0e-4), and `-p learning_rate 1e-4` arrives so. An int field gets no such
+    help: YAML reads every integer as one, so text there ('16') was quoted on purpose."""
+    if annotation is not float or not isinstance(value, str):
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return number if math.isfinite(number) else value
+
+
+def similar_names(name: str, known) -> str:
+    """' (did you mean 'x'?)' for a misspelt name, else ''."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 def build_config(cls: type, params: dict):
     """Turn flat parameters into `cls`, rejecting unknown keys and wrong types, then validate."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
+    params = dict(params)
     for key, value in params.items():
         if key not in fields:
-            close = difflib.get_close_matches(key, fields, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"unknown parameter '{key}'{hint}; known: {', '.join(sorted(fields))}")
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"unknown parameter '{key}'{similar_names(key, fields)}; known: {known}")
+        params[key] = value = _from_text(value, hints[key])
         if not _type_ok(value, hints[key]):
-            raise ConfigError(
-                f"parameter '{key}' must be {getattr(hints[key], '__name__', hints[key])}, got {value!r}"
-            )
+            # the value of a secret's parameter may be the secret itself: name its type only
+            shown = f"a {type(value).__name__} (the value is not shown)" if is_secret_env_param(key) else repr(value)
+            raise ConfigError(f"parameter '{key}' must be {getattr(hints[key], '__name__', hints[key])}, got {shown}")
     cfg = cls(**{k: (float(v) if hints[k] is float else v) for k, v in params.items()})
     cfg.validate()
     return cfg

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from helpers.config import ConfigError
-from helpers.registry import ModelSpec, chat_template, resolve_model
+from helpers.registry import ModelSpec, chat_template, check_model_folder, resolve_model
 
 UNSLOTH = (
     torch.cuda.is_available()
@@ -126,7 +126,7 @@ def _hub_error(spec: ModelSpec, err: Exception) -> ConfigError:
 
 def load_model(model: str | ModelSpec, *, max_seq_length: int = 512, load_in_4bit: bool = True):
     """Load a model and its tokenizer for QLoRA. Returns (model, tokenizer, ModelInfo)."""
-    spec = resolve_model(model) if isinstance(model, str) else model
+    spec = check_model_folder(resolve_model(model) if isinstance(model, str) else model)
     source = _source(spec)
     dtype = compute_dtype()
     try:

@@ -59,8 +59,17 @@ def load_questions(path) -> list[Question]:
         line = node_or_line if isinstance(node_or_line, int) else node_or_line.start_mark.line + 1
         raise QuestionFileError(f"{shown}:{line}: {message}")
 
+    if not path.is_file():
+        raise QuestionFileError(f"{shown}: no such file; give the path of a question file (.yaml) or the name "
+                                "of a set in questions/")
     try:
-        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+        text = path.read_text(encoding="utf-8")
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.reader.ReaderError as exc:
+        # a character YAML does not allow (a control character pasted in); its position counts characters
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        fail(line, f"control character U+{exc.character:04X} at column {column} is not allowed in YAML; delete it")
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = " ".join(" ".join(str(part).split()) for part in (exc.context, exc.problem) if part)

@@ -62,6 +62,34 @@ def resolve_model(name: str) -> ModelSpec:
     )
 
 
+# What a folder that transformers (or peft, for an adapter) loads holds besides its config file.
+WEIGHT_FILES = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
+
+
+def check_model_folder(spec: ModelSpec) -> ModelSpec:
+    """`spec` unchanged, or one line now for a local folder that holds no model (a typo'd run folder,
+    a data folder), instead of a tokenizer error from deep inside transformers at load time.
+
+    A model folder is what save_pretrained writes: config.json and the weights; a peft adapter
+    folder (adapter_config.json and its weights) loads its base model itself."""
+    if spec.local_path is None:
+        return spec
+    folder = Path(spec.local_path)
+    config = next((name for name in ("config.json", "adapter_config.json") if (folder / name).is_file()), None)
+    if config is None:
+        raise ConfigError(f"{folder} is not a model folder: it has no config.json (save_pretrained writes "
+                          "config.json and the weights there); pass a registry name, a hub id or such a folder")
+    if not any(next(folder.glob(pattern), None) for pattern in WEIGHT_FILES):
+        raise ConfigError(f"{folder} is not a model folder: it has {config} but no weights "
+                          f"({', '.join(WEIGHT_FILES[:2])}); copy them in, or pass the model's hub id")
+    return spec
+
+
+def require_model(name: str) -> ModelSpec:
+    """`resolve_model`, and a local folder must hold a model: what the runner checks before a kernel starts."""
+    return check_model_folder(resolve_model(name))
+
+
 def chat_template(family: str) -> str:
     path = CONFIG_DIR / "chat_templates" / f"{family}.jinja"
     if not path.exists():

@@ -6,9 +6,11 @@ sockets, scripted failures.
     ...     backend.chat([{"role": "user", "content": "?"}])      # 503, retried, then 'B'
 
 Each request takes the next action of `script`; when the script is used up, `default(request)`
-answers (by default: "echo: <last message>"). Actions:
+answers (by default: "echo: <last message>"): with a text, or with an action, e.g.
+`default=lambda request: ("status", 401)` for a server that refuses every request. Actions:
     ("reply", text)            200 with a chat completion whose content is `text`
-    ("status", code[, hdrs])   that HTTP status with a JSON error body (and headers, e.g. Retry-After)
+    ("status", code[, hdrs[, message]])   that HTTP status with a JSON error body ("scripted <code>",
+                               or `message`) and headers (e.g. Retry-After)
     ("body", bytes)            200 with this raw body (malformed replies)
     ("sleep", seconds)         wait, then answer with the default (a client timeout)
     ("drop",)                  close the connection without an answer
@@ -61,11 +63,15 @@ class ChatServer:
                 if action is None or action[0] == "sleep":
                     if action:
                         time.sleep(action[1])
-                    return self._send(200, completion(server.default(request)))
+                    answer = server.default(request)
+                    if not isinstance(answer, tuple):
+                        return self._send(200, completion(answer))
+                    action = answer
                 if action[0] == "reply":
                     return self._send(200, completion(action[1]))
                 if action[0] == "status":
-                    error = json.dumps({"error": {"message": f"scripted {action[1]}"}}).encode()
+                    message = action[3] if len(action) > 3 else f"scripted {action[1]}"
+                    error = json.dumps({"error": {"message": message}}).encode()
                     return self._send(action[1], error, action[2] if len(action) > 2 else {})
                 if action[0] == "body":
                     return self._send(200, action[1])

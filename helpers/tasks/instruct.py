@@ -12,6 +12,7 @@ benchmark question set (questions/<task>.yaml) and its automatic score, where on
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -94,7 +95,9 @@ class TrainConfig(InstructConfig):
             raise ConfigError("dataset_source is empty: use 'hub', 'local' or a path to a data file")
         if self.n_samples < 1:
             raise ConfigError(f"n_samples must be >= 1, got {self.n_samples}")
-        if not self.stage_epochs or any(not isinstance(e, int) or not 1 <= e <= self.epochs for e in self.stage_epochs):
+        # bool is an int in Python: [true] would pass and fail only after the whole training
+        if not self.stage_epochs or any(isinstance(e, bool) or not isinstance(e, int) or not 1 <= e <= self.epochs
+                                        for e in self.stage_epochs):
             raise ConfigError(f"stage_epochs {self.stage_epochs} must be whole epochs within 1..epochs={self.epochs:g}")
         if self.max_steps > 0:
             raise ConfigError("max_steps would cut the epochs short and skip the stages: set max_steps = -1 "
@@ -120,11 +123,12 @@ class BenchmarkConfig:
 
     def validate(self) -> None:
         get_task(self.task)
-        for stage in self.stages:
-            if stage != "base" and not (stage.startswith("epoch") and stage[5:].isdigit()):
-                raise ConfigError(f"stage '{stage}' is neither 'base' nor 'epoch<N>' (e.g. epoch1)")
         if not self.stages:
             raise ConfigError("stages is empty: e.g. ['base', 'epoch1', 'epoch3']")
+        for stage in self.stages:
+            if not isinstance(stage, str) or not (stage == "base" or re.fullmatch(r"epoch[0-9]+", stage)):
+                raise ConfigError(f"stage {stage!r} is neither 'base' nor 'epoch<N>' (the stages a training run "
+                                  "keeps, e.g. stages ['base', 'epoch1', 'epoch3'])")
         if self.eval_batch_size < 0 or self.max_new_tokens < 1 or self.max_questions < 0:
             raise ConfigError("max_new_tokens must be >= 1, eval_batch_size and max_questions >= 0 "
                               "(eval_batch_size 0 = as many as fit, max_questions 0 = all)")
@@ -162,8 +166,13 @@ class CompileConfig:
 def compile_report(metrics: dict) -> str:
     import pandas as pd
 
+    from helpers.ratings import Problem
+
     summary = pd.DataFrame(metrics["summary"])
+    problems = [Problem(**p).line() for p in metrics.get("problems", [])]
+    lines = [f"{len(problems)} problem(s), also in the problems sheet of ratings_summary.xlsx:", *problems]
+    lines = lines if problems else []
     if summary.empty:
-        return "no rating workbooks found"
-    cols = ["model", "task", "stage", "items", "ratings", "missing", "mean_rating", "ci95", "auto_score"]
-    return summary[cols].round(2).to_string(index=False)
+        return "\n".join(["no rating workbooks found", *lines])
+    cols = ["model", "task", "stage", "items", "ratings", "missing", "excluded", "mean_rating", "ci95", "auto_score"]
+    return "\n".join([summary[[c for c in cols if c in summary]].round(2).to_string(index=False), *lines])

@@ -24,7 +24,7 @@ import json
 import re
 from pathlib import Path
 
-from helpers.config import REPO_ROOT, ConfigError, StudyConfig
+from helpers.config import REPO_ROOT, ConfigError, StudyConfig, check_secret_env_params
 from helpers.data import DATA_DIR, HubData, load_records
 from helpers.metrics import mean_ci
 
@@ -84,9 +84,6 @@ class MmluConfig(StudyConfig):
         if self.teacher_backend not in ("openai", "local"):
             raise ConfigError(f"teacher_backend '{self.teacher_backend}' must be 'openai' (any OpenAI-compatible "
                               "endpoint) or 'local' (a registry model)")
-        if self.teacher_api_key_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.teacher_api_key_env):
-            raise ConfigError("teacher_api_key_env must be the NAME of the environment variable holding the key "
-                              "(e.g. OPENAI_API_KEY), never the key itself")
         if self.max_questions < 0 or self.n_generate < 0:
             raise ConfigError("max_questions and n_generate must be >= 0 (max_questions 0 = all)")
         if not 0 < self.dedup_text_threshold <= 100:
@@ -100,6 +97,8 @@ class MmluConfig(StudyConfig):
                               "wrong answers are found)")
         if self.generation_temperature < 0:
             raise ConfigError(f"generation_temperature must be >= 0, got {self.generation_temperature}")
+        # last, so a wrong setting elsewhere is reported first; before papermill writes any parameter
+        check_secret_env_params(self, in_use={"teacher_api_key_env": self.teacher_backend == "openai"})
 
 
 @dataclasses.dataclass
@@ -245,7 +244,9 @@ def evaluate_student(model, tokenizer, info, questions: list[Question], cfg, *, 
 
 def evaluate_teacher(teacher, questions: list[Question], cfg) -> dict:
     """The teacher answers the study prompt (by generated letter only: chat endpoints give no
-    log-likelihoods). A request that fails counts as a wrong answer and is counted."""
+    log-likelihoods). A request that fails counts as a wrong answer and is counted; a refused key or
+    an endpoint that fails more than half the requests raises BackendError instead (helpers.backends),
+    so a dead teacher is never reported as one at 0%."""
     replies = teacher.chat_many([[{"role": "user", "content": study_prompt(q)}] for q in questions],
                                 max_tokens=cfg.max_new_tokens, temperature=0.0)
     letters = [extract_letter(r, q.choices) if r is not None else None for r, q in zip(replies, questions)]

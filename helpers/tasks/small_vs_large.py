@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from helpers.config import ConfigError, InstructConfig
+from helpers.config import ConfigError, InstructConfig, check_secret_env_params
 from helpers.data import HubData, load_records
 from helpers.encoders import bertscore
 from helpers.metrics import classification_scores, gsm8k_extract, gsm8k_score, match_label, mean_ci
@@ -338,6 +338,9 @@ class SmallVsLargeConfig(InstructConfig):
             raise ConfigError(f"large_backend must be 'local' or 'openai', got {self.large_backend!r}")
         if self.large_backend == "openai" and self.large_model and not self.large_base_url:
             raise ConfigError("large_backend 'openai' needs large_base_url, e.g. https://api.openai.com/v1")
+        # last, so a wrong setting elsewhere is reported first; before papermill writes any parameter
+        check_secret_env_params(self, in_use={"large_api_key_env": self.large_backend == "openai"
+                                              and bool(self.large_model)})
 
 
 def report(metrics: dict) -> str:
