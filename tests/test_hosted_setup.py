@@ -1,0 +1,329 @@
+"""Opening a notebook where users open it: the badges and setup cell of every notebook (one source,
+scripts/sync_notebooks.py + configs/repository.yaml), the setup cell run in a subprocess as Colab or Kaggle
+would run it (an empty working directory, a file:// repository instead of GitHub, a fake Drive and a fake
+nvidia-smi; nothing real is mounted or downloaded), the pins shared by the CPU and GPU requirements, and the
+Makefile's offline targets."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from importlib.metadata import distributions, version
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import sync_notebooks  # noqa: E402
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+CONFIG = yaml.safe_load((ROOT / "configs" / "repository.yaml").read_text())
+SLUG = CONFIG["url"].removeprefix("https://github.com/")
+SETUP = sync_notebooks.setup_cell()
+
+
+# --- badges and setup cell: every notebook, one source ---------------------------------------------------------
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_badges_open_this_notebook_of_the_configured_repository(path):
+    first = nbformat.read(path, as_version=4).cells[0]
+    links = re.findall(r"\]\((https://[^)\s]+)\)", first.source)
+    blob = f"{SLUG}/blob/{CONFIG['ref']}/notebooks/{path.name}"
+    assert f"https://colab.research.google.com/github/{blob}" in links, "run: python scripts/sync_notebooks.py"
+    assert f"https://kaggle.com/kernels/welcome?src=https://github.com/{blob}" in links
+    assert first.source.count("[![Open in Colab]") == 1 and first.source.count("[![Open in Kaggle]") == 1
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_first_code_cell_is_the_shared_setup_cell(path):
+    code = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    assert code.source == SETUP, "run: python scripts/sync_notebooks.py"
+    assert f'"{CONFIG["url"]}"' in code.source and f'"{CONFIG["ref"]}"' in code.source
+
+
+def test_sync_rewrites_only_the_badges_and_the_setup_cell():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Title\n\n[![Open in Colab](old)](old)\n\nWhat the study asks."),
+                nbformat.v4.new_code_cell('ROOT = next(p for p in [] if (p / "helpers").is_dir())'),
+                nbformat.v4.new_code_cell("x = 1")]
+    for _ in range(2):  # a second sync changes nothing
+        nb = sync_notebooks.sync(nb, "addition")
+        assert nb.cells[0].source == f"# Title\n\n{sync_notebooks.badge_line('addition')}\n\nWhat the study asks."
+        assert nb.cells[1].source == SETUP and nb.cells[2].source == "x = 1"
+
+
+def test_sync_keeps_a_notebook_without_a_setup_cell():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Title"), nbformat.v4.new_code_cell("import helpers")]
+    with pytest.raises(sync_notebooks.RepositoryError, match="not the setup cell"):
+        sync_notebooks.sync(nb, "x")
+    assert nb.cells[1].source == "import helpers"
+
+
+@pytest.mark.parametrize("url", ["https://github.com/a/b.git", "git@github.com:a/b", "https://gitlab.com/a/b",
+                                 "https://github.com/a/b/"])
+def test_a_repository_url_that_is_not_a_github_page_is_one_line(tmp_path, url):
+    (tmp_path / "repository.yaml").write_text(yaml.safe_dump({"url": url, "ref": "main"}))
+    with pytest.raises(sync_notebooks.RepositoryError) as err:
+        sync_notebooks.badge_line("addition", tmp_path / "repository.yaml")
+    assert "\n" not in str(err.value) and "https://github.com/<owner>/<name>" in str(err.value)
+
+
+# --- the setup cell on a hosted runtime (subprocess) ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory):
+    """A git repository standing in for GitHub: helpers/ (an empty __init__, so importing helpers.config does not
+    load torch), the two files the install step reads, on branch main."""
+    repo = tmp_path_factory.mktemp("origin")
+    (repo / "helpers").mkdir()
+    (repo / "helpers" / "__init__.py").write_text("")
+    for name in ["helpers/config.py", "constraints.txt", "requirements-gpu.txt"]:
+        (repo / name).write_text((ROOT / name).read_text())
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "-C", str(repo)]
+    for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", "fixture"]):
+        subprocess.run([*git, *args], check=True, capture_output=True)
+    return repo
+
+
+def fake_tools(where: Path, gpu: bool) -> Path:
+    """nvidia-smi that finds a T4 (or fails as on a CPU runtime), and google.colab.drive.mount that only makes
+    <mount point>/MyDrive and notes where it was asked to mount."""
+    (where / "bin").mkdir(parents=True)
+    smi = where / "bin" / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'GPU 0: Tesla T4 (UUID: GPU-test)'\n" if gpu else "#!/bin/sh\nexit 9\n")
+    smi.chmod(0o755)
+    colab = where / "py" / "google" / "colab"  # google/ without __init__: a namespace package, as installed
+    colab.mkdir(parents=True)
+    (colab / "__init__.py").write_text("")
+    (colab / "drive.py").write_text("from pathlib import Path\n\n\ndef mount(path):\n"
+                                    "    (Path(path) / 'MyDrive').mkdir(parents=True, exist_ok=True)\n"
+                                    "    (Path(path) / 'mounted_at').write_text(str(path))\n")
+    return where
+
+
+STATE = """
+import json as _json
+import helpers.config as _config
+print("STATE" + _json.dumps({"cwd": os.getcwd(), "root": str(ROOT), "repo_root": str(_config.REPO_ROOT),
+                             "output_root": os.environ.get("QLORA_OUTPUT_ROOT"),
+                             "installed": os.environ.get("QLORA_INSTALLED")}))
+"""
+
+
+def run_setup(tmp_path, cwd, *, hosted=None, gpu=True, env=None, replace=None, prologue="", pythonpath=()):
+    """Run the notebooks' setup cell (with `replace` applied to its text) in a fresh Python in `cwd`; returns
+    (the completed process, the state it ended in or None)."""
+    cell = SETUP
+    for old, new in (replace or {}).items():
+        assert cell.count(old) == 1, old
+        cell = cell.replace(old, new)
+    tools = fake_tools(tmp_path / f"tools-{len(list(tmp_path.glob('tools-*')))}", gpu)
+    script = tools / "cell.py"
+    script.write_text(prologue + cell + "\n" + STATE)
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("QLORA_", "PIP_", "COLAB_", "KAGGLE_")) and k not in ("PYTHONPATH", "HF_HUB_OFFLINE")}
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    full_env = {**base, "HOME": str(home), "PATH": f"{tools / 'bin'}:{os.environ['PATH']}",
+                "PYTHONPATH": os.pathsep.join([*map(str, pythonpath), str(tools / "py")]),
+                "QLORA_INSTALLED": "1", **({hosted: "1"} if hosted else {}), **(env or {})}
+    full_env = {k: v for k, v in full_env.items() if v is not None}
+    cwd.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run([sys.executable, str(script)], cwd=cwd, env=full_env, capture_output=True, text=True,
+                          timeout=120)
+    state = next((json.loads(line[5:]) for line in proc.stdout.splitlines() if line.startswith("STATE")), None)
+    return proc, state
+
+
+def repo_env(origin):
+    return {"QLORA_REPO_URL": f"file://{origin}", "QLORA_REPO_REF": "main"}
+
+
+def test_inside_a_clone_and_not_hosted_it_only_finds_the_repository(tmp_path, origin):
+    cwd = origin / "notebooks"  # where Jupyter and papermill (helpers.run_notebook) start a notebook
+    proc, state = run_setup(tmp_path, cwd, gpu=False, env={"QLORA_INSTALLED": None})
+    assert proc.returncode == 0, proc.stderr
+    assert state["cwd"] == str(cwd) and state["repo_root"] == str(origin)
+    assert state["output_root"] is None and state["installed"] is None and proc.stdout.startswith("STATE")
+
+
+def test_outside_a_clone_and_not_hosted_it_says_what_to_do(tmp_path):
+    proc, state = run_setup(tmp_path, tmp_path / "somewhere")
+    assert proc.returncode == 1 and state is None
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert f"git clone {CONFIG['url']}" in proc.stderr and "start Jupyter inside the clone" in proc.stderr
+
+
+@pytest.mark.parametrize("hosted, hint", [("COLAB_RELEASE_TAG", "Runtime > Change runtime type > T4 GPU"),
+                                          ("KAGGLE_KERNEL_RUN_TYPE", "Settings > Accelerator > GPU T4 x2")])
+def test_hosted_without_a_gpu_says_how_to_get_a_t4(tmp_path, origin, hosted, hint):
+    cwd = tmp_path / "content"
+    proc, state = run_setup(tmp_path, cwd, hosted=hosted, gpu=False, env=repo_env(origin))
+    assert proc.returncode == 1 and state is None
+    assert proc.stderr.strip().count("\n") == 0 and hint in proc.stderr, proc.stderr
+    assert not any(cwd.iterdir()), "nothing is cloned before the runtime has a GPU"
+
+
+def test_colab_clones_onto_drive_and_a_reset_runtime_finds_the_same_clone(tmp_path, origin):
+    drive = tmp_path / "drive"
+    args = dict(hosted="COLAB_RELEASE_TAG", env=repo_env(origin), replace={'"/content/drive"': f'"{drive}"'})
+    proc, state = run_setup(tmp_path, tmp_path / "content", **args)
+    clone = drive / "MyDrive" / "qlora-small-llms"
+    assert proc.returncode == 0, proc.stderr
+    assert (drive / "mounted_at").read_text() == str(drive)
+    assert state["cwd"] == state["root"] == state["repo_root"] == str(clone)
+    assert (clone / "helpers" / "config.py").is_file()
+    assert state["output_root"] == str(clone / "benchmarks")
+    # a runtime reset: a new empty /content, Drive as it was (with a run folder in it)
+    (clone / "benchmarks" / "addition").mkdir(parents=True)
+    proc, state = run_setup(tmp_path, tmp_path / "content-after-reset", **args)
+    assert proc.returncode == 0, proc.stderr
+    assert state["root"] == str(clone) and (clone / "benchmarks" / "addition").is_dir()
+
+
+def test_kaggle_clones_into_its_working_directory(tmp_path, origin):
+    working = tmp_path / "kaggle" / "working"
+    proc, state = run_setup(tmp_path, working, hosted="KAGGLE_KERNEL_RUN_TYPE", env=repo_env(origin))
+    assert proc.returncode == 0, proc.stderr
+    assert state["cwd"] == state["repo_root"] == str(working / "qlora-small-llms")
+    assert state["output_root"] == str(working / "qlora-small-llms" / "benchmarks")
+
+
+def test_colab_without_drive_and_without_gpu_runs_on_the_cpu_when_allowed(tmp_path, origin):
+    replace = {"use_drive = True": "use_drive = False", "allow_cpu = False": "allow_cpu = True"}
+    proc, state = run_setup(tmp_path, tmp_path / "content", hosted="COLAB_RELEASE_TAG", gpu=False,
+                            env=repo_env(origin), replace=replace)
+    assert proc.returncode == 0, proc.stderr
+    assert "No GPU: running on the CPU" in proc.stdout and "T4 GPU" in proc.stdout
+    assert state["repo_root"] == str(tmp_path / "content" / "qlora-small-llms")
+
+
+def test_a_repository_that_cannot_be_cloned_is_one_line(tmp_path):
+    env = {"QLORA_REPO_URL": f"file://{tmp_path / 'no-such-repo'}", "QLORA_REPO_REF": "main"}
+    proc, state = run_setup(tmp_path, tmp_path / "working", hosted="KAGGLE_KERNEL_RUN_TYPE", env=env)
+    assert proc.returncode == 1 and state is None
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"Could not clone {env['QLORA_REPO_URL']} at main")
+
+
+# --- the install step, offline: metadata-only wheels, installed into a target folder (never into this venv) ---
+
+def stub_wheel(folder: Path, name: str, ver: str) -> None:
+    stem = f"{re.sub(r'[-_.]+', '_', name)}-{ver}"  # a wheel's file name has no '-' inside its fields
+    dist = f"{stem}.dist-info"
+    with zipfile.ZipFile(folder / f"{stem}-py3-none-any.whl", "w") as z:
+        z.writestr(f"{dist}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {ver}\n")
+        z.writestr(f"{dist}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        z.writestr(f"{dist}/RECORD", "")
+
+
+def named(path: Path) -> dict[str, Requirement]:
+    """{canonical name: requirement} of a requirements/constraints file (options and comments left out)."""
+    reqs = [Requirement(line.split("#")[0]) for line in path.read_text().splitlines()
+            if line.split("#")[0].strip() and not line.startswith("-")]
+    return {canonicalize_name(r.name): r for r in reqs}
+
+
+def pins(path: Path) -> dict[str, str]:
+    """{canonical name: version} of the exact pins in a requirements/constraints file."""
+    return {name: str(r.specifier).removeprefix("==") for name, r in named(path).items()}
+
+
+# what the setup cell installs with --no-deps (pins from constraints.txt)
+NO_DEPS = re.findall(r'"([\w-]+)"', re.search(r'pip_install\("--no-deps", "-c", [^,]+, ([^)]*)\)', SETUP).group(1))
+
+
+def install_env(tmp_path):
+    """pip as the install step runs it, but offline: stub wheels of every pinned GPU package and of this torch."""
+    wheels, site = tmp_path / "wheels", tmp_path / "site"
+    wheels.mkdir()
+    constraints = pins(ROOT / "constraints.txt")
+    for name in [*pins(ROOT / "requirements-gpu.txt"), *NO_DEPS]:
+        stub_wheel(wheels, name, constraints[canonicalize_name(name)])
+    stub_wheel(wheels, "torch", version("torch"))
+    return site, {"QLORA_INSTALLED": None, "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1",
+                  "PIP_FIND_LINKS": str(wheels), "PIP_TARGET": str(site), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+
+
+def test_install_step_installs_the_pinned_gpu_stack_beside_the_runtimes_torch(tmp_path, origin):
+    site, env = install_env(tmp_path)
+    proc, state = run_setup(tmp_path, tmp_path / "working", hosted="KAGGLE_KERNEL_RUN_TYPE",
+                            env={**repo_env(origin), **env})
+    assert proc.returncode == 0, proc.stderr
+    assert state["installed"] == "1"
+    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in distributions(path=[str(site)])}
+    constraints = pins(ROOT / "constraints.txt")
+    wanted = [*pins(ROOT / "requirements-gpu.txt"), *map(canonicalize_name, NO_DEPS)]
+    assert {"unsloth", "unsloth-zoo", "cut-cross-entropy", "transformers", "trl", "peft"} <= set(wanted)
+    assert installed.pop("torch") == version("torch"), "torch is held at the version the runtime has"
+    assert installed == {n: constraints[n] for n in wanted}
+
+
+def test_install_that_replaces_an_imported_package_asks_for_a_restart(tmp_path, origin):
+    site, env = install_env(tmp_path)
+    old = tmp_path / "old_site"  # an older unsloth the kernel already imported, behind where pip installs
+    (old / "unsloth").mkdir(parents=True)
+    (old / "unsloth" / "__init__.py").write_text("")
+    (old / "unsloth-2026.1.1.dist-info").mkdir()
+    (old / "unsloth-2026.1.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: unsloth\n"
+                                                                 "Version: 2026.1.1\n")
+    (old / "unsloth-2026.1.1.dist-info" / "RECORD").write_text("unsloth/__init__.py,,\n")
+    proc, state = run_setup(tmp_path, tmp_path / "working", hosted="KAGGLE_KERNEL_RUN_TYPE",
+                            env={**repo_env(origin), **env}, prologue="import unsloth  # noqa\n",
+                            pythonpath=[site, old])
+    assert proc.returncode == 1 and state is None, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("Updated unsloth, already imported: restart the session")
+
+
+# --- pins: one constraints file for the CPU and the GPU path ---------------------------------------------------
+
+def test_every_package_is_pinned_once_in_constraints_and_nowhere_differently():
+    lines = [line.split("#")[0].strip() for line in (ROOT / "constraints.txt").read_text().splitlines()]
+    names = [canonicalize_name(Requirement(line).name) for line in lines if line]
+    assert len(names) == len(set(names)), "a package pinned twice in constraints.txt"
+    constraints = pins(ROOT / "constraints.txt")
+    assert all(re.fullmatch(r"[\w.+]+", v) for v in constraints.values()), "constraints.txt: name==version only"
+
+    cpu, gpu = named(ROOT / "requirements.txt"), named(ROOT / "requirements-gpu.txt")
+    assert "-c constraints.txt" in (ROOT / "requirements.txt").read_text().splitlines()
+    assert all(not r.specifier for r in cpu.values()), "requirements.txt: names only, versions in constraints.txt"
+    for name in [*cpu, *gpu, *map(canonicalize_name, NO_DEPS)]:
+        assert name in constraints, f"{name} is not pinned in constraints.txt"
+    # requirements-gpu.txt writes its pins out (see its header): each the same as constraints.txt
+    assert {n: str(r.specifier) for n, r in gpu.items()} == {n: f"=={constraints[n]}" for n in gpu}
+    # any other pin in the repository's install files agrees too
+    for path in ["requirements-dev.txt", "Makefile", "scripts/sync_notebooks.py"]:
+        for name, ver in re.findall(r"([A-Za-z][\w.-]*)==([\w.+]+)", (ROOT / path).read_text()):
+            if canonicalize_name(name) in constraints:
+                assert constraints[canonicalize_name(name)] == ver, f"{path}: {name}=={ver}"
+
+
+def test_the_gpu_install_never_names_torch_or_what_is_built_for_it():
+    gpu = named(ROOT / "requirements-gpu.txt")
+    assert not {"torch", "torchvision", "torchaudio", "triton", "xformers"} & set(gpu)
+    options = [line for line in (ROOT / "requirements-gpu.txt").read_text().splitlines() if line.startswith("-")]
+    assert not options, "no -c constraints.txt here: it pins torch (and the CPU stack) for the CPU path"
+
+
+# --- Makefile: only demo and test are offline ------------------------------------------------------------------
+
+def test_only_demo_and_test_run_offline(tmp_path):
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    (venv / ".installed").touch()  # newer than the requirements: install is up to date, nothing runs
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    seen = {}
+    for target in ["demo", "test", "sweep"]:
+        probe = f"{sys.executable} -c 'import os; print(\"OFFLINE=\" + str(os.environ.get(\"HF_HUB_OFFLINE\")))'"
+        proc = subprocess.run(["make", "-s", "-C", str(ROOT), target, f"VENV={venv}", f"PY={probe}"], env=env,
+                              capture_output=True, text=True, timeout=60)
+        seen[target] = {line for line in proc.stdout.splitlines() if line.startswith("OFFLINE=")}
+    assert seen == {"demo": {"OFFLINE=1"}, "test": {"OFFLINE=1"}, "sweep": {"OFFLINE=None"}}
