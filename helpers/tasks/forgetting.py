@@ -18,13 +18,17 @@ import re
 
 from helpers.config import ConfigError, InstructConfig
 from helpers.data import HubData, load_records
-from helpers.generation import generate
-from helpers.loglik import score_choices
 from helpers.metrics import difference_ci, forgetting_rate, gsm8k_extract, gsm8k_score, mean_ci
 
 ALPACA = HubData("tatsu-lab/alpaca", "alpaca_sample.jsonl", ("instruction", "input", "output"))
+# Rowan/hellaswag on the hub is a loading script (hellaswag.py), which datasets 4 refuses to run; the
+# hub's own parquet conversion of it (branch refs/convert/parquet, default/<split>/0000.parquet) has the
+# same rows and columns. lm-eval 0.4.13's hellaswag.yaml names only dataset_path: Rowan/hellaswag and
+# passes dataset_kwargs on to load_dataset, so `revision` is what both our loader and lm-eval accept.
+HELLASWAG_REVISION = "refs/convert/parquet"
 HELLASWAG = HubData("Rowan/hellaswag", "hellaswag_sample.jsonl",
-                    ("activity_label", "ctx_a", "ctx_b", "endings", "label"), split="validation")
+                    ("activity_label", "ctx_a", "ctx_b", "endings", "label"), split="validation",
+                    revision=HELLASWAG_REVISION)
 GSM8K_TEST = HubData("openai/gsm8k", "gsm8k_test_sample.jsonl", ("question", "answer"), config="main", split="test")
 GSM8K_TRAIN = HubData("openai/gsm8k", "gsm8k_train_sample.jsonl", ("question", "answer"), config="main")
 MMLU_LOCAL = "mmlu_cs_sample.jsonl"
@@ -145,6 +149,9 @@ def _mean(values) -> dict:
 def evaluate(llm, tokenizer, info, data: dict, cfg, desc: str) -> tuple[dict, dict]:
     """(scores, per-item records) of one model state: HellaSwag acc/acc_norm, GSM8K strict/flexible,
     MMLU acc, each as mean with 95% interval."""
+    from helpers.generation import generate  # the model stack, only once a model is scored
+    from helpers.loglik import score_choices
+
     hs = score_choices(llm, tokenizer, data["hellaswag"], batch_size=cfg.eval_batch_size)
     mmlu = score_choices(llm, tokenizer, data["mmlu"], batch_size=cfg.eval_batch_size)
     prompts = [gsm8k_prompt(d["question"], data["gsm8k_shots"]) for d in data["gsm8k"]]
@@ -221,24 +228,28 @@ def plot_forgetting(base: dict, tuned: dict, path):
 
 
 def lm_eval_tasks(cfg, folder) -> tuple[list[str], object]:
-    """lm-eval task names and a TaskManager for cfg.data_source. On the hub: lm-eval's own `hellaswag`,
-    `gsm8k`, `mmlu_<subject>`. Otherwise the same task files (`include:`) pointed at the local data
-    (one file per MMLU subject is written to `folder`), named `<task>_local`."""
-    from lm_eval.tasks import TaskManager
-
-    subjects = [f"mmlu_{s}" for s in cfg.mmlu_subjects]
-    if cfg.data_source == "hub":
-        return ["hellaswag", "gsm8k", *subjects], TaskManager()
+    """lm-eval task names and a TaskManager for cfg.data_source. On the hub: lm-eval's own `hellaswag`
+    (read from the parquet conversion), `gsm8k`, `mmlu_<subject>`. Otherwise the same task files
+    (`include:`) pointed at the local data (one file per MMLU subject is written to `folder`), named
+    `<task>_local`."""
     import json
     from pathlib import Path
 
     import lm_eval
+    from lm_eval.tasks import TaskManager
 
-    from helpers.data import _local_path
-
+    subjects = [f"mmlu_{s}" for s in cfg.mmlu_subjects]
     tasks_dir = Path(lm_eval.__file__).parent / "tasks"
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    if cfg.data_source == "hub":  # lm-eval's hellaswag on the parquet conversion (see HELLASWAG); same name,
+        # a task in include_path overrides the built-in one (lm_eval/tasks/manager.py)
+        (folder / "hellaswag.yaml").write_text(f"include: {tasks_dir / 'hellaswag' / 'hellaswag.yaml'}\n"
+                                               f"task: hellaswag\ndataset_kwargs:\n  revision: {HELLASWAG_REVISION}\n")
+        return ["hellaswag", "gsm8k", *subjects], TaskManager(include_path=str(folder))
+
+    from helpers.data import _local_path
+
     src = cfg.data_source
     files = {"hellaswag": {"validation": _local_path(HELLASWAG, src)},
              "gsm8k": {"train": _local_path(GSM8K_TRAIN, src), "test": _local_path(GSM8K_TEST, src)}}
