@@ -4,19 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: papermill, CI
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 LABELS = {"exact_match": "exact-match accuracy", "digit_accuracy": "digit accuracy",
           "edit_distance": "Levenshtein distance"}
 
 
+def subplots(nrows: int = 1, ncols: int = 1, **kw):
+    """(figure, axes) like pyplot.subplots, but the figure is drawn by its own Agg canvas: pyplot's
+    global backend is never switched, so a user's own `plt.show()` in a notebook keeps working, and
+    nothing needs a display (papermill, CI). The notebooks show the saved PNG."""
+    fig = Figure(figsize=kw.pop("figsize", None))
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, **kw)
+
+
 def plot_by_k(tables: dict[str, dict[int, dict]], metrics, *, shade: tuple[int, int] | None, path, title=""):
     """One panel per metric, one line per model stage (e.g. base, fine-tuned), x = digit count k;
     `shade` marks the training range."""
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.8), squeeze=False)
+    fig, axes = subplots(1, len(metrics), figsize=(5 * len(metrics), 3.8), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         for label, table in tables.items():
             ks = sorted(table)
@@ -42,7 +49,7 @@ def plot_rating_bars(summary, path):
     """Bar chart per task: mean human rating by model, one bar per stage, 95% CI as error bars.
     `summary` is helpers.ratings.summarize's table."""
     tasks = sorted(summary["task"].unique())
-    fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(6 * max(1, len(tasks)), 4), squeeze=False)
+    fig, axes = subplots(1, max(1, len(tasks)), figsize=(6 * max(1, len(tasks)), 4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         part = summary[summary["task"] == task]
         table = part.pivot(index="model", columns="stage", values="mean_rating")
@@ -61,14 +68,13 @@ def save_figure(fig, path) -> Path:
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return Path(path)
 
 
 def plot_accuracy_bars(tables: dict[str, dict[str, dict[str, dict]]], path, *, title: str = ""):
     """Grouped bars, one panel per table (e.g. scoring method): x = evaluated subsets, one bar per
     row (model), 95% CI as error bars. tables[panel][row][column] = {"accuracy", "ci95", ...}."""
-    fig, axes = plt.subplots(1, len(tables), figsize=(7 * len(tables), 4.2), squeeze=False)
+    fig, axes = subplots(1, len(tables), figsize=(7 * len(tables), 4.2), squeeze=False)
     for ax, (panel, table) in zip(axes[0], tables.items()):
         rows = list(table)
         columns = list(next(iter(table.values()))) if rows else []

@@ -13,3 +13,13 @@ def test_light_modules_do_not_import_torch_or_transformers():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"QLORA_BACKEND": "transformers", "PATH": ""})
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_plots_leave_pyplots_backend_alone(tmp_path):
+    code = ("import matplotlib\nmatplotlib.use('svg')\nfrom helpers.plots import plot_by_k\n"
+            "table = {'base': {1: {'exact_match': 0.5}}}\n"
+            f"plot_by_k(table, ['exact_match'], shade=None, path=r'{tmp_path}/f.png')\n"
+            "print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "svg"  # helpers/plots used to force Agg on import
+    assert (tmp_path / "f.png").read_bytes().startswith(b"\x89PNG")

@@ -213,11 +213,11 @@ def plot_forgetting(base: dict, tuned: dict, path):
     """Base vs fine-tuned accuracy per metric with 95% intervals."""
     import numpy as np
 
-    from helpers.plots import plt, save_figure
+    from helpers.plots import save_figure, subplots
 
     keys = list(METRIC_NAMES)
     x = np.arange(len(keys))
-    fig, ax = plt.subplots(figsize=(8, 3.8))
+    fig, ax = subplots(figsize=(8, 3.8))
     for offset, (label, scores) in zip((-0.2, 0.2), (("base", base), ("fine-tuned", tuned))):
         ax.bar(x + offset, [100 * scores[k]["mean"] for k in keys], 0.4, label=label,
                yerr=[100 * np.nan_to_num(scores[k]["ci95"]) for k in keys], capsize=3)

@@ -248,12 +248,12 @@ def results_table(results: dict, average: str):
 
 def plot_results(table, path):
     """One panel per task: its metrics by configuration."""
-    from helpers.plots import plt, save_figure
+    from helpers.plots import save_figure, subplots
 
     groups = {}
     for column in table.columns:
         groups.setdefault(column.split(" ")[0], []).append(column)
-    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4), squeeze=False)
+    fig, axes = subplots(1, len(groups), figsize=(5.5 * len(groups), 4), squeeze=False)
     for ax, (task, columns) in zip(axes[0], groups.items()):
         table[columns].plot.bar(ax=ax, rot=30)
         ax.set_title(task)
