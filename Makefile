@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONUNBUFFERED ?= 1
 
-.PHONY: install demo test lint sweep
+.PHONY: install demo test lint sweep report
 
 install: $(VENV)/.installed
 
@@ -35,3 +35,6 @@ sweep: install  ## seven-model study: train_math/train_bio -> benchmark -> compi
 
 lint: install
 	$(PY) -m ruff check .
+
+report: install  ## one static HTML page of every run under benchmarks/: study tables, published vs ours, figures
+	$(PY) -m helpers.report --output-root benchmarks --out benchmarks/report.html
