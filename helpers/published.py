@@ -796,3 +796,11 @@ def write_comparison(table, run_dir) -> dict:
     md.write_text(comparison_markdown(table))
     comparison_figure(table).savefig(png, dpi=120)
     return {f"{COMPARISON_STEM}_md": str(md), f"{COMPARISON_STEM}_png": str(png)}
+
+
+def add_comparison(study: str, metrics: dict, cfg, run_dir) -> str:
+    """What a study notebook's last cell calls before write_metrics: compares, writes the md and png into
+    `run_dir`, adds their paths to metrics["files"] and returns the markdown to display."""
+    table = compare(study, metrics, cfg)
+    metrics.setdefault("files", {}).update(write_comparison(table, run_dir))
+    return comparison_markdown(table)

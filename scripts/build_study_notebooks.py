@@ -190,14 +190,20 @@ if cfg.lm_eval:
                            "finetuned": forgetting.run_lm_eval(info.source, str(run_dir / "adapter"), cfg,
                                                                run_dir / "lm_eval_tasks")}
     print(forgetting.lm_eval_table(base, tuned, lm_eval_results).round(1).to_string())'''),
-    ("code", '''metrics = {
+    ("code", '''from IPython.display import Markdown, display
+
+from helpers.published import add_comparison
+
+metrics = {
     "study": "forgetting", "model": cfg.model, "backend": info.backend, "run_dir": str(run_dir),
     "data_source": cfg.data_source, "n_train": len(dataset), "data": dataset.info.description, "train": train_result,
     "base": base, "finetuned": tuned, "summary": summary, "lm_eval": lm_eval_results, "files": files,
     "timings_s": timer.seconds,
 }
+comparison = add_comparison(metrics["study"], metrics, cfg, run_dir)
 write_metrics(run_dir, metrics)
-print("metrics:", run_dir / "metrics.json")'''),
+print("metrics:", run_dir / "metrics.json")
+display(Markdown(comparison))  # published vs this run (md + png in the run folder)'''),
 ]
 
 
@@ -284,7 +290,11 @@ if "medqa" in prepared:
         instructions="Rate each doctor's answer 1-5 for medical correctness and helpfulness against the reference. "
                      "Leave a cell empty if you did not rate it. Put your name in 'reviewer'.")
 workbook_update"""),
-    ("code", """metrics = {
+    ("code", """from IPython.display import Markdown, display
+
+from helpers.published import add_comparison
+
+metrics = {
     "study": "small_vs_large", "model": cfg.model, "backend": info.backend, "run_dir": str(run_dir),
     "data_source": cfg.data_source, "n_pool": cfg.n_pool, "k_demos": cfg.k_demos, "retriever": cfg.retriever,
     "bertscore_model": cfg.bertscore_model, "f1_average": cfg.f1_average, "large_model": large_row,
@@ -297,8 +307,10 @@ workbook_update"""),
     "results": results, "table": json.loads(table.to_json(orient="index")), "train": trained,
     "workbook_update": workbook_update, "files": files, "timings_s": timer.seconds,
 }
+comparison = add_comparison(metrics["study"], metrics, cfg, run_dir)
 write_metrics(run_dir, metrics)
-print("metrics:", run_dir / "metrics.json")"""),
+print("metrics:", run_dir / "metrics.json")
+display(Markdown(comparison))  # published vs this run (md + png in the run folder)"""),
 ]
 
 
