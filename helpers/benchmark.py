@@ -1,21 +1,29 @@
 """Automated benchmarking: every stage of a training run answers a fixed question set.
 
-    >>> train_run = find_train_run(cfg)                     # or cfg.train_run
+    >>> train_run = find_train_run(cfg)                     # or cfg.train_run, checked
+    >>> questions = load_benchmark_questions(cfg)           # a set of cfg.task, checked
     >>> llm, tokenizer, info = load_for_stages(cfg, train_run)
     >>> rows = answer_stage(llm, tokenizer, info, questions, "epoch1", train_run, cfg)
+    >>> workbook_path(cfg), workbook_meta(cfg)               # <workbook_dir>/<slug>-<task>.xlsx
 
 Stages: "base" (adapters off) and "epoch<N>" (the adapter train_sft saved after epoch N).
 """
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import json
+import os
+import re
 from pathlib import Path
 
 from helpers.config import REPO_ROOT, ConfigError
 from helpers.generation import generate
 from helpers.metrics import mean_ci
 from helpers.modeling import add_lora, load_model
+from helpers.questions import load_question_set, load_questions
+from helpers.registry import load_registry, resolve_model
 from helpers.sft import load_adapter, stage_dir
 from helpers.tasks.instruct import get_task
 
@@ -25,23 +33,105 @@ def _root(path: str) -> Path:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
+def _identity(model: str) -> tuple[str, str]:
+    """(kind, id): ("registry", name), ("hub", org/name) or ("local", resolved absolute path); the order
+    is that of helpers.registry.resolve_model, which raises for anything else."""
+    spec = resolve_model(model)
+    if model in load_registry():
+        return "registry", model
+    if spec.local_path:
+        return "local", spec.local_path
+    return "hub", model
+
+
+def model_id(model: str) -> str:
+    """What tells one model from another: the registry name, the hub id, or the resolved absolute
+    path of a local folder (two local folders may share a last name)."""
+    return _identity(model)[1]
+
+
+def model_display_name(model: str) -> str:
+    """The registry name, the hub id, or a local folder's name."""
+    kind, identity = _identity(model)
+    return Path(identity).name if kind == "local" else identity
+
+
+def workbook_slug(model: str) -> str:
+    """The model part of a workbook's file name: a registry name as is, a hub id 'org/name' as
+    'org__name', a local folder as '<folder name>-<8 hex of sha256 of its absolute path>'. Runs of
+    dashes become one, so '--' in a file name only ever separates the reviewer ('<slug>-<task>--<name>')."""
+    kind, identity = _identity(model)
+    if kind == "local":
+        slug = f"{Path(identity).name}-{hashlib.sha256(identity.encode()).hexdigest()[:8]}"
+    else:
+        slug = identity.replace("/", "__")
+    return re.sub(r"-{2,}", "-", slug)
+
+
+def workbook_path(cfg) -> Path:
+    """<workbook_dir>/<slug>-<task>.xlsx, one per model x task; workbook_dir relative to the repository."""
+    return _root(cfg.workbook_dir) / f"{workbook_slug(cfg.model)}-{cfg.task}.xlsx"
+
+
+def workbook_meta(cfg) -> dict:
+    """What the workbook is about, kept in it so that a workbook is never merged with another model's
+    or task's answers (helpers.workbook refuses) and compile_ratings need not parse file names."""
+    return {"model": model_display_name(cfg.model), "model_id": model_id(cfg.model), "task": cfg.task,
+            "question_set": cfg.question_set or cfg.task}
+
+
+def _read_record(run: Path) -> dict:
+    try:
+        return json.loads((run / "run.json").read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{run / 'run.json'} cannot be read ({type(err).__name__}): "
+                          "pass another train_run or remove that folder") from None
+
+
+def _trained_on(record: dict, model: str) -> bool:
+    """Whether a train run's run.json is of `model` (the same name, or the same local folder however
+    it was written)."""
+    trained = (record.get("config") or {}).get("model")
+    recorded = ((record.get("model") or {}).get("spec") or {}).get("local_path")
+    return trained == model or model_id(model) in (trained, recorded)
+
+
 def find_train_run(cfg) -> Path | None:
-    """cfg.train_run, or the newest finished train_<task> run of cfg.model under output_root."""
+    """cfg.train_run (checked: a finished train_<task> run of cfg.model), or the newest finished
+    train_<task> run of cfg.model under output_root."""
     if cfg.train_run:
         run = _root(cfg.train_run)
         if not (run / "metrics.json").exists():
             raise ConfigError(f"train_run {run} has no metrics.json: it is not a finished train_{cfg.task} run")
+        record = _read_record(run)
+        # adapters of the other task, or of another model (wrong shapes, or silently another model), make
+        # a benchmark that looks right and is not
+        if record.get("study") != f"train_{cfg.task}" or not _trained_on(record, cfg.model):
+            raise ConfigError(f"train_run {run} is a {record.get('study')} run of "
+                              f"'{(record.get('config') or {}).get('model')}', but this benchmark is task "
+                              f"'{cfg.task}' on '{cfg.model}': pass a train_{cfg.task} run of '{cfg.model}'")
         return run
-    runs = []
-    for record in (_root(cfg.output_root) / f"train_{cfg.task}").glob("*/run.json"):
-        if json.loads(record.read_text())["config"]["model"] == cfg.model and (record.parent / "metrics.json").exists():
-            runs.append(record.parent)
+    runs = [record.parent for record in (_root(cfg.output_root) / f"train_{cfg.task}").glob("*/run.json")
+            if (record.parent / "metrics.json").exists() and _trained_on(_read_record(record.parent), cfg.model)]
     if not runs:
         if any(stage != "base" for stage in cfg.stages):
             raise ConfigError(f"no finished train_{cfg.task} run of '{cfg.model}' under {cfg.output_root}: run "
                               f"notebooks/train_{cfg.task}.ipynb first, pass train_run, or use stages=['base']")
         return None
     return max(runs, key=lambda p: (p / "metrics.json").stat().st_mtime)
+
+
+def load_benchmark_questions(cfg) -> list:
+    """The question set (questions/<task>.yaml, another set's name, or a .yaml path), first
+    max_questions of it. Its file's `task:` must be cfg.task: math questions have no place in a bio
+    workbook, and a bio set would get no automatic score."""
+    name = cfg.question_set or cfg.task
+    questions = load_questions(_root(name)) if name.endswith(".yaml") else load_question_set(name)
+    found = questions[0].task  # one per file: the loader reads the file's top-level `task:`
+    if found != cfg.task:
+        raise ConfigError(f"question set '{name}' is a {found} set (task: {found}), but this benchmark's task is "
+                          f"'{cfg.task}': use a {cfg.task} question set or task='{found}'")
+    return questions[: cfg.max_questions or None]
 
 
 def load_for_stages(cfg, train_run: Path | None):
@@ -79,22 +169,42 @@ def raw_path(run_dir: Path, model: str, task: str, stage: str) -> Path:
 
 
 def write_raw(path: Path, questions, answers, scores, meta: dict) -> None:
+    """Written to a temporary file next to it, then renamed: a kill mid-write leaves the old file or
+    none, never half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as f:
-        for q, a, s in zip(questions, answers, scores):
-            f.write(json.dumps({"id": q.id, "question": q.question, "reference": q.answer, "answer": a,
-                                "score": s, **meta}) + "\n")
+    tmp = path.with_name(path.name + ".tmp")  # same folder, so the rename is atomic
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            for q, a, s in zip(questions, answers, scores):
+                f.write(json.dumps({"id": q.id, "question": q.question, "reference": q.answer, "answer": a,
+                                    "score": s, **meta}) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_raw(path: Path, questions) -> list[str] | None:
-    """Answers kept from an earlier run of the same settings (same question ids), else None."""
+    """Answers kept from an earlier run of the same settings (same question ids), else None. A file
+    that does not parse (cut short by a kill before writes were atomic, edited by hand) is moved aside
+    to <name>.corrupt-<time>, and that stage is generated again."""
     if not path.exists():
         return None
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
-    if [r["id"] for r in rows] != [q.id for q in questions] or any(
-            r["question"] != q.question for r, q in zip(rows, questions)):
+    try:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        ids, texts, kept = ([r["id"] for r in rows], [r["question"] for r in rows],
+                            [r["answer"] for r in rows])
+        if not all(isinstance(a, str) for a in kept):
+            raise TypeError("an answer is not text")
+    except (ValueError, KeyError, TypeError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+        path.replace(aside)
+        print(f"{path} is unreadable ({type(err).__name__}): moved to {aside.name}; generating that stage again")
         return None
-    return [r["answer"] for r in rows]
+    if ids != [q.id for q in questions] or texts != [q.question for q in questions]:
+        return None
+    return kept
 
 
 def stage_summary(task_name: str, questions, answers) -> tuple[list, dict]:

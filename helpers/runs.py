@@ -2,8 +2,9 @@
 
 Naming rule: <output_root>/<study>/<model>-<hash>, where <hash> is 8 hex digits of the resolved
 config minus the run-control keys (output_root, run_name, resume); `run_name` replaces
-<model>-<hash> when set. The same settings therefore land in the same folder, which is what lets
-a disconnected run continue where it stopped (resume=True).
+<model>-<hash> when set and must be a single folder name (no '/' or '\\', not '.' or '..'), so a
+run never writes outside <output_root>/<study>. The same settings therefore land in the same
+folder, which is what lets a disconnected run continue where it stopped (resume=True).
 
     >>> run_dir = run_folder("addition", cfg)
     >>> write_run_record(run_dir, cfg, model_info=info)
@@ -22,7 +23,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from helpers.config import REPO_ROOT, config_hash
+from helpers.config import REPO_ROOT, ConfigError, config_hash
 
 PACKAGES = ["torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate", "datasets", "unsloth",
             "unsloth_zoo", "gguf", "papermill", "openpyxl", "rapidfuzz"]
@@ -38,8 +39,18 @@ def run_folder(study: str, cfg) -> Path:
     model = str(cfg.model).rstrip("/")
     # a local folder is named by its last part; a hub id keeps its org ('org--name')
     model = Path(model).name if Path(model).expanduser().is_dir() else model.replace("/", "--")
+    if cfg.run_name:
+        _check_run_name(cfg.run_name)
     name = cfg.run_name or f"{model}-{config_hash(cfg)}"
     return root / study / name
+
+
+def _check_run_name(name: str) -> None:
+    # '../x', '/tmp/x' or 'a/../../b' would put the run (and whatever it overwrites) outside output_root;
+    # a backslash is a separator on Windows, where a copied run folder may be opened.
+    if "/" in name or "\\" in name or name in (".", ".."):
+        raise ConfigError(f"run_name '{name}' must be a single folder name (no '/' or '\\', not '.' or '..'), "
+                          "e.g. 'llama-lr2e-4'")
 
 
 def package_versions() -> dict:

@@ -28,16 +28,23 @@ from helpers.tasks.instruct import TASKS
 STUDY_MODELS = ["llama-2-7b", "llama-3-8b", "llama-3.1-8b", "gemma-7b", "gemma-2-9b", "mistral-7b-v3", "qwen-2-7b"]
 
 
-def plan(models, tasks, preset, common: dict) -> list[dict]:
-    """The runs in order; benchmark runs name the training run they depend on."""
+def plan(models, tasks, preset, common: dict, workbook_dir: str = "benchmark_data") -> list[dict]:
+    """The runs in order; benchmark runs name the training run they depend on. Each run's folder is
+    computed by helpers.run_notebook.resolve from exactly the parameters it will be executed with
+    (workbook_dir included: it is part of the benchmark's config hash), so the folder planned, skipped
+    and logged is the folder the notebook writes."""
     runs = []
     for model in models:
+        # a relative local folder means the one here, not one under notebooks/ (the kernel's cwd)
+        param = model if model in load_registry() or not Path(model).expanduser().is_dir() else \
+            str(Path(model).expanduser().resolve())
         for task in tasks:
             train = {"study": f"train_{task}", "model": model, "task": task,
-                     "params": {"model": model, **common}}
+                     "params": {"model": param, **common}}
             _, _, _, train["run_dir"] = resolve(train["study"], preset, train["params"])
             bench = {"study": "benchmark", "model": model, "task": task, "after": train["run_dir"],
-                     "params": {"model": model, "task": task, "train_run": str(train["run_dir"]), **common}}
+                     "params": {"model": param, "task": task, "train_run": str(train["run_dir"]),
+                                "workbook_dir": workbook_dir, **common}}
             _, _, _, bench["run_dir"] = resolve("benchmark", preset, bench["params"])
             runs += [train, bench]
     return runs
@@ -46,7 +53,7 @@ def plan(models, tasks, preset, common: dict) -> list[dict]:
 def run_sweep(models, tasks, *, preset=None, output_root="benchmarks", workbook_dir="benchmark_data",
               dry_run=False, compile_ratings=True, log=print) -> list[dict]:
     common = {"output_root": output_root}
-    runs = plan(models, tasks, preset, common)
+    runs = plan(models, tasks, preset, common, workbook_dir)
     if dry_run:
         for i, run in enumerate(runs, 1):
             state = "finished, skip" if (run["run_dir"] / "metrics.json").exists() else "to run"
@@ -63,11 +70,8 @@ def run_sweep(models, tasks, *, preset=None, output_root="benchmarks", workbook_
         elif run.get("after") in failed_dirs:
             run.update(status="skipped", seconds=0.0, note="its training run failed")
         else:
-            params = dict(run["params"])
-            if run["study"] == "benchmark":
-                params["workbook_dir"] = workbook_dir
             try:
-                execute(run["study"], preset, params, log_output=False)
+                execute(run["study"], preset, run["params"], log_output=False)
                 run.update(status="done", note="")
             except (ConfigError, RuntimeError) as err:
                 run.update(status="failed", note=str(err))
