@@ -18,7 +18,7 @@ import os
 import re
 from pathlib import Path
 
-from helpers.config import REPO_ROOT, ConfigError
+from helpers.config import ConfigError, output_path, repo_path
 from helpers.generation import generate
 from helpers.metrics import mean_ci
 from helpers.modeling import add_lora, load_model
@@ -26,11 +26,6 @@ from helpers.questions import load_question_set, load_questions
 from helpers.registry import load_registry, resolve_model
 from helpers.sft import load_adapter, stage_dir
 from helpers.tasks.instruct import get_task
-
-
-def _root(path: str) -> Path:
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else REPO_ROOT / path
 
 
 def _identity(model: str) -> tuple[str, str]:
@@ -70,7 +65,7 @@ def workbook_slug(model: str) -> str:
 
 def workbook_path(cfg) -> Path:
     """<workbook_dir>/<slug>-<task>.xlsx, one per model x task; workbook_dir relative to the repository."""
-    return _root(cfg.workbook_dir) / f"{workbook_slug(cfg.model)}-{cfg.task}.xlsx"
+    return output_path(cfg.workbook_dir) / f"{workbook_slug(cfg.model)}-{cfg.task}.xlsx"
 
 
 def workbook_meta(cfg) -> dict:
@@ -100,7 +95,7 @@ def find_train_run(cfg) -> Path | None:
     """cfg.train_run (checked: a finished train_<task> run of cfg.model), or the newest finished
     train_<task> run of cfg.model under output_root."""
     if cfg.train_run:
-        run = _root(cfg.train_run)
+        run = output_path(cfg.train_run)
         if not (run / "metrics.json").exists():
             raise ConfigError(f"train_run {run} has no metrics.json: it is not a finished train_{cfg.task} run")
         record = _read_record(run)
@@ -111,7 +106,7 @@ def find_train_run(cfg) -> Path | None:
                               f"'{(record.get('config') or {}).get('model')}', but this benchmark is task "
                               f"'{cfg.task}' on '{cfg.model}': pass a train_{cfg.task} run of '{cfg.model}'")
         return run
-    runs = [record.parent for record in (_root(cfg.output_root) / f"train_{cfg.task}").glob("*/run.json")
+    runs = [record.parent for record in (output_path(cfg.output_root) / f"train_{cfg.task}").glob("*/run.json")
             if (record.parent / "metrics.json").exists() and _trained_on(_read_record(record.parent), cfg.model)]
     if not runs:
         if any(stage != "base" for stage in cfg.stages):
@@ -126,7 +121,7 @@ def load_benchmark_questions(cfg) -> list:
     max_questions of it. Its file's `task:` must be cfg.task: math questions have no place in a bio
     workbook, and a bio set would get no automatic score."""
     name = cfg.question_set or cfg.task
-    questions = load_questions(_root(name)) if name.endswith(".yaml") else load_question_set(name)
+    questions = load_questions(repo_path(name)) if name.endswith(".yaml") else load_question_set(name)
     found = questions[0].task  # one per file: the loader reads the file's top-level `task:`
     if found != cfg.task:
         raise ConfigError(f"question set '{name}' is a {found} set (task: {found}), but this benchmark's task is "

@@ -26,6 +26,28 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "configs"
+# Set by the notebooks' setup cell on Colab/Kaggle: where run folders survive a runtime reset (Drive,
+# /kaggle/working). Relative output paths (output_root, workbook_dir, ...) are then taken from its folder.
+OUTPUT_ROOT_ENV = "QLORA_OUTPUT_ROOT"
+
+
+def repo_path(path) -> Path:
+    """An input path as the user means it: absolute (~ expanded), or under the repository root."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def output_path(path) -> Path:
+    """Where an output path (run folders, workbooks, caches) goes: absolute, or under the folder that
+    holds $QLORA_OUTPUT_ROOT when the setup cell set it (so "benchmarks" is that variable's value and
+    "benchmark_data" its sibling), else under the repository root."""
+    import os
+
+    path = Path(path).expanduser()
+    if path.is_absolute():
+        return path
+    keep = os.environ.get(OUTPUT_ROOT_ENV)
+    return (Path(keep).expanduser().parent if keep else REPO_ROOT) / path
 
 # Keys that steer where/how a run is kept, not what it computes: left out of the run's hash.
 RUN_CONTROL_KEYS = {"output_root", "run_name", "resume"}

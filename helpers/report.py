@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from urllib.parse import quote
 
-from helpers.config import REPO_ROOT, ConfigError
+from helpers.config import REPO_ROOT, ConfigError, output_path
 
 STUDY_ORDER = ["addition", "mmlu_teacher", "forgetting", "small_vs_large", "train_math", "train_bio", "benchmark",
                "compile_ratings"]
@@ -60,8 +60,7 @@ class Run:
 
 
 def _root(path) -> Path:
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else REPO_ROOT / path
+    return output_path(path)
 
 
 def _read_run(folder: Path, study: str | None = None) -> Run:

@@ -23,7 +23,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from helpers.config import REPO_ROOT, ConfigError, config_hash
+from helpers.config import REPO_ROOT, ConfigError, config_hash, output_path
 
 PACKAGES = ["torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate", "datasets", "unsloth",
             "unsloth_zoo", "gguf", "papermill", "openpyxl", "rapidfuzz"]
@@ -31,11 +31,8 @@ PACKAGES = ["torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate"
 
 def run_folder(study: str, cfg) -> Path:
     if not hasattr(cfg, "output_root"):  # a study without models (compile_ratings): its output_dir
-        out = Path(cfg.output_dir)
-        return out if out.is_absolute() else REPO_ROOT / out
-    root = Path(cfg.output_root)
-    if not root.is_absolute():
-        root = REPO_ROOT / root
+        return output_path(cfg.output_dir)
+    root = output_path(cfg.output_root)
     model = str(cfg.model).rstrip("/")
     # a local folder is named by its last part; a hub id keeps its org ('org--name')
     model = Path(model).name if Path(model).expanduser().is_dir() else model.replace("/", "--")

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from helpers.config import REPO_ROOT, ConfigError
+from helpers.config import REPO_ROOT, ConfigError, output_path
 from helpers.registry import load_registry
 from helpers.run_notebook import execute, resolve
 from helpers.tasks.instruct import TASKS
@@ -59,7 +59,7 @@ def run_sweep(models, tasks, *, preset=None, output_root="benchmarks", workbook_
             state = "finished, skip" if (run["run_dir"] / "metrics.json").exists() else "to run"
             log(f"[{i}/{len(runs)}] {run['study']:<11} {run['model']:<16} -> {_rel(run['run_dir'])} ({state})")
         return runs
-    root = Path(output_root) if Path(output_root).is_absolute() else REPO_ROOT / output_root
+    root = output_path(output_root)
     root.mkdir(parents=True, exist_ok=True)
     failed_dirs = set()
     for i, run in enumerate(runs, 1):

@@ -327,3 +327,21 @@ def test_only_demo_and_test_run_offline(tmp_path):
                               capture_output=True, text=True, timeout=60)
         seen[target] = {line for line in proc.stdout.splitlines() if line.startswith("OFFLINE=")}
     assert seen == {"demo": {"OFFLINE=1"}, "test": {"OFFLINE=1"}, "sweep": {"OFFLINE=None"}}
+
+
+def test_run_folders_and_workbooks_follow_the_setup_cells_output_root(tmp_path, monkeypatch):
+    """On Colab/Kaggle the setup cell sets QLORA_OUTPUT_ROOT (Drive, /kaggle/working): relative output
+    paths go beside it, inputs stay in the repository."""
+    from helpers.benchmark import workbook_path
+    from helpers.config import REPO_ROOT, repo_path
+    from helpers.runs import run_folder
+    from helpers.studies import study_config
+
+    monkeypatch.setenv("QLORA_OUTPUT_ROOT", str(tmp_path / "keep" / "benchmarks"))
+    train = study_config("train_math", {"model": "smollm2-135m"})
+    assert run_folder("train_math", train).parent == tmp_path / "keep" / "benchmarks" / "train_math"
+    bench = study_config("benchmark", {"model": "smollm2-135m", "task": "math", "stages": ["base"]})
+    assert workbook_path(bench) == tmp_path / "keep" / "benchmark_data" / "smollm2-135m-math.xlsx"
+    assert repo_path("questions/math.yaml") == REPO_ROOT / "questions" / "math.yaml"
+    monkeypatch.delenv("QLORA_OUTPUT_ROOT")
+    assert run_folder("train_math", train).parent == REPO_ROOT / "benchmarks" / "train_math"

@@ -24,7 +24,7 @@ import json
 import re
 from pathlib import Path
 
-from helpers.config import REPO_ROOT, ConfigError, StudyConfig, check_secret_env_params
+from helpers.config import ConfigError, StudyConfig, check_secret_env_params, output_path
 from helpers.data import DATA_DIR, HubData, load_records
 from helpers.metrics import mean_ci
 
@@ -583,7 +583,7 @@ def make_teacher(cfg, *, loaded=None):
     from helpers.backends import make_backend
 
     cache = Path(cfg.teacher_cache_dir or Path(cfg.output_root) / "mmlu_teacher" / "teacher_cache").expanduser()
-    cache = cache if cache.is_absolute() else REPO_ROOT / cache
+    cache = output_path(cache)
     if cfg.teacher_backend == "openai":
         return make_backend("openai", base_url=cfg.teacher_base_url, model=cfg.teacher_model,
                             api_key_env=cfg.teacher_api_key_env, cache_dir=cache, timeout=cfg.teacher_timeout,
