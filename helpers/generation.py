@@ -82,9 +82,31 @@ def generate(model, tokenizer, prompts: list, *, chat: bool, stop_token_ids: lis
     return answers
 
 
+def prefix_token_id(tokenizer) -> int:
+    """The token lm-eval puts before an empty context: BOS, or EOS where there is no BOS
+    (lm_eval/models/huggingface.py `prefix_token_id`)."""
+    return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+
+
+def encode_text(tokenizer, text: str) -> list[int]:
+    """Token ids of plain text as lm-eval 0.4.13 encodes it (HFLM.tok_encode): with the tokenizer's
+    default special tokens (a BOS for the Llama, TinyLlama, Gemma and Mistral tokenizers, nothing for
+    SmolLM2 or Qwen), except when the text already starts with that token's text, which would
+    otherwise be doubled. Generation and log-likelihood scoring both encode plain text here, so a
+    model is scored on the same tokens it is prompted with."""
+    prefix = prefix_token_id(tokenizer)
+    prefix_text = tokenizer.decode([prefix]) if prefix is not None else ""
+    starts_with_bos = bool(prefix_text) and text.startswith(prefix_text)
+    return tokenizer(text, add_special_tokens=not starts_with_bos)["input_ids"]
+
+
 def encode_prompts(tokenizer, prompts: list, *, chat: bool) -> list[list[int]]:
-    """The token ids generation starts from (chat template with the assistant's turn opened)."""
-    return [encode_prompt(tokenizer, render_prompt(tokenizer, p, chat=chat), chat=chat) for p in prompts]
+    """The token ids generation starts from (chat template with the assistant's turn opened). Plain
+    text: `encode_text`. Chat: no special tokens added, as training encodes it (helpers/sft.py
+    `encode_prompt`): a template that wants a BOS writes it into the text."""
+    if not chat:
+        return [encode_text(tokenizer, p) for p in prompts]
+    return [encode_prompt(tokenizer, render_prompt(tokenizer, p, chat=True), chat=True) for p in prompts]
 
 
 def _text_config(config):

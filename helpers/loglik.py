@@ -8,6 +8,8 @@ lm_eval/api/task.py `process_results` of output_type multiple_choice).
 
 Prompts are plain text (no chat template), as lm-eval's HF backend sends them by default; the
 context's trailing spaces move to the continuation so words tokenize as they would in running text.
+Text is encoded as lm-eval encodes it and as generation does (helpers.generation.encode_text): with
+the tokenizer's default BOS (Llama, TinyLlama, Gemma, Mistral), never a second one.
 """
 
 from __future__ import annotations
@@ -15,18 +17,25 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from helpers.generation import inference_mode, right_padded
+from helpers.generation import encode_text, inference_mode, prefix_token_id, right_padded
 
 
 def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
-    """Token ids of (context, continuation): the whole text is encoded and split where the context's
-    own encoding ends (lm-eval `_encode_pair`, causal branch; no special tokens added)."""
+    """Token ids of (context, continuation) as lm-eval 0.4.13 makes them (lm_eval/api/model.py
+    `_encode_pair`, causal branch, and `loglikelihood`): the context's trailing spaces move to the
+    continuation; the context is encoded alone and the whole text is encoded and cut after as many
+    tokens, both with the tokenizer's default BOS (`encode_text`). An empty context is the prefix
+    token (BOS, else EOS) alone."""
+    if not context:
+        cont = tokenizer(continuation, add_special_tokens=False)["input_ids"]
+        prefix = prefix_token_id(tokenizer)
+        return ([prefix], cont) if cont[:1] != [prefix] else (cont[:1], cont[1:])
     n_spaces = len(context) - len(context.rstrip())
     if n_spaces:
         context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
-    whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
-    context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
-    return whole[:len(context_ids)], whole[len(context_ids):]
+    whole = encode_text(tokenizer, context + continuation)
+    context_ids = encode_text(tokenizer, context)
+    return context_ids, whole[len(context_ids):]
 
 
 def continuation_logliks(model, tokenizer, requests: list[tuple[str, str]], *, batch_size: int = 16,

@@ -47,7 +47,8 @@ def edit_distance(predicted: str, reference: str) -> int:
 
 
 def mean_ci(values, z: float = 1.96) -> tuple[float, float]:
-    """Mean and the half-width of its normal-approximation 95% interval."""
+    """Mean and the half-width of its normal-approximation 95% interval: `z` times lm-eval's stderr
+    (n - 1). helpers.stats names both apart and gives proportions a Wilson interval instead."""
     values = list(values)
     if not values:
         return float("nan"), float("nan")
@@ -98,6 +99,9 @@ GSM8K_STRICT = re.compile(r"#### (\-?[0-9\.\,]+)")
 GSM8K_FLEXIBLE = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
 GSM8K_IGNORE = (",", "\\$", "(?s).*#### ", "\\.$")
 INVALID = "[invalid]"
+# The forgetting study's third GSM8K score: a numeric match within this absolute tolerance.
+GSM8K_TOLERANCE = 0.01
+GSM8K_MODES = ("strict", "flexible", "numeric")
 
 
 def gsm8k_extract(response: str, mode: str) -> str:
@@ -123,13 +127,27 @@ def gsm8k_normalize(text: str) -> str:
     return text.lower()
 
 
-def gsm8k_score(response: str, reference: str, mode: str) -> float:
-    """lm-eval's exact_match of the filtered response against the reference solution ('... #### 72').
+def gsm8k_score(response: str, reference: str, mode: str, tolerance: float = GSM8K_TOLERANCE) -> float:
+    """Score of a response against the reference solution ('... #### 72'). "strict" and "flexible":
+    lm-eval's exact_match of the filtered, normalised strings. "numeric" (the forgetting study's
+    match with tolerance): the flexible extraction read as a number, right when within `tolerance`
+    of the reference's number, so "2.50" matches "2.5" where the string match fails.
 
     >>> gsm8k_score("The answer is $1,234.", "... #### 1234", "flexible")
     1.0
+    >>> [gsm8k_score("The total is 2.50", "... #### 2.5", mode) for mode in ("flexible", "numeric")]
+    [0.0, 1.0]
     """
-    return float(gsm8k_normalize(gsm8k_extract(response, mode)) == gsm8k_normalize(reference))
+    if mode not in GSM8K_MODES:
+        raise ValueError(f"GSM8K score mode {mode!r}: use one of {', '.join(GSM8K_MODES)}")
+    if mode != "numeric":
+        return float(gsm8k_normalize(gsm8k_extract(response, mode)) == gsm8k_normalize(reference))
+    want = _to_float(gsm8k_normalize(reference))
+    if want is None:
+        raise ValueError(f"GSM8K reference {reference!r} does not end in '#### <number>'")
+    got = _to_float(gsm8k_normalize(gsm8k_extract(response, "flexible")))
+    # 1e-9 absorbs float error at the boundary (18.01 - 18 is 0.0100000000000016)
+    return float(got is not None and abs(got - want) <= tolerance + 1e-9)
 
 
 # ---- classification (scikit-learn)

@@ -29,8 +29,8 @@ from openpyxl import Workbook, load_workbook
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 
-from helpers.metrics import mean_ci
 from helpers.plots import plot_rating_bars
+from helpers.stats import reviewer_kappa, t_interval
 from helpers.textsafe import csv_safe_frame, put_cell
 from helpers.workbook import META_SHEET, read_workbook_meta
 
@@ -379,18 +379,20 @@ def read_ratings(folder, problems: list | None = None) -> pd.DataFrame:
 
 def summarize(ratings: pd.DataFrame) -> pd.DataFrame:
     """Per model x task x stage: items, ratings given, missing, excluded (given but not counted),
-    mean rating ± 95% CI, reviewers, mean automatic score (over items, not ratings)."""
+    mean rating with a 95% t-interval (ci95 is its half-width), reviewers, mean automatic score (over
+    items, not ratings)."""
     rows = []
     for (model, task, stage), group in ratings.groupby(["model", "task", "stage"], sort=True):
         given = group["rating"].dropna()
-        mean, half = mean_ci(given.tolist())
+        mean, low, high = t_interval(given.tolist())  # a mean of a few 1-5 ratings: Student's t, not 1.96
+        half = (high - low) / 2
         scored = group.assign(auto_score=pd.to_numeric(group["auto_score"], errors="coerce"))
         auto = scored.dropna(subset=["auto_score"]).drop_duplicates("item")["auto_score"]
         excluded = group["excluded"].astype(bool)
         rows.append({"model": model, "task": task, "stage": stage, "items": group["item"].nunique(),
                      "ratings": len(given), "missing": int((group["rating"].isna() & ~excluded).sum()),
                      "excluded": int(excluded.sum()),
-                     "mean_rating": mean, "ci95": half, "ci_low": mean - half, "ci_high": mean + half,
+                     "mean_rating": mean, "ci95": half, "ci_low": low, "ci_high": high,
                      "reviewers": group.loc[group["rating"].notna(), "reviewer"].nunique(),
                      "auto_score": auto.mean() if len(auto) else float("nan")})
     return pd.DataFrame(rows)
@@ -398,7 +400,8 @@ def summarize(ratings: pd.DataFrame) -> pd.DataFrame:
 
 def agreement(ratings: pd.DataFrame) -> pd.DataFrame:
     """Between reviewers, per model x task x stage, over items with two or more ratings: pairs
-    compared, exact agreement, agreement within one point, mean absolute difference."""
+    compared, exact agreement, agreement within one point, mean absolute difference, and Cohen's
+    kappa with quadratic weights (mean over reviewer pairs; nan where it is undefined)."""
     rows = []
     given = ratings.dropna(subset=["rating"])
     for key, group in given.groupby(["model", "task", "stage"], sort=True):
@@ -410,8 +413,11 @@ def agreement(ratings: pd.DataFrame) -> pd.DataFrame:
             rows.append({**dict(zip(["model", "task", "stage"], key)), "pairs": len(diffs),
                          "exact": sum(d == 0 for d in diffs) / len(diffs),
                          "within_1": sum(d <= 1 for d in diffs) / len(diffs),
-                         "mean_abs_diff": sum(diffs) / len(diffs)})
-    return pd.DataFrame(rows, columns=["model", "task", "stage", "pairs", "exact", "within_1", "mean_abs_diff"])
+                         "mean_abs_diff": sum(diffs) / len(diffs),
+                         # 1 vs 5 is a worse disagreement than 4 vs 5: quadratic weights (helpers/stats.py)
+                         "kappa_quadratic": reviewer_kappa(group)["kappa"]})
+    return pd.DataFrame(rows, columns=["model", "task", "stage", "pairs", "exact", "within_1", "mean_abs_diff",
+                                       "kappa_quadratic"])
 
 
 def _write_sheet(ws, frame: pd.DataFrame) -> None:

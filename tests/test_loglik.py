@@ -1,11 +1,62 @@
 """Log-likelihood scoring of continuations (HellaSwag, MMLU) and sentence-encoder retrieval/BERTScore."""
 
+import copy
 import json
 
 import pytest
 import torch
 
 from helpers import loglik
+from helpers.generation import encode_prompts, encode_text
+
+BOS = "<|im_start|>"  # the embedded SmolLM2 tokenizer's bos_token, which it does not add by itself
+
+
+def with_bos(tokenizer):
+    """A copy of `tokenizer` whose post-processor puts its BOS before every text, as the Llama,
+    TinyLlama, Gemma and Mistral tokenizers do (the embedded SmolLM2 one adds nothing)."""
+    from tokenizers.processors import TemplateProcessing
+
+    tok = copy.deepcopy(tokenizer)
+    assert tok.bos_token == BOS
+    tok.backend_tokenizer.post_processor = TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, tok.bos_token_id)])
+    assert tok("Hi")["input_ids"][0] == tok.bos_token_id
+    return tok
+
+
+@pytest.fixture(scope="module")
+def bos_tokenizer(embedded_tokenizer):
+    return with_bos(embedded_tokenizer)
+
+
+def test_encode_pair_keeps_the_tokenizers_bos_once_as_lm_eval_does(bos_tokenizer):
+    tok, bos = bos_tokenizer, bos_tokenizer.bos_token_id
+    plain = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    ctx, cont = loglik.encode_pair(tok, "The sky is ", "blue")
+    assert ctx == [bos] + plain("The sky is") and cont == plain("The sky is blue")[len(plain("The sky is")):]
+    # a context that already starts with the BOS text gets no second one (lm-eval's has_bos_prefix)
+    ctx, cont = loglik.encode_pair(tok, BOS + "The sky is", " blue")
+    assert ctx.count(bos) == 1 and ctx[0] == bos and bos not in cont
+    # an empty context is the BOS alone (lm-eval's prefix_token_id)
+    assert loglik.encode_pair(tok, "", "Paris") == ([bos], plain("Paris"))
+
+
+def test_generation_and_scoring_encode_plain_text_alike(bos_tokenizer, embedded_tokenizer):
+    for tok in (bos_tokenizer, embedded_tokenizer):
+        context = "Question: 2+2?\nAnswer:"
+        assert encode_prompts(tok, [context], chat=False) == [loglik.encode_pair(tok, context, " 4")[0]]
+        assert encode_text(tok, BOS + context) == encode_prompts(tok, [BOS + context], chat=False)[0]
+    assert encode_prompts(bos_tokenizer, [BOS + "Hi"], chat=False)[0].count(bos_tokenizer.bos_token_id) == 1
+    assert embedded_tokenizer.bos_token_id not in encode_prompts(embedded_tokenizer, ["Hi"], chat=False)[0]
+
+
+def test_a_template_that_writes_the_bos_gets_no_second_one(bos_tokenizer):
+    tok = copy.deepcopy(bos_tokenizer)
+    tok.chat_template = ("{{ bos_token }}{% for m in messages %}<|user|>\n{{ m['content'] }}\n{% endfor %}"
+                         "<|assistant|>\n")
+    (ids,) = encode_prompts(tok, ["What is 2+2?"], chat=True)
+    assert ids[0] == tok.bos_token_id and ids.count(tok.bos_token_id) == 1
 
 
 def test_acc_takes_the_highest_loglik_and_acc_norm_divides_by_characters(monkeypatch):
@@ -99,3 +150,34 @@ def test_lm_eval_on_the_local_data_gives_our_log_likelihoods(dense_model, tmp_pa
     assert flat(theirs["mmlu_computer_security"]["logliks"]) == pytest.approx(
         flat(loglik.score_choices(model, tok, mmlu)["logliks"]), abs=1e-3)
     assert set(theirs["gsm8k"]) >= {"exact_match,strict-match", "exact_match,flexible-extract"}
+
+
+@pytest.mark.slow
+def test_lm_eval_with_a_bos_adding_tokenizer_gives_our_log_likelihoods(dense_model, tmp_path):
+    """The same agreement with a tokenizer that adds a BOS (as Llama's, Gemma's, Mistral's do): lm-eval
+    keeps it, so must we. The BOS changes the model's numbers, so a scorer without it disagrees."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
+    from helpers.data import DATA_DIR
+    from helpers.studies import study_config
+    from helpers.tasks import forgetting
+
+    model, tok, _ = dense_model
+    bos_tok = with_bos(tok)
+    cfg = study_config("forgetting", {"data_source": "local", "mmlu_subjects": ["computer_security"]})
+    _, manager = forgetting.lm_eval_tasks(cfg, tmp_path / "tasks")
+    lm = HFLM(pretrained=model, tokenizer=bos_tok, batch_size=8)
+    out = lm_eval.simple_evaluate(model=lm, tasks=["hellaswag_local", "mmlu_computer_security_local"],
+                                  task_manager=manager, limit=3, log_samples=True)
+    theirs = {t: [[r[0] for r in s["filtered_resps"]] for s in out["samples"][t]] for t in out["samples"]}
+    rows = [json.loads(line) for line in (DATA_DIR / "hellaswag_sample.jsonl").read_text().splitlines()[:3]]
+    items = [forgetting.hellaswag_item(r) for r in rows]
+    ours = loglik.score_choices(model, bos_tok, items)["logliks"]
+    assert flat(theirs["hellaswag_local"]) == pytest.approx(flat(ours), abs=1e-3)
+    mmlu = [json.loads(line) for line in (DATA_DIR / "mmlu_cs_sample.jsonl").read_text().splitlines()]
+    mmlu = [forgetting.mmlu_item(r) for r in mmlu if r["subject"] == "computer_security"][:3]
+    assert flat(theirs["mmlu_computer_security_local"]) == pytest.approx(
+        flat(loglik.score_choices(model, bos_tok, mmlu)["logliks"]), abs=1e-3)
+    # the BOS matters: the same items without it score differently (what the scorer did before)
+    assert flat(loglik.score_choices(model, tok, items)["logliks"]) != pytest.approx(flat(ours), abs=1e-3)

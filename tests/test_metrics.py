@@ -60,6 +60,14 @@ def test_mean_ci():
     assert math.isnan(mean_ci([1.0])[1])
 
 
+def test_mean_ci_is_196_times_lm_evals_stderr():
+    from helpers.stats import stderr
+
+    values = [1.0] * 47 + [0.0] * 53
+    assert stderr(values) == pytest.approx(0.05016, abs=1e-5)
+    assert mean_ci(values)[1] == pytest.approx(1.96 * stderr(values))
+
+
 @pytest.mark.parametrize("text, expected", [
     ("3 + 4 = 7 apples. Then 7 * 2 = 14.", 14.0),
     ("The answer is 42. I checked 3 times.", 42.0),           # the cue beats a later number

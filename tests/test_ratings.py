@@ -3,12 +3,12 @@ agreement between two reviewers' copies."""
 
 import math
 import shutil
+import statistics
 
 import pandas as pd
 import pytest
 from openpyxl import load_workbook
 
-from helpers.metrics import mean_ci
 from helpers.ratings import agreement, read_ratings, summarize, write_summary
 from helpers.workbook import update_rating_workbook
 
@@ -58,8 +58,10 @@ def test_summary_means_counts_and_missing(books):
     summary = summarize(ratings).set_index(["model", "task", "stage"])
     base = summary.loc[("llama-3.1-8b", "math", "base")]
     assert (base["items"], base["ratings"], base["missing"], base["reviewers"]) == (4, 5, 3, 2)
-    mean, half = mean_ci([2, 3, 4, 2, 5])
-    assert base["mean_rating"] == pytest.approx(mean) and base["ci95"] == pytest.approx(half)
+    # a t-interval (4 degrees of freedom, t = 2.776445), not 1.96 standard errors
+    half = 2.776445 * statistics.stdev([2, 3, 4, 2, 5]) / math.sqrt(5)
+    assert base["mean_rating"] == pytest.approx(3.2) and base["ci95"] == pytest.approx(half, rel=1e-5)
+    assert (base["ci_low"], base["ci_high"]) == pytest.approx((3.2 - half, 3.2 + half), rel=1e-5)
     assert base["auto_score"] == pytest.approx(0.75)        # over items, not over ratings
     epoch1 = summary.loc[("llama-3.1-8b", "math", "epoch1")]
     assert (epoch1["ratings"], epoch1["mean_rating"]) == (2, 4.5)  # unrated cells are missing, not 0
@@ -73,6 +75,11 @@ def test_agreement_between_reviewers(books):
     row = agree.iloc[0]
     assert (row["stage"], row["pairs"], row["exact"]) == ("base", 2, 0.5)
     assert (row["within_1"], row["mean_abs_diff"]) == (0.5, 1.0)
+    ratings = read_ratings(books).query("model == 'llama-3.1-8b' and stage == 'base'").dropna(subset=["rating"])
+    wide = ratings.pivot(index="item", columns="reviewer", values="rating").dropna()
+    from sklearn.metrics import cohen_kappa_score
+    expected = cohen_kappa_score(wide.iloc[:, 0], wide.iloc[:, 1], labels=[1, 2, 3, 4, 5], weights="quadratic")
+    assert row["kappa_quadratic"] == pytest.approx(expected)
 
 
 def test_superseded_rows_are_left_out(books):

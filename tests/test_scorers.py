@@ -52,6 +52,29 @@ def test_gsm8k_exact_match_after_lm_eval_normalisation(response, ref, strict, fl
     assert gsm8k_score(response, ref, "flexible") == flexible
 
 
+@pytest.mark.parametrize("response, ref, numeric", [
+    ("The total is 2.50", "... #### 2.5", 1.0),            # the string matches both fail on this one
+    ("so 72 clips.\n#### 72.00", REF, 1.0),
+    ("You pay $1,234.00.", "... #### 1234", 1.0),
+    ("It is 18.01 now.", "... #### 18", 1.0),              # within the study's tolerance of 0.01
+    ("It is 18.02 now.", "... #### 18", 0.0),
+    ("#### -27.0", "... #### -27", 1.0),
+    ("It is 72 clips, not 24.", REF, 0.0),                 # the flexible extraction: the last number
+    ("no idea", "... #### 0", 0.0),
+])
+def test_gsm8k_numeric_match_with_the_studys_tolerance(response, ref, numeric):
+    assert gsm8k_score(response, ref, "numeric") == numeric
+    assert gsm8k_score("The total is 2.50", "... #### 2.5", "flexible") == 0.0
+    assert gsm8k_score("It is 18.02 now.", "... #### 18", "numeric", tolerance=0.05) == 1.0
+
+
+def test_gsm8k_score_refuses_an_unknown_mode_and_a_reference_without_a_number():
+    with pytest.raises(ValueError, match="use one of strict, flexible, numeric"):
+        gsm8k_score("7", "#### 7", "lenient")
+    with pytest.raises(ValueError, match="does not end in"):
+        gsm8k_score("7", "seven", "numeric")
+
+
 def test_gsm8k_normalisation_drops_the_worked_solution_of_the_reference():
     assert gsm8k_normalize(REF) == "72"
     assert gsm8k_normalize("$1,000.") == "1000"
