@@ -1,7 +1,21 @@
 import pytest
 
 from helpers.config import ConfigError, build_config
-from helpers.tasks.addition import AdditionConfig, Problem, make_problems, per_k, prompt, range_mean, score, target
+from helpers.tasks.addition import (
+    INSTRUCTION,
+    AdditionConfig,
+    Problem,
+    eval_prompts,
+    extract_sum,
+    make_problems,
+    per_k,
+    prompt,
+    range_mean,
+    score,
+    target,
+    training_pairs,
+    worked_examples,
+)
 
 
 def make(**overrides):
@@ -46,6 +60,8 @@ def test_k1_test_set_cannot_take_every_problem():
     ({"n_train": 3}, "n_train=3"),
     ({"n_test_per_k": 0}, "n_test_per_k"),
     ({"max_new_tokens": 10}, "at least 14"),
+    ({"prompt_style": "fancy"}, "prompt_style must be one of 'instruct', 'bare', got 'fancy'"),
+    ({"n_shots": -1}, "n_shots must be >= 0"),
     ({"epochs": 0.0, "max_steps": -1}, "nothing to train"),
     ({"lora_targets": []}, "lora_targets is empty"),
     ({"lora_r": 0}, "lora_r must be > 0"),
@@ -59,7 +75,9 @@ def test_bad_settings_fail_with_one_line(overrides, message):
 
 def test_prompt_format_and_scoring():
     p = Problem(12, 30, 2)
-    assert prompt(p) == "Q: 12+30=? A:" and target(p) == " 42"
+    assert prompt(p, "bare") == "Q: 12+30=? A:" and target(p) == " 42"  # the former default, kept as an option
+    assert prompt(p) == f"{INSTRUCTION}\n\nQuestion: 12+30=?\nAnswer:"
+    assert prompt(p, "bare", [Problem(1, 2, 1)]) == "Q: 1+2=? A: 3\nQ: 12+30=? A:"
     assert score(p, " 42") == {"exact_match": 1.0, "digit_accuracy": 1.0, "edit_distance": 0, "parsed": "42"}
     assert score(p, " 43 and more")["digit_accuracy"] == 0.5
     assert score(p, "I don't know")["exact_match"] == 0.0
@@ -73,3 +91,53 @@ def test_per_k_and_range_mean_weight_by_items():
     assert table[2]["exact_match"] == 1.0
     assert range_mean(table, 1, 2) == pytest.approx(2 / 3)
     assert range_mean(table, 3, 9) is None
+
+
+def test_default_prompt_is_the_instruction_then_worked_examples_never_from_the_test_set():
+    cfg = make()
+    assert (cfg.prompt_style, cfg.n_shots) == ("instruct", 3)
+    _, test = make_problems(cfg)
+    shots = worked_examples(cfg)
+    assert [s.k for s in shots] == [1, 4, 7]  # spread over the training digits
+    held = {(p.a, p.b) for p in test}
+    assert not any((s.a, s.b) in held or (s.b, s.a) in held for s in shots)
+    text = eval_prompts(test[:1], cfg)[0]
+    expected = "".join(f"Question: {s.a}+{s.b}=?\nAnswer: {s.answer}\n\n" for s in shots)
+    assert text == f"{INSTRUCTION}\n\n{expected}Question: {test[0].a}+{test[0].b}=?\nAnswer:"
+    # seeded, and from their own stream: more examples change neither data set
+    assert worked_examples(make()) == shots and worked_examples(make(seed=1)) != shots
+    assert make_problems(make(n_shots=8)) == make_problems(cfg) and worked_examples(make(n_shots=8))[0] == shots[0]
+    assert eval_prompts(test[:1], make(prompt_style="bare", n_shots=0)) == [f"Q: {test[0].a}+{test[0].b}=? A:"]
+
+
+def test_training_prompts_have_the_style_but_no_worked_examples():
+    p = Problem(12, 30, 2)
+    assert training_pairs([p], make()) == [(f"{INSTRUCTION}\n\nQuestion: 12+30=?\nAnswer:", " 42")]
+    assert training_pairs([p], make(prompt_style="bare")) == [("Q: 12+30=? A:", " 42")]
+
+
+def test_too_few_problems_left_for_the_worked_examples_fail_with_one_line():
+    cfg = make(train_digits_max=1, test_digits_max=1, n_train=10, n_test_per_k=90, n_shots=20)
+    with pytest.raises(ConfigError, match="lower n_shots or n_test_per_k"):
+        worked_examples(cfg)
+
+
+@pytest.mark.parametrize("generation, expected", [
+    (" 101", "101"),
+    ("101\nQuestion: 5+6=?\nAnswer: 11", "101"),       # a continued few-shot pattern: the first integer
+    ("31+70=101", "101"),                              # an echoed equation: after the '=', not the 31
+    (" 31 + 70 = 101.", "101"),
+    ("Sure: 31+70=100+1=101\nQuestion: 2+2=4", "101"),  # the last '=' of the echoed line only
+    ("31+70=\n101", "101"),                            # nothing after the '=' on its line: the next integer
+    ("310+70=380", "310"),                             # not this problem: the first integer
+    ("I think 1,234", "1234"),
+    ("no idea", ""),
+])
+def test_extract_sum_reads_past_an_echoed_problem(generation, expected):
+    assert extract_sum(Problem(31, 70, 2), generation) == expected
+
+
+def test_an_echoed_equation_scores_its_sum():
+    p = Problem(31, 70, 2)
+    assert score(p, "31+70=101") == {"exact_match": 1.0, "digit_accuracy": 1.0, "edit_distance": 0, "parsed": "101"}
+    assert score(p, "31+70=102")["digit_accuracy"] == pytest.approx(2 / 3)

@@ -1,21 +1,35 @@
 """k-digit addition: train on k in [train_digits_min, train_digits_max], test on
 [test_digits_min, test_digits_max]; k above the training range tests length generalisation.
 
-    >>> train, test = make_problems(AdditionConfig(n_train=70, n_test_per_k=5))
-    >>> prompt(test[0]), test[0].answer
-    ('Q: 31+70=? A:', '101')
+The prompt (`prompt_style`): "instruct", the study's form (its Listing 4, our wording), an
+instruction to output only the sum, then `n_shots` worked examples and the problem as Question /
+Answer pairs; the examples are training-range problems that are never test problems. "bare" is the
+plain `Q: a+b=? A:`. Training prompts are the same without the worked examples (see `training_pairs`).
+
+The answer read from a generation (`extract_sum`): the first integer, unless the generation echoes
+the problem ("31+70=101"): then the integer after the last "=" of the echoed line, so the echo's
+first operand is never taken for the answer.
+
+    >>> cfg = AdditionConfig(n_train=70, n_test_per_k=5, n_shots=1)
+    >>> train, test = make_problems(cfg)
+    >>> eval_prompts(test[:1], cfg)[0], test[0].answer
+    ('Add the two numbers. Reply with the sum only, in digits, and nothing else.\\n\\nQuestion: 7054+7729=?\\n'
+     'Answer: 14783\\n\\nQuestion: 1+0=?\\nAnswer:', '1')
 """
 
 from __future__ import annotations
 
 import dataclasses
 import random
+import re
 
 from helpers.config import ConfigError, StudyConfig
 from helpers.metrics import digit_accuracy, edit_distance, exact_match, extract_integer
 
-VERSION = "addition-v1"
+VERSION = "addition-v2"  # v2: instruction + worked examples by default, echo-aware answer extraction
 MAX_DIGITS = 30  # operands up to 10^30; generation lengths grow with k
+PROMPT_STYLES = ("instruct", "bare")
+INSTRUCTION = "Add the two numbers. Reply with the sum only, in digits, and nothing else."
 
 
 @dataclasses.dataclass
@@ -26,6 +40,8 @@ class AdditionConfig(StudyConfig):
     test_digits_max: int = 12
     n_train: int = 10000
     n_test_per_k: int = 50
+    prompt_style: str = "instruct"
+    n_shots: int = 3
     max_seq_length: int = 64
     max_new_tokens: int = 24
 
@@ -44,6 +60,11 @@ class AdditionConfig(StudyConfig):
             raise ConfigError(f"n_train={self.n_train} is smaller than the number of training digit counts")
         if self.n_test_per_k < 1:
             raise ConfigError(f"n_test_per_k must be >= 1, got {self.n_test_per_k}")
+        if self.prompt_style not in PROMPT_STYLES:
+            raise ConfigError(f"prompt_style must be one of {', '.join(map(repr, PROMPT_STYLES))}, "
+                              f"got {self.prompt_style!r}")
+        if self.n_shots < 0:
+            raise ConfigError(f"n_shots must be >= 0 (0 = no worked examples), got {self.n_shots}")
         if self.max_new_tokens < self.test_digits_max + 1:
             raise ConfigError(f"max_new_tokens={self.max_new_tokens} cannot hold a {self.test_digits_max + 1}-digit "
                               f"sum: set it to at least {self.test_digits_max + 2}")
@@ -60,13 +81,60 @@ class Problem:
         return str(self.a + self.b)
 
 
-def prompt(problem: Problem) -> str:
-    # The study's plain completion format; the answer follows after a space.
-    return f"Q: {problem.a}+{problem.b}=? A:"
+def prompt(problem: Problem, style: str = "instruct", shots=()) -> str:
+    """The text before the answer, which follows after a space (`target`). "instruct": the
+    instruction, the worked examples `shots`, then the problem, as Question/Answer pairs; "bare":
+    `Q: a+b=? A:` lines, the examples first.
+
+        >>> prompt(Problem(12, 30, 2), "bare", shots=[Problem(1, 2, 1)])
+        'Q: 1+2=? A: 3\\nQ: 12+30=? A:'
+    """
+    if style == "bare":
+        return "".join(f"Q: {s.a}+{s.b}=? A: {s.answer}\n" for s in shots) + f"Q: {problem.a}+{problem.b}=? A:"
+    if style == "instruct":
+        examples = "".join(f"Question: {s.a}+{s.b}=?\nAnswer: {s.answer}\n\n" for s in shots)
+        return f"{INSTRUCTION}\n\n{examples}Question: {problem.a}+{problem.b}=?\nAnswer:"
+    raise ConfigError(f"prompt_style must be one of {', '.join(map(repr, PROMPT_STYLES))}, got {style!r}")
 
 
 def target(problem: Problem) -> str:
     return " " + problem.answer
+
+
+def training_pairs(problems: list[Problem], cfg: AdditionConfig) -> list[tuple[str, str]]:
+    """(prompt, target) to fine-tune on: the configured style without worked examples. Examples
+    only show the answer format, which the fine-tuning itself teaches, and they would triple every
+    training example's length (max_seq_length holds a training-range problem with the instruction)."""
+    return [(prompt(p, cfg.prompt_style), target(p)) for p in problems]
+
+
+def worked_examples(cfg: AdditionConfig, test: list[Problem] | None = None) -> list[Problem]:
+    """The `n_shots` examples of the test prompt: training-range problems whose digit counts are
+    spread evenly from train_digits_min to train_digits_max, never a test problem in either order
+    (`test` defaults to make_problems(cfg)'s). Seeded by cfg.seed, from their own random stream, so
+    that the number of examples changes neither the training nor the test set."""
+    test = make_problems(cfg)[1] if test is None else test
+    held = {(p.a, p.b) for p in test} | {(p.b, p.a) for p in test}
+    lo, hi, n = cfg.train_digits_min, cfg.train_digits_max, cfg.n_shots
+    ks = [lo + round(i * (hi - lo) / (n - 1)) for i in range(n)] if n > 1 else [round((lo + hi) / 2)] * n
+    rng = random.Random(f"addition-shots-{cfg.seed}")
+    shots: list[Problem] = []
+    for k in ks:
+        taken = sum(1 for a, b in held | {(s.a, s.b) for s in shots} if len(str(a)) == k and len(str(b)) == k)
+        if _distinct_pairs(k) - taken <= 0:
+            raise ConfigError(f"no {k}-digit problem is left for a worked example: lower n_shots or n_test_per_k")
+        while True:
+            pair = (sample_operand(rng, k), sample_operand(rng, k))
+            if pair not in held and pair not in {(s.a, s.b) for s in shots}:
+                shots.append(Problem(*pair, k))
+                break
+    return shots
+
+
+def eval_prompts(problems: list[Problem], cfg: AdditionConfig, shots: list[Problem] | None = None) -> list[str]:
+    """The prompts the models are tested with: cfg.prompt_style with the worked examples."""
+    shots = worked_examples(cfg) if shots is None else shots
+    return [prompt(p, cfg.prompt_style, shots) for p in problems]
 
 
 def sample_operand(rng: random.Random, k: int) -> int:
@@ -112,8 +180,24 @@ def make_problems(cfg: AdditionConfig) -> tuple[list[Problem], list[Problem]]:
     return train, test
 
 
+def extract_sum(problem: Problem, generation: str) -> str:
+    """The sum a generation states, as a digit string ('' if none): the first integer; but when the
+    generation starts by echoing the problem ("31+70=101", "31 + 70 = 100 + 1 = 101"), the integer
+    after the last "=" on the echoed line (or, with none there, the next one after it).
+
+        >>> extract_sum(Problem(31, 70, 2), "31+70=101"), extract_sum(Problem(31, 70, 2), " 101\\nQuestion: 5+6=?")
+        ('101', '101')
+    """
+    text = generation or ""
+    echo = re.match(rf"\D*?(?<!\d){problem.a}\s*\+\s*{problem.b}\s*=", text)
+    if not echo:
+        return extract_integer(text)
+    line = text[echo.end():].split("\n", 1)[0]
+    return extract_integer(text[echo.end() + line.rfind("=") + 1:])
+
+
 def score(problem: Problem, generation: str) -> dict:
-    predicted = extract_integer(generation)
+    predicted = extract_sum(problem, generation)
     return {
         "exact_match": exact_match(predicted, problem.answer),
         "digit_accuracy": digit_accuracy(predicted, problem.answer),
@@ -145,7 +229,7 @@ def evaluate(model, tokenizer, info, problems: list[Problem], cfg: AdditionConfi
     """Generate answers to `problems` and score them. Returns (generations, item scores, per-k table)."""
     from helpers.generation import generate
 
-    generations = generate(model, tokenizer, [prompt(p) for p in problems], chat=False,
+    generations = generate(model, tokenizer, eval_prompts(problems, cfg), chat=False,
                            stop_token_ids=info.stop_token_ids, max_new_tokens=cfg.max_new_tokens,
                            batch_size=cfg.eval_batch_size, desc=desc)
     scores = [score(p, g) for p, g in zip(problems, generations)]
