@@ -18,3 +18,42 @@ def embedded_tokenizer():
     tokenizer = AutoTokenizer.from_pretrained(embedded_checkpoint(spec))
     _fix_special_tokens(tokenizer, spec)
     return tokenizer
+
+
+@pytest.fixture(scope="session")
+def hub_server(tmp_path_factory):
+    """A local hub (tests/hub_server.py) on 127.0.0.1 holding every dataset the studies load from the
+    hub, in the real repositories' layouts, plus a gated and a renamed-columns dataset. Started once,
+    stopped at the end of the session; `hub` below points a test at it."""
+    from hub_server import HubServer, error_repos, study_dataset_repos
+
+    repos = study_dataset_repos()
+    with HubServer([*repos, *error_repos(repos)]) as server:
+        server.home = tmp_path_factory.mktemp("hf_home")  # HF caches of every test that uses the server
+        yield server
+
+
+@pytest.fixture
+def hub(hub_server, monkeypatch):
+    """This test (and the notebook kernels it starts) loads from `hub_server` as if it were
+    huggingface.co: HF_ENDPOINT set, HF_HUB_OFFLINE unset, no token, HF caches in a tmp dir; undone
+    afterwards, so later tests are offline again."""
+    from hub_server import point_at
+
+    point_at(monkeypatch, hub_server.url, hub_server.home)
+    return hub_server
+
+
+@pytest.fixture(scope="session")
+def hub_model(hub_server, tmp_path_factory):
+    """The registry's llama-3.2-1b served from `hub_server` under its hub id: a 2-layer random-weight
+    Llama 3.2, 4-bit like the real repository, with the embedded tokenizer. Returns the registry name."""
+    from hub_server import tiny_model_repo
+
+    from helpers.modeling import embedded_checkpoint
+    from helpers.registry import resolve_model
+
+    name = "llama-3.2-1b"
+    tokenizer_dir = embedded_checkpoint(resolve_model("smollm2-135m"))
+    hub_server.add(tiny_model_repo(resolve_model(name).hub_id, name, tokenizer_dir, tmp_path_factory.mktemp("model")))
+    return name
