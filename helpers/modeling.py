@@ -180,7 +180,7 @@ def add_lora(model, info: ModelInfo, *, r: int, alpha: int, dropout: float, targ
     """Wrap `model` with fresh LoRA adapters (B = 0, so the wrapped model still equals the base)."""
     if info.backend == "unsloth":
         # Unsloth 2026.10.9 compiles each decoder block; on torch 2.11 Inductor fails on Gemma's and
-        # Gemma 2's blocks at the first step (AssertionError in post_grad, LOG.md): keep them eager,
+        # Gemma 2's blocks at the first step (AssertionError in post_grad, docs/findings.md): keep them eager,
         # for the whole process (Unsloth reads the variable again at training time).
         if getattr(model.config, "model_type", "").startswith("gemma"):
             os.environ["UNSLOTH_BLOCK_COMPILE"] = "0"
