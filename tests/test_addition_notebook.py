@@ -66,12 +66,23 @@ def test_run_record_and_outputs(smoke_run):
 
 def test_rerun_of_finished_run_reuses_its_adapter_and_gives_the_same_answers(smoke_run):
     run_dir, m = smoke_run
+    book = load_workbook(m["files"]["workbook"])  # a reviewer rates an answer before the re-run
+    ws = book["addition"]
+    header = [c.value for c in ws[1]]
+    ws.cell(row=2, column=header.index("rating_finetuned") + 1).value = 4
+    ws.cell(row=2, column=header.index("comment") + 1).value = "=typed as text"
+    ws.cell(row=2, column=header.index("comment") + 1).data_type = "s"
+    book.save(m["files"]["workbook"])
     again = run_notebook.execute("addition", "smoke", {"output_root": str(run_dir.parent.parent)},
                                  log_output=False)
     assert again == run_dir
     m2 = json.loads((run_dir / "metrics.json").read_text())
     assert m2["train"]["reused_adapter"] is True
     assert m2["finetuned"]["per_k"] == m["finetuned"]["per_k"]
+    ws = load_workbook(m["files"]["workbook"])["addition"]  # merged, not rewritten: the rating is still there
+    header = [c.value for c in ws[1]]
+    assert ws.cell(row=2, column=header.index("rating_finetuned") + 1).value == 4
+    assert ws.cell(row=2, column=header.index("comment") + 1).value == "=typed as text" and ws.max_row == 17
 
 
 @pytest.mark.parametrize("args, message", [
