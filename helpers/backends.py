@@ -237,7 +237,7 @@ class OpenAIChatBackend(ChatBackend):
                                              headers=self._headers(), method="POST")
             wait = None
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                with _OPENER.open(request, timeout=self.timeout) as response:
                     raw = response.read()
                 return parse_chat_completion(raw)
             except MalformedReply as err:
@@ -270,6 +270,18 @@ class OpenAIChatBackend(ChatBackend):
         return last
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib follows a redirect with the same headers, Authorization included, to any host: the key
+    would travel to wherever the endpoint points. It is sent to base_url alone; a redirect is an error."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        raise urllib.error.HTTPError(req.full_url, code, f"redirect to {newurl} refused (the key is sent to "
+                                     "base_url only): set base_url to the final address", headers, fp)
+
+
+_OPENER = urllib.request.build_opener(_RefuseRedirects)
+
+
 def parse_chat_completion(raw: bytes) -> str:
     """The assistant text of a chat-completions response body; MalformedReply if there is none."""
     try:
@@ -283,6 +295,8 @@ def parse_chat_completion(raw: bytes) -> str:
 
 
 def _error_detail(err: urllib.error.HTTPError) -> str:
+    if 300 <= err.code < 400:  # refused by _RefuseRedirects: its reason says why
+        return str(err.reason)
     try:
         text = err.read()[:300].decode(errors="replace")
     except Exception:  # the body is only for the message

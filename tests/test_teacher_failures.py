@@ -96,3 +96,33 @@ def test_the_large_row_stops_when_the_endpoint_is_down(tmp_path):
         large.max_retries, large.backoff = 0, 0.0
         with pytest.raises(BackendError, match="^3 of 4 requests"):
             svl.answer_all(large, ["a", "b", "c", "d"], max_tokens=8)
+
+
+def test_a_redirect_is_refused_and_the_key_goes_nowhere_else(tmp_path):
+    """urllib would follow a redirect with the Authorization header to any host."""
+    import http.server
+    import threading
+
+    seen = []
+
+    class Elsewhere(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(500)
+            self.end_headers()
+
+        do_GET = do_POST  # urllib turns a POST redirected by 302 into a GET, Authorization kept
+
+        def log_message(self, *args):
+            pass
+
+    other = http.server.HTTPServer(("127.0.0.1", 0), Elsewhere)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    target = f"http://127.0.0.1:{other.server_port}/v1/chat/completions"
+    try:
+        with ChatServer(default=lambda request: ("status", 302, {"Location": target}, "moved")) as server:
+            replies = backend(server, tmp_path, max_retries=0).chat_many(ASKS[:1])
+            assert replies == [None] and len(server.requests) == 1
+    finally:
+        other.shutdown()
+    assert seen == []  # never followed: the key stayed with base_url
