@@ -129,8 +129,10 @@ def paired_bootstrap_interval(first, second, statistic=_mean_difference, *, seed
     if len(a) < 2:
         return float("nan"), float("nan")
     with np.errstate(divide="ignore", invalid="ignore"):
+        # batch: HellaSwag's 10,042 items x 10,000 resamples at once took 2.5 GB; the result is the same
         res = bootstrap((a, b), statistic, paired=True, vectorized=True, n_resamples=n_resamples,
-                        confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed))
+                        confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed),
+                        batch=max(1, 2_000_000 // len(a)))
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 

@@ -87,7 +87,7 @@ def test_rerun_of_finished_run_reuses_its_adapter_and_gives_the_same_answers(smo
 
 @pytest.mark.parametrize("args, message", [
     (["addition", "-p", "model", "llama-9"], "unknown model 'llama-9'"),
-    (["addition", "-p", "lora_rank", "8"], "has no parameter lora_rank"),
+    (["addition", "-p", "lora_rank", "8"], "has no parameter 'lora_rank' (did you mean 'lora_r'?)"),
     (["addition", "-p", "train_digits_max", "40"], "1 <= min <= max <= 30"),
     (["addition", "-p", "n_train", "''"], "parameter 'n_train' must be int"),
     (["addition", "--preset", "huge"], "no preset 'huge'"),

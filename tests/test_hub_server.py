@@ -74,7 +74,7 @@ def test_mmlu_subjects_load_one_config_each(hub):
 
 
 def test_forgetting_eval_data_from_the_hub_equals_the_local_copy(hub):
-    params = {"n_hellaswag": 3, "n_gsm8k": 2, "gsm8k_shots": 1, "n_mmlu": 2}
+    params = {"n_hellaswag": 3, "n_gsm8k": 2, "gsm8k_shots": 1, "n_mmlu": 2, "mmlu_subjects": forgetting.MMLU_CS}
     from_hub = forgetting.load_eval_data(study_config("forgetting", {**params, "data_source": "hub"}))
     local = forgetting.load_eval_data(study_config("forgetting", {**params, "data_source": "local"}))
     assert from_hub == local

@@ -3,7 +3,13 @@ base and fine-tuned are evaluated on HellaSwag, GSM8K and the MMLU computer-scie
 
     >>> data = load_eval_data(cfg)
     >>> scores = evaluate(llm, tokenizer, info, data, cfg, desc="base")
-    >>> summary = forgetting_summary(base_scores, tuned_scores)   # FR, ΔA, ΔK with intervals
+    >>> summary = forgetting_summary(base_scores, tuned_scores, seed=0)  # FR, ΔA, ΔK with intervals
+    >>> paired = paired_differences(base_scores, tuned_scores, seed=0)  # FT - base per metric, McNemar
+
+Each accuracy carries two uncertainties under their own names (helpers.stats): `stderr`, lm-eval's
+standard error, which is what the study prints as its ± (it calls it a 95% interval), and
+`ci_low`/`ci_high`, a Wilson 95% interval. Base and fine-tuned answer the same items, so their
+difference gets a paired bootstrap interval and the exact McNemar test.
 
 Prompts and scoring follow lm-evaluation-harness (0.4.13): HellaSwag's preprocessing and acc/acc_norm
 (lm_eval/tasks/hellaswag/{hellaswag.yaml,utils.py}), GSM8K's "Question: ..\\nAnswer:" n-shot format and
@@ -14,11 +20,13 @@ strict/flexible filters (lm_eval/tasks/gsm8k/gsm8k.yaml), MMLU's zero-shot templ
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 
 from helpers.config import ConfigError, InstructConfig
 from helpers.data import HubData, load_records
-from helpers.metrics import difference_ci, forgetting_rate, gsm8k_extract, gsm8k_score, mean_ci
+from helpers.metrics import gsm8k_extract, gsm8k_score
+from helpers.stats import forgetting_measures, paired_comparison, score_summary
 
 ALPACA = HubData("tatsu-lab/alpaca", "alpaca_sample.jsonl", ("instruction", "input", "output"))
 # Rowan/hellaswag on the hub is a loading script (hellaswag.py), which datasets 4 refuses to run; the
@@ -32,7 +40,13 @@ HELLASWAG = HubData("Rowan/hellaswag", "hellaswag_sample.jsonl",
 GSM8K_TEST = HubData("openai/gsm8k", "gsm8k_test_sample.jsonl", ("question", "answer"), config="main", split="test")
 GSM8K_TRAIN = HubData("openai/gsm8k", "gsm8k_train_sample.jsonl", ("question", "answer"), config="main")
 MMLU_LOCAL = "mmlu_cs_sample.jsonl"
+# The MMLU computer-science subjects (cais/mmlu test questions: 100, 100, 100, 112), pooled as an option.
 MMLU_CS = ["college_computer_science", "high_school_computer_science", "computer_security", "machine_learning"]
+# The default: one 100-question subject. The study's MMLU CS ± (47.00 ± 5.02, one lm-eval stderr) gives
+# n = 100, so one subject; it does not say which. Of the two subjects named computer science, models
+# usually score higher on the high-school one, the likelier of the two for a 1B model's 47%;
+# computer_security is not computer science by name, and machine_learning has 112 questions.
+MMLU_SUBJECTS = ["high_school_computer_science"]
 
 
 def alpaca_pair(row: dict) -> tuple[str, str]:
@@ -93,7 +107,7 @@ class ForgettingConfig(InstructConfig):
     n_hellaswag: int = 0
     n_gsm8k: int = 0
     gsm8k_shots: int = 5
-    mmlu_subjects: list = dataclasses.field(default_factory=lambda: list(MMLU_CS))
+    mmlu_subjects: list = dataclasses.field(default_factory=lambda: list(MMLU_SUBJECTS))
     n_mmlu: int = 0
     max_seq_length: int = 1024
     eval_batch_size: int = 16
@@ -141,14 +155,15 @@ def load_eval_data(cfg) -> dict:
     return data
 
 
-def _mean(values) -> dict:
-    mean, ci = mean_ci(values)
-    return {"mean": mean, "ci95": ci, "n": len(values)}
+def item_scores(values) -> dict:
+    """Mean, n, lm-eval's `stderr` and a Wilson 95% interval (`ci_low`, `ci_high`) of per-item 0/1
+    scores, with the scores themselves (`items`): the paired comparisons need them item by item."""
+    return score_summary(values) | {"items": [float(v) for v in values]}
 
 
 def evaluate(llm, tokenizer, info, data: dict, cfg, desc: str) -> tuple[dict, dict]:
-    """(scores, per-item records) of one model state: HellaSwag acc/acc_norm, GSM8K strict/flexible,
-    MMLU acc, each as mean with 95% interval."""
+    """(scores, per-item records) of one model state: HellaSwag acc/acc_norm, GSM8K strict/flexible and
+    numeric (the study's match within 0.01), MMLU acc, each as `item_scores`."""
     from helpers.generation import generate  # the model stack, only once a model is scored
     from helpers.loglik import score_choices
 
@@ -160,57 +175,113 @@ def evaluate(llm, tokenizer, info, data: dict, cfg, desc: str) -> tuple[dict, di
                                              desc=f"gsm8k {desc}")]
     strict = [gsm8k_score(r, d["answer"], "strict") for r, d in zip(responses, data["gsm8k"])]
     flexible = [gsm8k_score(r, d["answer"], "flexible") for r, d in zip(responses, data["gsm8k"])]
-    scores = {"hellaswag_acc": _mean(hs["acc"]), "hellaswag_acc_norm": _mean(hs["acc_norm"]),
-              "gsm8k_strict": _mean(strict), "gsm8k_flexible": _mean(flexible), "mmlu_acc": _mean(mmlu["acc"])}
+    numeric = [gsm8k_score(r, d["answer"], "numeric") for r, d in zip(responses, data["gsm8k"])]
+    scores = {"hellaswag_acc": item_scores(hs["acc"]), "hellaswag_acc_norm": item_scores(hs["acc_norm"]),
+              "gsm8k_strict": item_scores(strict), "gsm8k_flexible": item_scores(flexible),
+              "gsm8k_numeric": item_scores(numeric), "mmlu_acc": item_scores(mmlu["acc"])}
     items = {
         "hellaswag": [{"pred": p, "pred_norm": q, "gold": g, "logliks": ll} for p, q, (_, _, g), ll in
                       zip(hs["pred"], hs["pred_norm"], data["hellaswag"], hs["logliks"])],
         "gsm8k": [{"question": d["question"], "reference": d["answer"], "response": r,
                    "strict": gsm8k_extract(r, "strict"), "flexible": gsm8k_extract(r, "flexible"),
-                   "strict_match": s, "flexible_match": f}
-                  for d, r, s, f in zip(data["gsm8k"], responses, strict, flexible)],
+                   "strict_match": s, "flexible_match": f, "numeric_match": x}
+                  for d, r, s, f, x in zip(data["gsm8k"], responses, strict, flexible, numeric)],
         "mmlu": [{"subject": s, "pred": "ABCD"[p], "gold": "ABCD"[g], "logliks": ll} for s, p, (_, _, g), ll in
                  zip(data["mmlu_subject"], mmlu["pred"], data["mmlu"], mmlu["logliks"])],
     }
     return scores, items
 
 
-def forgetting_summary(base: dict, tuned: dict) -> dict:
-    """FR from GSM8K flexible accuracy, ΔA from HellaSwag acc_norm, ΔK from MMLU accuracy, in points
-    (accuracies are fractions; the measures are reported in percent / percentage points)."""
-    def pct(scores, key):
-        return 100 * scores[key]["mean"], 100 * scores[key]["ci95"]
+# FR, ΔA and ΔK are computed from these accuracies (the study's Table 2 notes)
+MEASURE_FROM = {"forgetting_rate": "gsm8k_flexible", "ability_augmentation": "hellaswag_acc_norm",
+                "knowledge_loss": "mmlu_acc"}
 
-    fr = forgetting_rate(*pct(base, "gsm8k_flexible"), *pct(tuned, "gsm8k_flexible"))
-    da = difference_ci(*pct(tuned, "hellaswag_acc_norm"), *pct(base, "hellaswag_acc_norm"))
-    dk = difference_ci(*pct(base, "mmlu_acc"), *pct(tuned, "mmlu_acc"))
-    return {"forgetting_rate": {"value": fr[0], "ci95": fr[1], "unit": "%", "from": "gsm8k_flexible"},
-            "ability_augmentation": {"value": da[0], "ci95": da[1], "unit": "points", "from": "hellaswag_acc_norm"},
-            "knowledge_loss": {"value": dk[0], "ci95": dk[1], "unit": "points", "from": "mmlu_acc"}}
+
+def forgetting_summary(base: dict, tuned: dict, seed: int = 0) -> dict:
+    """FR from GSM8K flexible accuracy, ΔA from HellaSwag acc_norm, ΔK from MMLU accuracy, over the
+    items both models answered (helpers.stats.forgetting_measures): each a `value` with a paired
+    bootstrap 95% interval (`ci_low`, `ci_high`) and the McNemar p-value; ΔA and ΔK also with
+    `pm_study`, the study's ± (√(SE_base² + SE_FT²) of the two lm-eval stderrs). FR in percent,
+    ΔA and ΔK in percentage points."""
+    return forgetting_measures({k: base[k]["items"] for k in MEASURE_FROM.values()},
+                               {k: tuned[k]["items"] for k in MEASURE_FROM.values()}, seed=seed)
 
 
 METRIC_NAMES = {"hellaswag_acc": "HellaSwag acc", "hellaswag_acc_norm": "HellaSwag acc_norm",
                 "gsm8k_strict": "GSM8K strict-match", "gsm8k_flexible": "GSM8K flexible-extract",
-                "mmlu_acc": "MMLU CS acc"}
+                "gsm8k_numeric": "GSM8K numeric (±0.01)", "mmlu_acc": "MMLU CS acc"}
+MEASURE_NAMES = {"forgetting_rate": "FR (%)", "ability_augmentation": "ΔA (points)", "knowledge_loss": "ΔK (points)"}
 
 
-def results_table(base: dict, tuned: dict, summary: dict):
-    """The study's table: each metric base / fine-tuned (percent, ± 95% half-width), then FR, ΔA, ΔK."""
+def paired_differences(base: dict, tuned: dict, seed: int = 0) -> dict:
+    """Fine-tuned minus base on the same items, per metric (helpers.stats.paired_comparison):
+    `difference`, a paired bootstrap 95% interval (`ci_low`, `ci_high`), the exact McNemar p-value
+    (`mcnemar_p`) and how many items only the fine-tuned (`finetuned_only`) or only the base model
+    (`base_only`) got right. Fractions, like the accuracies."""
+    out = {}
+    for key in METRIC_NAMES:
+        cmp = paired_comparison(tuned[key]["items"], base[key]["items"], seed=seed)
+        cmp["finetuned_only"], cmp["base_only"] = cmp.pop("first_only", None), cmp.pop("second_only", None)
+        out[key] = cmp
+    return out
+
+
+def _interval(low, high, scale: float = 100.0) -> str:
+    """'[low, high]' in points, '' when the interval is undefined (too few items)."""
+    if low is None or high is None or math.isnan(low) or math.isnan(high):
+        return ""
+    return f"[{scale * low:.1f}, {scale * high:.1f}]"
+
+
+def _p(value) -> str:
+    return "" if value is None or math.isnan(value) else f"{value:.3g}"
+
+
+def scores_table(scores: dict):
+    """One model state's accuracies in percent: mean, lm-eval's ± stderr, the Wilson 95% interval, n."""
+    import pandas as pd
+
+    rows = [{"metric": name, "accuracy": 100 * scores[k]["mean"], "± stderr": 100 * scores[k]["stderr"],
+             "95% CI": _interval(scores[k]["ci_low"], scores[k]["ci_high"]), "n": scores[k]["n"]}
+            for k, name in METRIC_NAMES.items()]
+    return pd.DataFrame(rows).set_index("metric")
+
+
+def results_table(base: dict, tuned: dict, summary: dict, paired: dict):
+    """The study's table, in percent: each metric base and fine-tuned with lm-eval's ± stderr (what the
+    study prints) and the Wilson 95% interval, then fine-tuned − base on the same items with its paired
+    bootstrap 95% interval and McNemar p; then FR, ΔA, ΔK in the fine-tuned column, ΔA and ΔK with the
+    study's ± (√(SE_base² + SE_FT²)) beside their paired bootstrap 95% interval."""
     import pandas as pd
 
     rows = []
     for key, name in METRIC_NAMES.items():
-        rows.append({"metric": name, "base": 100 * base[key]["mean"], "base ±": 100 * base[key]["ci95"],
-                     "fine-tuned": 100 * tuned[key]["mean"], "fine-tuned ±": 100 * tuned[key]["ci95"],
-                     "n": base[key]["n"]})
-    for key, name in (("forgetting_rate", "FR (%)"), ("ability_augmentation", "ΔA (points)"),
-                      ("knowledge_loss", "ΔK (points)")):
-        rows.append({"metric": name, "fine-tuned": summary[key]["value"], "fine-tuned ±": summary[key]["ci95"]})
+        b, t, d = base[key], tuned[key], paired[key]
+        rows.append({"metric": name, "base": 100 * b["mean"], "base ± stderr": 100 * b["stderr"],
+                     "base 95% CI": _interval(b["ci_low"], b["ci_high"]), "fine-tuned": 100 * t["mean"],
+                     "fine-tuned ± stderr": 100 * t["stderr"],
+                     "fine-tuned 95% CI": _interval(t["ci_low"], t["ci_high"]),
+                     "n": b["n"], "FT − base": 100 * d["difference"],
+                     "FT − base 95% CI (paired)": _interval(d["ci_low"], d["ci_high"]),
+                     "McNemar p": _p(d.get("mcnemar_p"))})
+    for key, name in MEASURE_NAMES.items():
+        m = summary[key]
+        rows.append({"metric": name, "fine-tuned": m["value"], "fine-tuned ± stderr": m.get("pm_study", math.nan),
+                     "fine-tuned 95% CI": _interval(m["ci_low"], m["ci_high"], scale=1.0), "n": m["n"],
+                     "McNemar p": _p(m.get("mcnemar_p"))})
     return pd.DataFrame(rows).set_index("metric")
 
 
+def error_bars(scores: dict, keys) -> list[list[float]]:
+    """[below, above] the mean, in points, of each metric's 95% interval: matplotlib's asymmetric
+    `yerr` (a Wilson interval is not symmetric about the mean); 0 where it is undefined."""
+    below = [100 * (scores[k]["mean"] - scores[k]["ci_low"]) for k in keys]
+    above = [100 * (scores[k]["ci_high"] - scores[k]["mean"]) for k in keys]
+    return [[0.0 if math.isnan(v) else v for v in side] for side in (below, above)]
+
+
 def plot_forgetting(base: dict, tuned: dict, path):
-    """Base vs fine-tuned accuracy per metric with 95% intervals."""
+    """Base vs fine-tuned accuracy per metric with their 95% intervals (Wilson)."""
     import numpy as np
 
     from helpers.plots import save_figure, subplots
@@ -220,9 +291,9 @@ def plot_forgetting(base: dict, tuned: dict, path):
     fig, ax = subplots(figsize=(8, 3.8))
     for offset, (label, scores) in zip((-0.2, 0.2), (("base", base), ("fine-tuned", tuned))):
         ax.bar(x + offset, [100 * scores[k]["mean"] for k in keys], 0.4, label=label,
-               yerr=[100 * np.nan_to_num(scores[k]["ci95"]) for k in keys], capsize=3)
+               yerr=error_bars(scores, keys), capsize=3)
     ax.set_xticks(x, [METRIC_NAMES[k] for k in keys], rotation=20)
-    ax.set_ylabel("accuracy (%)")
+    ax.set_ylabel("accuracy (%), 95% interval")
     ax.legend()
     return save_figure(fig, path)
 
@@ -296,10 +367,13 @@ def run_lm_eval(source: str, adapter: str | None, cfg, folder) -> dict:
 
 
 def lm_eval_table(base: dict, tuned: dict, lm: dict):
-    """Ours beside lm-eval's, in percent (MMLU: lm-eval's subjects pooled by their item counts)."""
+    """Ours beside lm-eval's, in percent (MMLU: lm-eval's subjects pooled by their item counts; GSM8K
+    numeric: NaN, lm-eval has no such metric)."""
     import pandas as pd
 
     def theirs(res, key):
+        if key == "gsm8k_numeric":
+            return math.nan
         if key == "mmlu_acc":
             parts = [(v["acc,none"], v.get("sample_len", 1)) for k, v in res.items() if k.startswith("mmlu_")]
             return 100 * sum(a * n for a, n in parts) / sum(n for _, n in parts)
@@ -321,13 +395,29 @@ def torch_cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def _accuracy(s: dict) -> str:
+    return f"{100 * s['mean']:5.1f} ± {100 * s['stderr']:4.1f} {_interval(s['ci_low'], s['ci_high'])}"
+
+
 def report(metrics: dict) -> str:
+    """The run in a few lines: each accuracy as mean ± lm-eval's stderr [Wilson 95% interval], the
+    paired fine-tuned − base difference, then FR, ΔA, ΔK (ΔA, ΔK with the study's ±)."""
     lines = [f"forgetting on {metrics['model']}: {metrics['n_train']} Alpaca examples, "
-             f"{metrics['train']['steps']} steps"]
+             f"{metrics['train']['steps']} steps (± lm-eval stderr, [95% interval])"]
+    paired = metrics.get("paired") or {}
     for key, name in METRIC_NAMES.items():
-        b, t = metrics["base"][key], metrics["finetuned"][key]
-        lines.append(f"  {name:<24} base {100 * b['mean']:5.1f} ± {100 * b['ci95']:4.1f}   "
-                     f"fine-tuned {100 * t['mean']:5.1f} ± {100 * t['ci95']:4.1f}   (n={b['n']})")
-    for key, value in metrics["summary"].items():
-        lines.append(f"  {key:<24} {value['value']:+.1f} ± {value['ci95']:.1f} {value['unit']}")
+        b, t = metrics["base"].get(key), metrics["finetuned"].get(key)
+        if b is None or t is None:
+            continue
+        line = f"  {name:<24} base {_accuracy(b)}   fine-tuned {_accuracy(t)}   (n={b['n']})"
+        if key in paired:
+            d = paired[key]
+            line += (f"   FT − base {100 * d['difference']:+.1f} {_interval(d['ci_low'], d['ci_high'])}"
+                     f", McNemar p {_p(d.get('mcnemar_p')) or '-'}")
+        lines.append(line)
+    for key, name in MEASURE_NAMES.items():
+        m = metrics["summary"][key]
+        pm = f" ± {m['pm_study']:.1f} (the study's ±)" if "pm_study" in m else ""
+        lines.append(f"  {name:<24} {m['value']:+.1f}{pm} {_interval(m['ci_low'], m['ci_high'], scale=1.0)} "
+                     f"{m['unit']}, McNemar p {_p(m.get('mcnemar_p')) or '-'}")
     return "\n".join(lines)
