@@ -151,25 +151,79 @@ def gsm8k_score(response: str, reference: str, mode: str, tolerance: float = GSM
 
 
 # ---- classification (scikit-learn)
-def match_label(response: str, labels) -> str:
-    """The label a free-text answer names: the longest label found in it (case-insensitive), else
-    '[invalid]' (counted as wrong: it is no label, so it adds a miss to the true class's recall)."""
-    text = (response or "").lower()
+# A label is not the answer when a negation stands before it in its clause, at most this many words back:
+# "not a Stout", "isn't an IPA", "rather than a Porter", "unlike a Pale Ale".
+NEGATION_WINDOW = 3
+_NEGATIONS = re.compile(r"(?:not|no|never|neither|nor|non|without|unlike|instead|rather|\w+n't|\w+n’t)",
+                        re.IGNORECASE)
+_CLAUSE_END = re.compile(r"[.,;:!?\n()]")
+# What introduces the answer: "Answer: X", "the style is X", "it is an X", "this is X", "I'd say X".
+_ANSWER_CUE = re.compile(r"(?:\b(?:answer|style|label|prediction|classification)\s*(?:is|:|-)|"
+                         r"\b(?:it|this|that|beer)(?:\s+is|'s|’s)|\bi(?:\s+would|'d|’d)\s+say)"
+                         r"\s*(?:\b(?:an?|the)\s+)?[*\s\"'“]*$", re.IGNORECASE)
+
+
+def label_mentions(response: str, labels) -> list[dict]:
+    """Each label named in `response`, in order: {"label", "start", "negated", "cued"}. Case-insensitive
+    whole words; a longer label wins over one inside it ("American IPA" is not also an "IPA")."""
+    text, taken, found = response or "", [], []
     for label in sorted(labels, key=len, reverse=True):
-        if label.lower() in text:
-            return label
-    return INVALID
+        for m in re.finditer(rf"(?<!\w){re.escape(label)}(?!\w)", text, re.IGNORECASE):
+            if any(m.start() < end and start < m.end() for start, end in taken):
+                continue
+            taken.append((m.start(), m.end()))
+            before = _CLAUSE_END.split(text[:m.start()])[-1]  # the clause up to the label
+            words = before.split()[-NEGATION_WINDOW:]
+            found.append({"label": label, "start": m.start(),
+                          "negated": any(_NEGATIONS.fullmatch(w.strip("*\"'“”")) for w in words),
+                          "cued": bool(_ANSWER_CUE.search(text[:m.start()]))})
+    return sorted(found, key=lambda f: f["start"])
 
 
-def classification_scores(y_true, y_pred, labels, average: str = "macro") -> dict:
-    """Accuracy and scikit-learn's precision/recall/F1 over `labels` (`average`: 'macro' weighs every
-    class alike, 'weighted' by its support); predictions outside `labels` count as misses."""
+def match_label(response: str, labels) -> str:
+    """The label a free-text answer chooses, else '[invalid]' (counted as wrong: it is no label, so it
+    adds a miss to the true class's recall). Labels are found as whole words, longest first; a label
+    with a negation before it in its clause ("not a Stout", "rather than a Porter") is never the
+    answer. Of the rest: the last one an answer cue introduces ("Answer: X", "the style is X", "it is
+    an X"), else the first one named (the prompt asks for the style only, so it comes first).
+
+    >>> match_label("Not a stout, it is an IPA.", ["IPA", "Stout"])
+    'IPA'
+    """
+    mentions = [m for m in label_mentions(response, labels) if not m["negated"]]
+    cued = [m for m in mentions if m["cued"]]
+    if cued:
+        return cued[-1]["label"]
+    return mentions[0]["label"] if mentions else INVALID
+
+
+def harmonic_mean(a: float, b: float) -> float:
+    return 2 * a * b / (a + b) if a + b > 0 else 0.0
+
+
+def classification_scores(y_true, y_pred, labels=None, average: str = "macro") -> dict:
+    """Accuracy and scikit-learn's precision/recall/F1, macro (every class alike) and weighted (by
+    support), over the classes present in the true labels or the predictions (`classes`; of `labels`,
+    the task's label set, when given). A class absent from both has no score to give: counted as 0 it
+    would pull every configuration down. '[invalid]' is no class: such a prediction is a miss of its
+    true class. `f1_from_pr`: the harmonic mean of the averaged P and R, how the small-vs-large study's
+    table reads (`f1` averages the per-class F1). The top-level precision/recall/f1/f1_from_pr are
+    those of `average`.
+
+    >>> classification_scores(["IPA", "Stout"], ["IPA", "Stout"], ["IPA", "Stout", "Porter"])["f1"]
+    1.0
+    """
     from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
-    p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=list(labels), average=average,
-                                                 zero_division=0)
-    return {"accuracy": float(accuracy_score(y_true, y_pred)), "precision": float(p), "recall": float(r),
-            "f1": float(f), "average": average, "invalid": sum(y == INVALID for y in y_pred)}
+    present = (set(y_true) | set(y_pred)) - {INVALID}
+    classes = [c for c in labels if c in present] if labels is not None else sorted(present)
+    out = {"accuracy": float(accuracy_score(y_true, y_pred)) if len(y_true) else float("nan")}
+    for kind in ("macro", "weighted"):
+        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=classes, average=kind, zero_division=0)
+        out[kind] = {"precision": float(p), "recall": float(r), "f1": float(f),
+                     "f1_from_pr": harmonic_mean(float(p), float(r))}
+    return {**out, **out[average], "average": average, "classes": classes,
+            "invalid": sum(y == INVALID for y in y_pred)}
 
 
 # ---- the forgetting study's measures

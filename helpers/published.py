@@ -443,8 +443,8 @@ def _mmlu_teacher(rows, metrics, cfg):
             m.models.append((GPT4O, teacher, "teacher (the author of the training data)"))
             m.settings = _qlora_settings(s)
         if label in ("machine_learning FT", "professional_psychology FT"):
-            m.notes.append("the paper implies its domain FT data were targeted (test-derived); ours is the "
-                           "subject's generated data (method 1)")
+            m.notes.append("the paper implies its domain FT data were targeted (test-derived); ours too: method 2's "
+                           "data of that subject (optimistic, see the leakage caveat)")
         out.append(m)
     return out
 

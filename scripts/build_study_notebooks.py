@@ -49,7 +49,7 @@ COMMENTS = {
         "n_hellaswag": "HellaSwag validation items (0: all)",
         "n_gsm8k": "GSM8K test items (0: all)",
         "gsm8k_shots": "lm-eval's gsm8k default is 5-shot; shots are the first train rows",
-        "mmlu_subjects": "the MMLU computer-science subjects",
+        "mmlu_subjects": "one 100-question subject, as the study's ± imply; forgetting.MMLU_CS: the four pooled",
         "n_mmlu": "items per MMLU subject (0: all)",
         "eval_batch_size": "prompts per forward pass when scoring and generating",
         "max_new_tokens": "GSM8K answer length (cut at the next 'Question:' as lm-eval does)",
@@ -58,21 +58,22 @@ COMMENTS = {
     },
     "small_vs_large": {
         **SHARED_COMMENTS,
+        "model": "the study: Mistral 7B Instruct (v0.3 here). smollm2-135m (embedded) runs on a CPU",
         "tasks": "gsm8k (strict/flexible), medqa (BERTScore), beer (style classification)",
         "configurations": "which of the five rows to run (all five: the study)",
         "data_source": "hub, local (benchmark_data/data/, offline) or a folder with files named like those",
-        "n_pool": "training pool per task: QLoRA data and the demonstrations' source",
+        "n_pool": "training pool per task: QLoRA data and the source of demonstrations",
         "n_test": "test items per task (the same for every configuration)",
         "k_demos": "retrieved demonstrations per prompt (Dr.ICL)",
         "retriever": "sentence-transformers encoder; offline: all-minilm-l6-v2 (PyPI package)",
-        "bertscore_model": "BERTScore encoder; bert-score's English default is roberta-large",
-        "bertscore_layers": "which layer's embeddings BERTScore uses (roberta-large: 17)",
-        "f1_average": "macro: every beer style weighs the same; weighted: by its support",
+        "bertscore_model": "BERTScore encoder; the English default of bert-score is roberta-large",
+        "bertscore_layers": "which layer of the encoder BERTScore uses (roberta-large: 17)",
+        "f1_average": "beer P/R/F1 in the table. macro: every style present weighs the same; weighted: by support",
         "large_model": "the comparison row: registry name, hub id or API model name (empty: no row)",
         "large_backend": "local (helpers.generation) or openai (any OpenAI-compatible endpoint)",
         "large_base_url": "openai backend: e.g. https://api.openai.com/v1",
         "large_api_key_env": "openai backend: the environment variable that holds the key",
-        "large_model_demos": "send the large model the retrieved-demonstration prompts (False: zero-shot)",
+        "large_model_demos": "False: zero-shot, as the study asked its large model. True: the demonstration prompts",
         "eval_batch_size": "prompts per generation batch",
         "max_new_tokens": "answer length",
     },
@@ -95,10 +96,11 @@ def parameters_cell(study: str) -> str:
         text = f"{field.name} = {value!r}"
         note = comments.get(field.name, "")
         assert "=" not in note, f"papermill misreads '=' in a parameters comment ({field.name})"
-        if note and len(f"{text:<30}# {note}") > 120:
+        line = f"{text:<30}# {note}" if len(text) < 30 else f"{text}  # {note}"  # a long value: two spaces
+        if note and len(line) > 120:
             lines += [f"# {note}", text]  # a long value: its comment goes above it
         else:
-            lines.append(f"{text:<30}# {note}" if note else text)
+            lines.append(line if note else text)
     return "\n".join(lines)
 
 
@@ -127,10 +129,22 @@ FORGETTING_TITLE = """# Forgetting after instruction tuning: Alpaca SFT, then He
 A small model is fine-tuned with QLoRA on `n_train` Alpaca instructions (`tatsu-lab/alpaca`; the study
 used Llama 3.2 1B with 2k and TinyLlama 1.1B with 50k). Base and fine-tuned are evaluated the way
 lm-evaluation-harness does it: HellaSwag acc and acc_norm by the log-likelihood of the four endings,
-GSM8K strict-match and flexible-extract, MMLU computer-science accuracy, each with its 95% interval.
-From these: Forgetting Rate FR = (1 − A_flex^FT / A_flex^base)·100%, Ability Augmentation
-ΔA = A_norm^FT − A_norm^base and Knowledge Loss ΔK = A^base − A^FT ± √(CI_base² + CI_FT²).
+GSM8K strict-match and flexible-extract (and the study's numeric match within 0.01), MMLU computer-science
+accuracy. From these: Forgetting Rate FR = (1 − A_flex^FT / A_flex^base)·100%, Ability Augmentation
+ΔA = A_norm^FT − A_norm^base and Knowledge Loss ΔK = A^base − A^FT ± √(SE_base² + SE_FT²).
 Without internet, `data_source = "local"` uses project-written data in the same schemas."""
+
+FORGETTING_MODEL_NOTE = """**Which Llama 3.2 1B.** The study names the pre-trained base model
+(meta-llama/Llama-3.2-1B), and `llama-3.2-1b`, the base, is the default here. Its base GSM8K of 33.5%,
+though, is nearer what the instruct model scores than what the base does; `model = "llama-3.2-1b-instruct"`
+runs the instruct model, and the published-vs-ours table marks that run not comparable and says why."""
+
+FORGETTING_PM_NOTE = """## Forgetting, ability, knowledge
+**The ± here.** The study calls its ± 95% intervals, but each equals one standard error, lm-eval's
+`stderr` (MMLU CS 47.00 ± 5.02 is √(0.47·0.53/99), n = 100). So each accuracy is shown with both, named:
+`± stderr` (the study's convention) and a Wilson 95% interval. Base and fine-tuned answer the same items,
+so their difference gets a paired bootstrap 95% interval and the exact McNemar test (the study states a
+paired t-test); ΔA and ΔK show the study's ± √(SE_base² + SE_FT²) beside their paired 95% interval."""
 
 FORGETTING = [
     ("code", '''import helpers  # noqa: F401  (before transformers, so Unsloth can patch it on a GPU)
@@ -144,6 +158,7 @@ from helpers.tables import write_table
 from helpers.tasks import forgetting
 
 _names_before_parameters = set(dir())'''),
+    ("md", FORGETTING_MODEL_NOTE),
     ("parameters", ""),
     ("code", start_cell("forgetting")),
     ("md", "## Data\nAlpaca for training; HellaSwag validation, GSM8K test (shots from train) and MMLU CS test "
@@ -163,7 +178,7 @@ print(data["hellaswag"][0])'''),
 write_run_record(run_dir, cfg, study="forgetting", model_info=info)
 with timer("eval_base"), llm.disable_adapter():  # adapters off: the base model
     base, base_items = forgetting.evaluate(llm, tokenizer, info, data, cfg, desc="base")
-base'''),
+forgetting.scores_table(base).round(1)'''),
     ("md", "## Alpaca SFT (answer-only loss through the chat template)"),
     ("code", '''dataset = build_sft_dataset(tokenizer, pairs, chat=True, max_length=cfg.max_seq_length)
 with timer("train"):
@@ -171,10 +186,11 @@ with timer("train"):
                              resume=cfg.resume)
 with timer("eval_finetuned"):
     tuned, tuned_items = forgetting.evaluate(llm, tokenizer, info, data, cfg, desc="fine-tuned")
-tuned'''),
-    ("md", "## Forgetting, ability, knowledge"),
-    ("code", '''summary = forgetting.forgetting_summary(base, tuned)
-table = forgetting.results_table(base, tuned, summary)
+forgetting.scores_table(tuned).round(1)'''),
+    ("md", FORGETTING_PM_NOTE),
+    ("code", '''summary = forgetting.forgetting_summary(base, tuned, seed=cfg.seed)
+paired = forgetting.paired_differences(base, tuned, seed=cfg.seed)  # fine-tuned - base on the same items
+table = forgetting.results_table(base, tuned, summary, paired)
 files = write_table(table, run_dir / "forgetting_table", digits=1)
 files["figure"] = str(forgetting.plot_forgetting(base, tuned, run_dir / "forgetting.png"))
 write_json(run_dir / "generations.json", {"base": base_items, "finetuned": tuned_items})
@@ -197,8 +213,8 @@ from helpers.published import add_comparison
 metrics = {
     "study": "forgetting", "model": cfg.model, "backend": info.backend, "run_dir": str(run_dir),
     "data_source": cfg.data_source, "n_train": len(dataset), "data": dataset.info.description, "train": train_result,
-    "base": base, "finetuned": tuned, "summary": summary, "lm_eval": lm_eval_results, "files": files,
-    "timings_s": timer.seconds,
+    "base": base, "finetuned": tuned, "summary": summary, "paired": paired, "lm_eval": lm_eval_results,
+    "files": files, "timings_s": timer.seconds,
 }
 comparison = add_comparison(metrics["study"], metrics, cfg, run_dir)
 write_metrics(run_dir, metrics)
@@ -214,9 +230,11 @@ medical QA in the HealthCareMagic style (BERTScore precision/recall/F1) and beer
 (precision/recall/F1, macro by default). Dr.ICL embeds the training pool with a sentence encoder and prepends each
 question's `k_demos` most similar pool examples (cosine) as demonstrations. Five configurations on the same test set:
 base; base + ICL; base + QLoRA; base + ICL + QLoRA (demonstrations at test time only); ICL-in-training + QLoRA
-(training prompts carry retrieved demonstrations too, never the example itself). A large model answers the same
-prompts for the comparison row. Without internet, `data_source = "local"` and the packaged encoder
-`all-minilm-l6-v2` run everything offline."""
+(training prompts carry retrieved demonstrations too, never the example itself nor a copy of it; test questions
+that are also pool questions are dropped, and both are counted). A large model answers the same test questions
+zero-shot, as in the study, for the comparison row. Beer P/R/F1 are over the styles present in the test labels and
+predictions, macro and weighted, with F1 also as the harmonic mean of P and R (how the study's table reads).
+Without internet, `data_source = "local"` and the packaged encoder `all-minilm-l6-v2` run everything offline."""
 
 SMALL_VS_LARGE = [
     ("code", """import json
@@ -252,7 +270,8 @@ write_run_record(run_dir, cfg, study="small_vs_large", model_info=info,
 with timer("small_model"):
     responses, trained = svl.run_configurations(llm, tokenizer, info, prepared, cfg, run_dir)
 trained"""),
-    ("md", "## The large model's row\nThe same prompts through a chat backend (`helpers/backends.py`): a registry "
+    ("md", "## The large model's row\nThe same test questions, zero-shot as in the study (`large_model_demos = True` "
+           "sends the demonstration prompts instead), through a chat backend (`helpers/backends.py`): a registry "
            "model through `helpers.generation` (`large_backend = \"local\"`) or an OpenAI-compatible endpoint "
            "(`\"openai\"`, the key read from the environment variable `large_api_key_env`). Replies are cached in "
            "the run folder."),
@@ -301,8 +320,7 @@ metrics = {
     "large_failures": large_failures,
     "n_test": {n: len(p["test"]) for n, p in prepared.items()},
     "labels": {n: p["labels"] for n, p in prepared.items() if p["labels"]},
-    "retrieval": {n: {"test_demos": p["test_demos"], "train_demos": p["train_demos"],
-                      "self_in_own_demos": sum(i in ids for i, ids in enumerate(p["train_demos"]))}
+    "retrieval": {n: {"test_demos": p["test_demos"], "train_demos": p["train_demos"], **p["retrieval"]}
                   for n, p in prepared.items()},
     "results": results, "table": json.loads(table.to_json(orient="index")), "train": trained,
     "workbook_update": workbook_update, "files": files, "timings_s": timer.seconds,

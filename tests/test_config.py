@@ -66,7 +66,7 @@ def test_unknown_model_lists_the_known_ones():
 
 def test_run_folder_naming_rule(tmp_path):
     cfg = build_config(AdditionConfig, {"output_root": str(tmp_path)})
-    assert run_folder("addition", cfg) == tmp_path / "addition" / f"smollm2-135m-{config_hash(cfg)}"
+    assert run_folder("addition", cfg) == tmp_path / "addition" / f"llama-2-7b-{config_hash(cfg)}"
     # run-control keys do not change the hash; settings do
     same = build_config(AdditionConfig, {"output_root": "elsewhere", "resume": False})
     assert config_hash(same) == config_hash(cfg)

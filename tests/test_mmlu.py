@@ -221,3 +221,83 @@ def test_generation_requests_rise_in_level_and_avoid_earlier_questions():
 def test_config_errors(params, message):
     with pytest.raises(ConfigError, match=re.escape(message) if "(" in message else message):
         study_config("mmlu_teacher", params)
+
+
+# --- the students: one per method, and one per subject and method ------------------------------------
+
+def kept(subject, text, method):
+    return {"subject": subject, "stage": "kept", "method": method,
+            "item": mmlu.Question(subject, f"{method}: {text}?", ["w", "x", "y", "z"], 1)}
+
+
+def two_methods(subjects):
+    records1 = [kept(s, f"general {s} {i}", "generative") for s in subjects for i in range(2)]
+    records2 = [kept(s, f"targeted {s}", "targeted") for s in subjects]
+    records2.append({**kept(subjects[0], "dropped", "targeted"), "stage": "duplicate_text"})
+    return records1, records2
+
+
+def test_targeted_students_per_subject_carry_the_studys_domain_rows(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    cfg = study_config("mmlu_teacher", {})
+    records1, records2 = two_methods(cfg.subjects)
+    variants = mmlu.finetune_variants(records1, records2, cfg)
+    assert list(variants) == ["general", "generated_machine_learning", "generated_professional_psychology",
+                              "targeted", "targeted_machine_learning", "targeted_professional_psychology"]
+    assert [q.question for q in variants["targeted_machine_learning"]] == ["targeted: targeted machine_learning?"]
+    assert len(variants["general"]) == 4 and len(variants["generated_professional_psychology"]) == 2
+    assert len(variants["targeted"]) == 2  # the filtered-out item is nobody's
+    labels = {name: mmlu.row_label(name) for name in variants}
+    assert labels == {"general": "General FT", "generated_machine_learning": "machine_learning FT (generated)",
+                      "generated_professional_psychology": "professional_psychology FT (generated)",
+                      "targeted": "Targeted FT (method 2)", "targeted_machine_learning": "machine_learning FT",
+                      "targeted_professional_psychology": "professional_psychology FT"}
+    off = dataclasses.replace(cfg, domain_models=False)
+    assert list(mmlu.finetune_variants(records1, records2, off)) == ["general", "targeted"]
+    assert list(mmlu.finetune_variants(records1, records2, dataclasses.replace(cfg, method1=False))) == [
+        "targeted", "targeted_machine_learning", "targeted_professional_psychology"]
+    with pytest.raises(ValueError, match="no row for fine-tuning 'machine_learning'"):
+        mmlu.row_label("machine_learning")
+
+
+def test_the_published_ml_and_psychology_ft_rows_read_the_targeted_students(monkeypatch):
+    from helpers.published import compare
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    cfg = study_config("mmlu_teacher", {})
+    accuracy = {"teacher": 0.78, "vanilla student": 0.30, "General FT": 0.31, "machine_learning FT (generated)": 0.20,
+                "professional_psychology FT (generated)": 0.21, "Targeted FT (method 2)": 0.50,
+                "machine_learning FT": 0.36, "professional_psychology FT": 0.29}
+    rows = {label: {"generate": {s: {"accuracy": a, "ci95": 0.05, "n": n}
+                                 for s, n in (("machine_learning", 112), ("professional_psychology", 612))}}
+            for label, a in accuracy.items()}
+    records1, records2 = two_methods(cfg.subjects)
+    assert {mmlu.row_label(n) for n in mmlu.finetune_variants(records1, records2, cfg)} <= set(accuracy)
+    metrics = {"model": cfg.model, "teacher": {"model": cfg.teacher_model}, "tables": mmlu.result_tables(rows)}
+    table = compare("mmlu_teacher", metrics, dataclasses.asdict(cfg))
+    ml = table[(table["row"] == "LLaMA (ML FT)") & (table["table"].str.startswith("Table 2"))].iloc[0]
+    assert ml["ours"] == 0.36
+    assert ml["ours_from"] == "tables.generate['machine_learning FT']['machine_learning'].accuracy"
+    psych = table[(table["row"] == "LLaMA (Psychology FT)") & (table["table"].str.startswith("Table 3"))].iloc[0]
+    assert psych["ours"] == 0.29 and psych["comparable"]
+
+
+def test_a_student_whose_data_an_earlier_one_had_is_not_trained_twice(monkeypatch, tmp_path):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    cfg = study_config("mmlu_teacher", {"subjects": ["machine_learning"]})
+    records1, records2 = two_methods(cfg.subjects)
+    trained = []
+
+    def fake_fine_tune(cfg, name, items, questions, run_dir):
+        trained.append(name)
+        return {"name": name, "n_items": len(items), "generate": {"all": {"accuracy": len(trained) / 10}}}
+
+    monkeypatch.setattr(mmlu, "fine_tune_and_evaluate", fake_fine_tune)
+    variants = mmlu.finetune_variants(records1, records2, cfg)
+    finetuned = mmlu.fine_tune_all(cfg, variants, [], tmp_path)
+    # one subject: its students have the data of the combined ones
+    assert trained == ["general", "targeted"] and list(finetuned) == list(variants)
+    assert finetuned["generated_machine_learning"]["same_data_as"] == "general"
+    assert finetuned["targeted_machine_learning"]["generate"] == finetuned["targeted"]["generate"]
+    assert finetuned["targeted_machine_learning"]["name"] == "targeted_machine_learning"
+    assert "same_data_as" not in finetuned["targeted"]

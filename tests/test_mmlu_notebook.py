@@ -107,8 +107,9 @@ def test_local_teacher_tables_match_the_predictions(local_run):
     run_dir, m = local_run
     assert m["teacher"] == {"backend": "local", "model": "smollm2-135m", "counters": m["teacher"]["counters"]}
     assert m["n_questions"] == 12 and m["backend"] == "transformers+bitsandbytes"
-    rows = ["teacher", "vanilla student", "General FT", "machine_learning FT", "professional_psychology FT",
-            "Targeted FT (method 2)"]
+    rows = ["teacher", "vanilla student", "General FT", "machine_learning FT (generated)",
+            "professional_psychology FT (generated)", "Targeted FT (method 2)", "machine_learning FT",
+            "professional_psychology FT"]
     assert list(m["tables"]["generate"]) == rows and list(m["tables"]["loglik"]) == rows
     preds = predictions(run_dir)
     for label in ("teacher", "vanilla student"):

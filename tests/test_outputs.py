@@ -90,7 +90,7 @@ def test_train_run_of_another_task_or_model_is_refused(tmp_path):
     bio_run = _train_run(tmp_path / "train_bio" / "r3", "train_bio", "smollm2-135m")
 
     def cfg(**params):
-        return study_config("benchmark", {"output_root": str(tmp_path), **params})
+        return study_config("benchmark", {"output_root": str(tmp_path), "model": "smollm2-135m", **params})
 
     with pytest.raises(ConfigError, match=r"is a train_math run of 'smollm2-135m', but this benchmark is task 'bio'"):
         benchmark.find_train_run(cfg(task="bio", train_run=str(math_run)))

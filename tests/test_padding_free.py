@@ -67,7 +67,8 @@ def test_training_padding_free_follows_the_padded_run(embedded_tokenizer, tmp_pa
     from helpers.modeling import add_lora, load_model
     from helpers.tasks.instruct import TrainConfig
 
-    cfg = build_config(TrainConfig, {"dataset_source": "local", "lora_r": 4, "lora_alpha": 8, "batch_size": 3,
+    cfg = build_config(TrainConfig, {"model": "smollm2-135m", "dataset_source": "local", "lora_r": 4,
+                                     "lora_alpha": 8, "batch_size": 3,
                                      "grad_accum": 1, "epochs": 2.0, "stage_epochs": [2], "save_steps": 2,
                                      "warmup_steps": 0, "gradient_checkpointing": False, "learning_rate": 1e-3})
     data = Dataset.from_list([tokenize_example(embedded_tokenizer, p, a, chat=True, max_length=256)

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def cfg():
     return build_config(addition.AdditionConfig, {
-        "train_digits_max": 2, "test_digits_max": 2, "n_train": 32, "n_test_per_k": 4, "max_steps": 4,
+        "model": "smollm2-135m", "train_digits_max": 2, "test_digits_max": 2, "n_train": 32, "n_test_per_k": 4,
+        "max_steps": 4,
         "save_steps": 2, "lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "learning_rate": 1e-3,
         "lora_targets": ["q_proj", "v_proj"], "gradient_checkpointing": False, "warmup_steps": 0,
         "batch_size": 4, "max_new_tokens": 8})

@@ -34,6 +34,8 @@ INSTRUCTION = "Add the two numbers. Reply with the sum only, in digits, and noth
 
 @dataclasses.dataclass
 class AdditionConfig(StudyConfig):
+    # the study's model (LLaMA 2 7B, base); the presets for a CPU name the embedded smollm2-135m
+    model: str = "llama-2-7b"
     train_digits_min: int = 1
     train_digits_max: int = 7
     test_digits_min: int = 1

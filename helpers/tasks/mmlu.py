@@ -9,6 +9,8 @@ Method 1 (generative): the teacher writes questions per subject, each a bit hard
 and different from the earlier ones; a multistage filter keeps well-formed, new, on-topic items the
 teacher solves again with the same answer. Method 2 (targeted): for each evaluation question the
 teacher gets right and the student wrong, the teacher writes a new question on the same knowledge.
+A student is fine-tuned on each method's data of all subjects and, as the study's "ML FT" and
+"Psychology FT" rows are, on its data of each subject alone (`finetune_variants`, `row_label`).
 
     >>> questions = load_mmlu(["machine_learning"], source="local")
     >>> study_prompt(questions[0])                 # what the student and the teacher answer
@@ -34,7 +36,7 @@ HUB_ID = "cais/mmlu"
 FIXTURE = DATA_DIR / "mmlu_fixture.jsonl"
 LEAKAGE_CAVEAT = (
     "Method 2 shows the teacher the evaluation questions (and their answers) to write its new questions, "
-    "so the targeted student is trained on knowledge taken from the test set: its accuracy on these subsets "
+    "so the targeted students are trained on knowledge taken from the test set: their accuracy on these subsets "
     "is optimistic and not comparable to the other rows. Near-copies of evaluation questions are dropped by "
     "the duplicate filter, but paraphrases of the same fact are the point of the method and remain."
 )
@@ -42,8 +44,11 @@ LEAKAGE_CAVEAT = (
 
 @dataclasses.dataclass
 class MmluConfig(StudyConfig):
-    """mmlu_teacher: evaluate, generate + filter (method 1), targeted (method 2), fine-tune, compare."""
+    """mmlu_teacher: evaluate, generate + filter (method 1), targeted (method 2), fine-tune, compare.
+    The LoRA and schedule defaults are the study's Table 1 (seed settings lora_rank, lora_dropout,
+    epochs: "more epochs degraded performance"); its alpha is not stated, ours equals the rank."""
 
+    model: str = "llama-2-7b"  # the study's student (LLaMA 2 7B); the CPU presets name the embedded model
     subjects: list = dataclasses.field(default_factory=lambda: ["machine_learning", "professional_psychology"])
     dataset_source: str = "hub"
     split: str = "test"
@@ -66,10 +71,10 @@ class MmluConfig(StudyConfig):
     domain_models: bool = True
     method2: bool = True
     targeted_by: str = "generate"
-    epochs: float = 3.0
-    lora_r: int = 16
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
+    epochs: float = 1.0
+    lora_r: int = 32
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
     batch_size: int = 8
     max_seq_length: int = 512
     eval_batch_size: int = 16
@@ -534,12 +539,53 @@ def fine_tune_and_evaluate(cfg, name: str, items: list[Question], questions: lis
     return {"name": name, "n_items": len(items), "train": train, **result}
 
 
+def finetune_variants(records1: list[dict], records2: list[dict], cfg) -> dict[str, list[Question]]:
+    """The students to fine-tune, by name: "general" (method 1, every subject), "targeted" (method 2,
+    every subject) and, with `domain_models`, one per subject and method: "generated_<subject>" and
+    "targeted_<subject>". The study's "ML FT" and "Psychology FT" are targeted students of one subject
+    (its Table 2 notes), hence the targeted ones carry those rows (`row_label`)."""
+    out = {}
+    if cfg.method1:
+        out["general"] = kept_items(records1)
+        if cfg.domain_models:
+            out |= {f"generated_{s}": kept_items(records1, s) for s in cfg.subjects}
+    if cfg.method2:
+        out["targeted"] = kept_items(records2)
+        if cfg.domain_models:
+            out |= {f"targeted_{s}": kept_items(records2, s) for s in cfg.subjects}
+    return out
+
+
 def row_label(name: str) -> str:
+    """A student's row in the results tables. "<subject> FT" is the study's row of that name ("ML FT",
+    "Psychology FT": targeted data of that subject), which helpers/published.py compares with."""
     if name == "general":
         return "General FT"
     if name == "targeted":
         return "Targeted FT (method 2)"
-    return f"{name} FT"
+    if name.startswith("targeted_"):
+        return f"{name.removeprefix('targeted_')} FT"
+    if name.startswith("generated_"):
+        return f"{name.removeprefix('generated_')} FT (generated)"
+    raise ValueError(f"no row for fine-tuning '{name}': see finetune_variants")
+
+
+def fine_tune_all(cfg, variants: dict[str, list[Question]], questions: list[Question], run_dir: Path,
+                  timer=None) -> dict:
+    """fine_tune_and_evaluate for each variant, in order; a variant whose data are those of an earlier one
+    (one subject: its students are the combined ones) reuses that student's result, marked `same_data_as`."""
+    import contextlib
+
+    finetuned, trained_on = {}, {}
+    for name, items in variants.items():
+        key = tuple((item_text(q), q.answer) for q in items)
+        if items and key in trained_on:
+            finetuned[name] = {**finetuned[trained_on[key]], "name": name, "same_data_as": trained_on[key]}
+            continue
+        with timer(f"finetune_{name}") if timer else contextlib.nullcontext():
+            finetuned[name] = fine_tune_and_evaluate(cfg, name, items, questions, run_dir)
+        trained_on.setdefault(key, name)
+    return finetuned
 
 
 def result_tables(rows: dict[str, dict]) -> dict:

@@ -11,6 +11,11 @@ similar pool examples (cosine) prepended as demonstrations. The configurations, 
     icl-train+qlora    QLoRA on prompts that carry retrieved demonstrations (an example is never its
                        own demonstration), tested with demonstrations
 
+No example is ever its own demonstration, nor a copy of itself (same query text, case and spacing
+aside: GSM8K has verbatim duplicates); test questions that are also pool questions are dropped from
+the test set (`prepare_task` counts both). The large model's row answers zero-shot by default, as
+the study's did (`large_model_demos`).
+
     >>> task = TASKS["gsm8k"]
     >>> pool, test = load_task_data(task, cfg)
     >>> prompt = build_prompt(task, test[0], demos=[pool[i] for i in demo_ids[0]], labels=labels)
@@ -91,7 +96,25 @@ def load_task_data(task: DrTask, cfg) -> tuple[list[dict], list[dict]]:
 
 
 def labels_of(task: DrTask, pool: list[dict], test: list[dict]) -> list[str]:
+    """The label set the prompt lists and the answer matcher looks for (scores use the classes present:
+    helpers.metrics.classification_scores)."""
     return sorted({task.target(r) for r in pool + test}) if task.metric == "classification" else []
+
+
+def same_text_key(text: str) -> str:
+    """What makes two queries copies of each other: the text casefolded, whitespace collapsed."""
+    return " ".join((text or "").casefold().split())
+
+
+def retrieve_demos(retriever, queries: list[str], k: int, banned: list[set] | None = None) -> list[list[int]]:
+    """For each query, the pool indices of its k most similar pool texts (most similar first), never
+    one in `banned[i]` (the example itself and its copies). `retriever`: anything with
+    `top_k(queries, k) -> [[index, ...], ...]` (helpers.encoders.Retriever)."""
+    if k <= 0:
+        return [[] for _ in queries]
+    banned = banned or [set() for _ in queries]
+    wider = k + max((len(b) for b in banned), default=0)  # room for the banned ones that rank high
+    return [[j for j in ids if j not in ban][:k] for ids, ban in zip(retriever.top_k(queries, wider), banned)]
 
 
 def build_prompt(task: DrTask, row: dict, demos: list[dict] = (), labels=()) -> str:
@@ -126,21 +149,39 @@ def score_task(task: DrTask, responses: list[str], test: list[dict], cfg, labels
 
 def prepare_task(task: DrTask, cfg, encoder) -> dict:
     """Data, Dr.ICL retrieval and every prompt of one task: test prompts without ("plain") and with
-    ("demos") retrieved demonstrations, training pairs without ("plain") and with ("icl") them; a
-    training example's own row is excluded from its demonstrations."""
+    ("demos") retrieved demonstrations, training pairs without ("plain") and with ("icl") them.
+    A test question that is also a pool question (`same_text_key`) is dropped; a training example's
+    demonstrations are never itself nor a copy of it. "retrieval" counts both: test_in_pool_removed,
+    self_copies_excluded (pool copies kept out of a copy's demonstrations), self_in_own_demos (0).
+    `encoder`: a sentence-transformers name or model (helpers.encoders.Retriever)."""
     from helpers.encoders import Retriever
 
     pool, test = load_task_data(task, cfg)
+    keys = [same_text_key(task.query(r)) for r in pool]
+    in_pool = set(keys)
+    kept = [r for r in test if same_text_key(task.query(r)) not in in_pool]
+    if not kept:
+        raise ConfigError(f"{task.name}: every one of the {len(test)} test questions is also in the pool: "
+                          "raise n_test or use other data")
+    removed, test = len(test) - len(kept), kept
     labels = labels_of(task, pool, test)
+    copies = {}
+    for j, key in enumerate(keys):
+        copies.setdefault(key, set()).add(j)
     retriever = Retriever(encoder, [task.query(r) for r in pool])
-    test_demos = retriever.top_k([task.query(r) for r in test], cfg.k_demos)
-    train_demos = retriever.top_k([task.query(r) for r in pool], cfg.k_demos, exclude=list(range(len(pool))))
+    test_demos = retrieve_demos(retriever, [task.query(r) for r in test], cfg.k_demos)
+    train_demos = retrieve_demos(retriever, [task.query(r) for r in pool], cfg.k_demos,
+                                 banned=[copies[key] for key in keys])
 
     def with_demos(row, ids):
         return build_prompt(task, row, [pool[j] for j in ids], labels)
 
     return {
         "pool": pool, "test": test, "labels": labels, "test_demos": test_demos, "train_demos": train_demos,
+        "retrieval": {"test_in_pool_removed": removed,
+                      "self_copies_excluded": sum(len(copies[key]) - 1 for key in keys),
+                      "self_in_own_demos": sum(any(keys[j] == key for j in ids)
+                                               for key, ids in zip(keys, train_demos))},
         "prompts": {"plain": [build_prompt(task, r, labels=labels) for r in test],
                     "demos": [with_demos(r, ids) for r, ids in zip(test, test_demos)]},
         "train_pairs": {"plain": [(build_prompt(task, r, labels=labels), task.target(r)) for r in pool],
@@ -148,7 +189,7 @@ def prepare_task(task: DrTask, cfg, encoder) -> dict:
     }
 
 
-def prompt_kind(config: str, large_model_demos: bool = True) -> str:
+def prompt_kind(config: str, large_model_demos: bool = False) -> str:
     if config.startswith("large"):
         return "demos" if large_model_demos else "plain"
     return "demos" if config in WITH_DEMOS else "plain"
@@ -222,24 +263,33 @@ def rating_rows(prepared_task: dict, task: DrTask, responses: dict) -> tuple[lis
     return rows, answers
 
 
-# the table's columns: (task, score key, column title)
+# the table's columns: (task, score key, column title); beer's P/R/F1 are of `f1_average`, besides the
+# other average's F1 ("macro" / "weighted" in metrics.json hold both in full)
 COLUMNS = [("gsm8k", "strict_match", "GSM8K strict-match"), ("gsm8k", "flexible_extract", "GSM8K flexible-extract"),
            ("medqa", "bertscore_precision", "MedQA BERTScore P"), ("medqa", "bertscore_recall", "MedQA BERTScore R"),
            ("medqa", "bertscore_f1", "MedQA BERTScore F1"), ("beer", "precision", "Beer P"),
-           ("beer", "recall", "Beer R"), ("beer", "f1", "Beer F1"), ("beer", "accuracy", "Beer accuracy")]
+           ("beer", "recall", "Beer R"), ("beer", "f1", "Beer F1"), ("beer", "f1_from_pr", "Beer F1 from P, R"),
+           ("beer", "other_f1", "Beer F1"), ("beer", "accuracy", "Beer accuracy")]
 
 
 def results_table(results: dict, average: str):
-    """Rows = configurations (+ the large model), columns = task metrics, in percent."""
+    """Rows = configurations (+ the large model), columns = task metrics, in percent. Beer: P, R and
+    F1 (per-class F1 averaged) of `average`, "F1 from P, R" (their harmonic mean, how the study's table
+    reads), the other average's F1, accuracy."""
     import pandas as pd
 
+    other = "weighted" if average == "macro" else "macro"
     rows = {}
     for task, by_config in results.items():
         for config, scores in by_config.items():
             for t, key, title in COLUMNS:
-                if t == task:
-                    title = f"{title} ({average})" if task == "beer" and key != "accuracy" else title
-                    rows.setdefault(config, {})[title] = 100 * scores[key]
+                if t != task:
+                    continue
+                if key == "other_f1":
+                    rows.setdefault(config, {})[f"{title} ({other})"] = 100 * scores[other]["f1"]
+                    continue
+                title = f"{title} ({average})" if task == "beer" and key != "accuracy" else title
+                rows.setdefault(config, {})[title] = 100 * scores[key]
     order = [c for c in CONFIGURATIONS if c in rows] + [c for c in rows if c not in CONFIGURATIONS]
     table = pd.DataFrame.from_dict(rows, orient="index").loc[order]
     table.index.name = "configuration"
@@ -292,6 +342,7 @@ def answer_all(backend, prompts: list[str], max_tokens: int) -> tuple[list[str],
 class SmallVsLargeConfig(InstructConfig):
     """small_vs_large: the five Dr.ICL configurations and a large model's row on three tasks."""
 
+    model: str = "mistral-7b-instruct-v3"  # the study's small model; the CPU presets name the embedded one
     tasks: list = dataclasses.field(default_factory=lambda: list(TASKS))
     configurations: list = dataclasses.field(default_factory=lambda: list(CONFIGURATIONS))
     data_source: str = "hub"
@@ -306,7 +357,7 @@ class SmallVsLargeConfig(InstructConfig):
     large_backend: str = "local"
     large_base_url: str = ""
     large_api_key_env: str = "OPENAI_API_KEY"
-    large_model_demos: bool = True
+    large_model_demos: bool = False  # the study asked its large model zero-shot (baseline_prompting)
     max_seq_length: int = 2048
     eval_batch_size: int = 16
     max_new_tokens: int = 256
@@ -338,6 +389,13 @@ class SmallVsLargeConfig(InstructConfig):
             raise ConfigError(f"large_backend must be 'local' or 'openai', got {self.large_backend!r}")
         if self.large_backend == "openai" and self.large_model and not self.large_base_url:
             raise ConfigError("large_backend 'openai' needs large_base_url, e.g. https://api.openai.com/v1")
+        # an endpoint given means a large-model row wanted: without a model name it would silently not run
+        if self.large_base_url and not self.large_model:
+            raise ConfigError("large_base_url is set but large_model is empty: name the model the endpoint serves "
+                              "(large_model), or clear large_base_url for no large-model row")
+        if self.large_base_url and self.large_backend != "openai":
+            raise ConfigError(f"large_base_url is set but large_backend is {self.large_backend!r}: set large_backend "
+                              "to 'openai' to use the endpoint, or clear large_base_url")
         # last, so a wrong setting elsewhere is reported first; before papermill writes any parameter
         check_secret_env_params(self, in_use={"large_api_key_env": self.large_backend == "openai"
                                               and bool(self.large_model)})
