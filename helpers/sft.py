@@ -188,8 +188,18 @@ class GroupedSampler(torch.utils.data.Sampler):
         return iter([i for k in order for i in steps[k]])
 
 
-def _with_seeded_grouping(trainer_cls):
-    class SeededGroupingTrainer(trainer_cls):
+def _project_trainer(trainer_cls, lean: bool):
+    """`trainer_cls` with the seeded length grouping (GroupedSampler) and, with `lean`, without host
+    work the trainer does at every micro-batch for metrics alone (same losses, bit for bit:
+    tests/test_perf_bench.py). TRL's compute_loss takes the entropy and the token accuracy over the
+    whole vocabulary and counts the tokens, reading three numbers back from the device (on a GPU,
+    three waits for it; on a CPU, the embedded model at 8 x 64 tokens: 0.44 s of an 8.4 s step);
+    Unsloth's SFTTrainer already leaves them out. Trainer counts 6 x tokens x num_parameters() for
+    `total_flos`, walking every parameter each time (9-13 ms for a LoRA-wrapped 135M or 1.1B model
+    on a CPU core; Unsloth counts once too): counted once here."""
+    from transformers import Trainer
+
+    class ProjectTrainer(trainer_cls):
         def _get_train_sampler(self, train_dataset=None):
             from transformers.trainer_pt_utils import LengthGroupedSampler
 
@@ -199,12 +209,30 @@ def _with_seeded_grouping(trainer_cls):
                 return GroupedSampler(sampler.lengths, sampler.batch_size, seed)
             return sampler
 
-    return SeededGroupingTrainer
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if not lean or getattr(self, "aux_loss_enabled", False) or self.args.use_liger_kernel:
+                return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                            num_items_in_batch=num_items_in_batch)
+            inputs["use_cache"] = False  # as TRL's: no key/value cache while training
+            return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+
+        def floating_point_ops(self, inputs):
+            if not lean:
+                return super().floating_point_ops(inputs)
+            if getattr(self, "_flop_params", None) is None:
+                self._flop_params = self.model.num_parameters(exclude_embeddings=True)
+            return 6 * inputs[self.model.main_input_name].numel() * self._flop_params
+
+    return ProjectTrainer
 
 
-def sft_trainer(model, tokenizer, dataset, *, run_dir, settings, backend: str, stage_epochs=(), callbacks=()):
+def sft_trainer(model, tokenizer, dataset, *, run_dir, settings, backend: str, stage_epochs=(), callbacks=(),
+                trl_step_metrics: bool = False):
     """TRL's SFTTrainer as train_sft runs it: answer-only labels, length-grouped or padding-free
-    batches as `settings` say, checkpoints to run_dir/checkpoints."""
+    batches as `settings` say, checkpoints to run_dir/checkpoints. `trl_step_metrics`: TRL's
+    per-step metrics and its NaN filter of the logged loss, as this function trained before (the
+    reference tests compare the default with)."""
     from trl import SFTConfig, SFTTrainer
 
     from helpers.modeling import compute_dtype
@@ -239,9 +267,13 @@ def sft_trainer(model, tokenizer, dataset, *, run_dir, settings, backend: str, s
         report_to="none",
         dataloader_num_workers=0,
         disable_tqdm=False,
+        # transformers replaces a NaN or inf loss in the logged loss by the running mean (`logging_nan_inf_filter`,
+        # on by default): train_sft's check of the logged losses then never saw a NaN, and on a GPU the filter
+        # waits for the GPU at every micro-batch. Unsloth's SFTConfig already turns it off.
+        logging_nan_inf_filter=trl_step_metrics,
     )
     collator = answer_only_collator(tokenizer, padding_free=settings.padding_free and padding_free_ok(model, backend))
-    trainer = _with_seeded_grouping(SFTTrainer)(
+    trainer = _project_trainer(SFTTrainer, lean=not trl_step_metrics and backend != "unsloth")(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer, data_collator=collator,
         callbacks=[*([_stage_callback(run_dir, set(stage_epochs))] if stage_epochs else []), *callbacks] or None)
     if backend != "unsloth":
@@ -250,7 +282,7 @@ def sft_trainer(model, tokenizer, dataset, *, run_dir, settings, backend: str, s
 
 
 def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, resume: bool = True,
-              stage_epochs=(), callbacks=()) -> dict:
+              stage_epochs=(), callbacks=(), trl_step_metrics: bool = False) -> dict:
     """Train the LoRA adapters of `model` on `dataset`; checkpoints go to run_dir/checkpoints,
     the adapter to run_dir/adapter, and with `stage_epochs` the adapter at the end of those epochs
     to run_dir/stages/epoch<N>; `callbacks` are extra TrainerCallbacks. With `resume`, an
@@ -263,7 +295,7 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
         return json.loads((run_dir / "train_result.json").read_text()) | {"reused_adapter": True}
     checkpoint = last_checkpoint(run_dir) if resume else None
     trainer = sft_trainer(model, tokenizer, dataset, run_dir=run_dir, settings=settings, backend=backend,
-                          stage_epochs=stage_epochs, callbacks=callbacks)
+                          stage_epochs=stage_epochs, callbacks=callbacks, trl_step_metrics=trl_step_metrics)
     collator = trainer.data_collator
     # A key/value cache makes transformers skip the per-sequence attention mask of a padding-free
     # batch (masking_utils: packed sequences are only detected without a cache): off while training.

@@ -46,15 +46,26 @@ ARCHITECTURES = {
     "qwen-2-7b": dict(model_type="qwen2", hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
                       num_attention_heads=28, num_key_value_heads=4, rope_theta=1000000.0,
                       max_position_embeddings=32768, rms_norm_eps=1e-6),
+    # the forgetting study's two models (TinyLlama/TinyLlama-1.1B-Chat-v1.0, meta-llama/Llama-3.2-1B-Instruct)
+    "tinyllama-1.1b": dict(model_type="llama", hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
+                           num_attention_heads=32, num_key_value_heads=4, rope_theta=10000.0,
+                           max_position_embeddings=2048, rms_norm_eps=1e-5, tie_word_embeddings=False),
+    "llama-3.2-1b": dict(model_type="llama", hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+                         num_attention_heads=32, num_key_value_heads=8, head_dim=64, rope_theta=500000.0,
+                         max_position_embeddings=131072, rms_norm_eps=1e-5, tie_word_embeddings=True,
+                         rope_scaling={"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
+                                       "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}),
 }
 
 
 # The real vocabulary sizes: the embedding and the logits of a 128k/256k vocabulary weigh on memory.
 VOCAB = {"smollm2-135m": 49152, "llama-2-7b": 32000, "llama-3-8b": 128256, "llama-3.1-8b": 128256,
-         "gemma-7b": 256000, "gemma-2-9b": 256000, "mistral-7b-v3": 32768, "qwen-2-7b": 152064}
+         "gemma-7b": 256000, "gemma-2-9b": 256000, "mistral-7b-v3": 32768, "qwen-2-7b": 152064,
+         "tinyllama-1.1b": 32000, "llama-3.2-1b": 128256}
 
 FAMILY_TOKENS = {"llama-2": ("<s>", "</s>"), "llama-3": ("<|begin_of_text|>", "<|eot_id|>"),
-                 "gemma": ("<bos>", "<end_of_turn>"), "mistral": ("<s>", "</s>"), "chatml": (None, "<|im_end|>")}
+                 "gemma": ("<bos>", "<end_of_turn>"), "mistral": ("<s>", "</s>"), "chatml": (None, "<|im_end|>"),
+                 "zephyr": ("<s>", "</s>")}
 
 
 def arch_tokenizer(arch: str, tokenizer_dir: str):

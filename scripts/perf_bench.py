@@ -1,4 +1,4 @@
-"""Performance of the training and evaluation paths on a GPU (issue 6). Prints one table.
+"""Performance of the training and evaluation paths on a GPU (issues 6 and 20). Prints one table.
 
 Random-weight checkpoints of real architectures (public config numbers, real vocabulary sizes;
 speed and memory do not depend on weight values), each path in a fresh process:
@@ -8,8 +8,16 @@ speed and memory do not depend on weight values), each path in a fresh process:
   raw Unsloth (FastLanguageModel + TRL SFTTrainer, as Unsloth's notebooks do) and through plain
   transformers + peft + bitsandbytes (same SFTTrainer settings). Tokens/s is the median step after
   two warm-up steps; peak is torch's max allocated memory during training.
-- short: the repository's path (one process) on Orca-like lengths, padded, length-grouped and
-  padding-free over the same rows (useful tokens/s).
+- `--forgetting`: the train part at the forgetting study's defaults (helpers.tasks.forgetting: batch,
+  accumulation, max_seq_length, LoRA) on Alpaca-like lengths (`alpaca_lengths`): the repository's path
+  in each `--variants` batching, raw Unsloth as its notebooks set it up (logging every step, rows in
+  random order, Unsloth's own padding choice), over the same rows; each runs its pass twice and the
+  second is timed (useful tokens/s).
+- short: the repository's path (one process) on Orca-like or Alpaca-like lengths (`--lengths`),
+  padded, length-grouped and padding-free over the same rows (useful tokens/s).
+- `--breakdown`: where each step's wall time goes (`StepBreakdown`): host time per phase (data, forward,
+  backward, clipping, optimizer, callbacks, logging, waiting for the GPU), the GPU's busy time
+  (torch.profiler, kernels) and the host's synchronisations per step; on a CPU the host phases alone.
 - the floor: what a QLoRA step of the checkpoint holds before any activation (NF4 weights, bf16
   embeddings, fp32 adapters with gradients and 8-bit Adam states), counted from its config;
   `--memory-floor` prints it for the public configs without a GPU.
@@ -23,14 +31,22 @@ after the checkpoint build compiles with cold caches), and reports the median.
 
     python scripts/perf_bench.py --archs llama-3.1-8b mistral-7b-v3 gemma-2-9b qwen-2-7b \\
         --tokenizer .gpu/tokenizer --layers 8 --out perf.json
+    python scripts/perf_bench.py --archs tinyllama-1.1b --tokenizer .gpu/tokenizer --forgetting --breakdown \\
+        --parts train --paths repo,unsloth --variants 2x4:grouped,8x1:grouped --out forgetting.json
+    python scripts/perf_bench.py --length-table alpaca        # no GPU: the lengths and their padding
+    python scripts/perf_bench.py --summarize a.json b.json    # one table of earlier --out files
 
-On the device machine: source scripts/gpu_env.sh first (carry .whl and .gpu).
+On the device machine: source scripts/gpu_env.sh first (carry .whl and .gpu); scripts/gpu_small_speed.sh
+runs the small-model measurement of issue 20.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
+import math
 import os
 import shutil
 import statistics
@@ -41,14 +57,17 @@ import time
 
 SEVEN = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 PATHS = ("repo", "unsloth", "plain")
-H100_BF16_DENSE = 989e12  # FLOP/s, H100 SXM dense bf16 (NVIDIA datasheet; 1979e12 is with sparsity)
+BF16_DENSE = 989e12  # FLOP/s, H100 and H200 SXM dense bf16 (NVIDIA datasheets; 1979e12 is with sparsity)
+T4_FP16_DENSE = 65e12  # FLOP/s, T4 fp16 with fp32 accumulation (NVIDIA T4 datasheet)
 
 
 # ---------------------------------------------------------------- child processes (one measurement each)
 
 def step_timer(model=None):
     """Step times (CUDA-synchronised) and, with `model`, the useful (non-padding) tokens of each step:
-    the trainer shuffles the rows, so they are counted where the batch meets the model."""
+    the trainer shuffles the rows, so they are counted where the batch meets the model (summed on the
+    device and read after the step's synchronisation: reading them at each forward made the host wait
+    for the GPU there, a synchronisation the measured training does not have)."""
     import torch
     from transformers import TrainerCallback
 
@@ -61,7 +80,7 @@ def step_timer(model=None):
 
         def count(self, module, args, kwargs):
             mask, ids = kwargs.get("attention_mask"), kwargs.get("input_ids", args[0] if args else None)
-            self.counting += int(mask.sum()) if mask is not None else ids.numel()
+            self.counting = self.counting + (mask.sum() if mask is not None else ids.numel())
             self.computed += ids.numel()  # with the padding
 
         def on_train_begin(self, args, state, control, **kw):
@@ -75,13 +94,214 @@ def step_timer(model=None):
         def on_step_end(self, args, state, control, **kw):
             sync()
             self.times.append(time.perf_counter() - self.start)
-            self.tokens.append(self.counting)
+            self.tokens.append(int(self.counting))
 
         def on_train_end(self, args, state, control, **kw):
             if self.hook is not None:
                 self.hook.remove()
 
     return StepTimer()
+
+
+# The host-side phases of a training step, in the order the trainer runs them: `data` fetches, collates and
+# moves the micro-batches (Trainer.get_batch_samples), `loss` is the trainer's compute_loss around the model's
+# forward (TRL's per-step metrics), `other` the trainer's own code between the phases, `gpu_wait` the host
+# waiting for the GPU's queue to empty at the end of the step.
+PHASES = ("data", "forward", "loss", "backward", "clip", "optimizer", "callbacks", "log_save", "other", "gpu_wait")
+# What the host runs after a callback event, where that is not what it ran before it.
+AFTER_EVENT = {"on_pre_optimizer_step": "optimizer", "on_optimizer_step": "other"}
+SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy")
+
+
+def kernel_busy_us(intervals) -> float:
+    """Microseconds during which at least one of the (start, end) intervals runs: kernels of several
+    streams overlap, and the GPU is busy once for them."""
+    busy, end = 0.0, -math.inf
+    for start, stop in sorted(intervals):
+        if stop > end:
+            busy += stop - max(start, end)
+            end = stop
+    return busy
+
+
+class StepBreakdown:
+    """Where each optimizer step's wall time goes on the host: one clock switched between PHASES by
+    hooks on the model's forward, wrappers around the trainer's data loading, backward, clipping,
+    callback events and logging (installed by `instrument()` for one training), and a CUDA
+    synchronisation at the end of each step (its wait is `gpu_wait`). The phases of a step add up
+    to its wall time. Steps `profile` = (first, stop) also run under torch.profiler (GPU only): the
+    GPU's kernel-busy time and the host's synchronising CUDA calls of those steps (their host times
+    are inflated by the profiler and left out of the host phases).
+
+        >>> breakdown = StepBreakdown(profile=(8, 12))
+        >>> with breakdown.instrument():
+        ...     train_sft(..., callbacks=[breakdown.callback()])
+        >>> breakdown.summary(skip=2)
+    """
+
+    def __init__(self, profile: tuple[int, int] | None = None):
+        import torch
+
+        self.cuda = torch.cuda.is_available()
+        self.profile = profile if self.cuda else None
+        self.steps, self.gpu, self._prof, self._hooks, self._before_forward = [], None, None, [], "other"
+        self._new_step()
+
+    def _new_step(self) -> None:
+        self.acc = dict.fromkeys(PHASES, 0.0)
+        self.phase, self.t = "other", time.perf_counter()
+        self.useful, self.computed = 0, 0
+
+    def switch(self, phase: str) -> str:
+        """Charge the time since the last switch to the current phase; returns the phase left."""
+        now, left = time.perf_counter(), self.phase
+        self.acc[left] += now - self.t
+        self.phase, self.t = phase, now
+        return left
+
+    def _count(self, module, args, kwargs) -> None:
+        self._before_forward = self.switch("forward")
+        mask, ids = kwargs.get("attention_mask"), kwargs.get("input_ids", args[0] if args else None)
+        if ids is not None:  # summed on the device: read after the step's synchronisation
+            self.useful = self.useful + (mask.sum() if mask is not None else ids.numel())
+            self.computed += ids.numel()
+
+    def _forward_done(self, module, args, kwargs, output) -> None:
+        self.switch(self._before_forward)
+
+    def _close_step(self, state) -> None:
+        """End of an optimizer step (after its logging and saving): wait for the GPU, record the step."""
+        import torch
+
+        if self.cuda:
+            self.switch("gpu_wait")
+            torch.cuda.synchronize()
+        self.switch("other")
+        index = len(self.steps)
+        step = {"step": state.global_step, **self.acc, "wall": sum(self.acc.values()),
+                "useful_tokens": int(self.useful), "computed_tokens": self.computed,
+                "profiled": bool(self.profile and self.profile[0] <= index < self.profile[1]),
+                # what a drift could grow with (read outside the step's clock): memory the device holds, and
+                # blocks the Python interpreter holds
+                "cuda_mib": round(torch.cuda.memory_allocated() / 2**20, 1) if self.cuda else None,
+                "py_blocks": sys.getallocatedblocks()}
+        self.steps.append(step)
+        if self.profile and index + 1 == self.profile[0]:
+            from torch.profiler import ProfilerActivity, profile
+
+            self._prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+            self._prof.start()
+        elif self._prof is not None and index + 1 == self.profile[1]:
+            self._stop_profile(self.profile[1] - self.profile[0])
+        self._new_step()
+
+    def _stop_profile(self, n_steps: int) -> None:
+        from torch.autograd import DeviceType
+
+        self._prof.stop()
+        events = self._prof.events()
+        kernels = [(e.time_range.start, e.time_range.end) for e in events if e.device_type == DeviceType.CUDA]
+        syncs = [e for e in events if e.device_type == DeviceType.CPU and e.name in SYNC_CALLS]
+        self.gpu = {"steps": list(range(*self.profile)), "busy_s": kernel_busy_us(kernels) / 1e6,
+                    # with the one at the end of each step that this measurement adds; None: the profiler
+                    # recorded no CUDA runtime call at all
+                    "syncs_per_step": round(len(syncs) / n_steps, 2) if syncs else None,
+                    "sync_ms_per_step": round(sum(e.time_range.elapsed_us() for e in syncs) / 1e3 / n_steps, 2)}
+        self._prof = None
+
+    def callback(self):
+        """The TrainerCallback that starts the clock and hooks the model (pass it to the trainer)."""
+        from transformers import TrainerCallback
+
+        breakdown = self
+
+        class Breakdown(TrainerCallback):
+            def on_train_begin(self, args, state, control, model=None, **kw):
+                breakdown._hooks = [model.register_forward_pre_hook(breakdown._count, with_kwargs=True),
+                                    model.register_forward_hook(breakdown._forward_done, with_kwargs=True)]
+                breakdown._new_step()
+
+            def on_train_end(self, args, state, control, **kw):
+                for hook in breakdown._hooks:
+                    hook.remove()
+                if breakdown._prof is not None:  # training ended inside the profiled steps
+                    breakdown._stop_profile(max(1, len(breakdown.steps) - breakdown.profile[0]))
+
+        return Breakdown()
+
+    @contextlib.contextmanager
+    def instrument(self):
+        """Time the trainer's phases while training inside this block (class attributes, restored after)."""
+        from accelerate import Accelerator
+        from transformers import Trainer
+        from transformers.trainer_callback import CallbackHandler
+        from trl import SFTTrainer  # Unsloth's, where Unsloth was imported first
+
+        breakdown = self
+
+        def timed(phase, fn, after=None):
+            @functools.wraps(fn)
+            def wrapper(*args, **kwargs):
+                left = breakdown.switch(phase)
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    breakdown.switch(after(args, left) if after else left)
+            return wrapper
+
+        def after_log(args, left):
+            trainer = args[0]
+            if trainer.state.global_step > (breakdown.steps[-1]["step"] if breakdown.steps else 0):
+                breakdown._close_step(trainer.state)
+                return breakdown.phase
+            return left  # the call after the last epoch: no step ended
+
+        patches = [(CallbackHandler, "call_event", "callbacks", lambda args, left: AFTER_EVENT.get(args[1], left)),
+                   (Trainer, "get_batch_samples", "data", None), (Trainer, "_maybe_log_save_evaluate", "log_save",
+                                                                   after_log),
+                   (Accelerator, "backward", "backward", None), (Accelerator, "clip_grad_norm_", "clip", None),
+                   (Trainer, "compute_loss", "loss", None), (SFTTrainer, "compute_loss", "loss", None)]
+        saved = [(cls, name, cls.__dict__.get(name)) for cls, name, _, _ in patches]  # None: inherited
+        try:
+            for cls, name, phase, after in patches:
+                setattr(cls, name, timed(phase, getattr(cls, name), after))
+            yield self
+        finally:
+            for cls, name, original in saved:
+                if original is None:
+                    if name in cls.__dict__:
+                        delattr(cls, name)
+                else:
+                    setattr(cls, name, original)
+
+    def summary(self, skip: int = 0, walls: list[float] | None = None) -> dict:
+        """Mean milliseconds a step in each phase (they add up to `wall`) over the steps after `skip`
+        that were not profiled, but the last (it saves the final checkpoint); useful tokens/s over them;
+        the drift of the step time (the last five steps' median over the median of the five after
+        `skip`) and, where profiled, the GPU's busy share of the wall time of the same steps (`walls`:
+        those steps' times in another pass over the same rows, when the profile ran in a warm-up pass)."""
+        timed = [s for s in self.steps[skip:-1] if not s["profiled"]]
+        if not timed:
+            return {"error": f"no timed step: {len(self.steps)} steps, {skip} skipped"}
+        walls_ = [s["wall"] for s in timed]
+        out = {"steps": len(timed), "ms": {k: round(1e3 * statistics.mean(s[k] for s in timed), 2)
+                                           for k in (*PHASES, "wall")},
+               "useful_tokens_per_s": round(sum(s["useful_tokens"] for s in timed) / sum(walls_)),
+               "computed_per_useful": round(sum(s["computed_tokens"] for s in timed)
+                                            / max(1, sum(s["useful_tokens"] for s in timed)), 3),
+               "drift": round(statistics.median(walls_[-5:]) / statistics.median(walls_[:5]), 2),
+               # which phase the drift is in: its mean ms a step over the last five minus over the first five
+               "drift_ms": {k: round(1e3 * (statistics.mean(s[k] for s in timed[-5:])
+                                            - statistics.mean(s[k] for s in timed[:5])), 2) for k in PHASES},
+               "wall_s": [round(s["wall"], 4) for s in self.steps],
+               "growth": {k: timed[-1][k] - timed[0][k] for k in ("cuda_mib", "py_blocks") if timed[0][k] is not None}}
+        if self.gpu:
+            idx = self.gpu["steps"]
+            wall = sum(walls[i] for i in idx) if walls else sum(self.steps[i]["wall"] for i in idx)
+            out["gpu"] = {**{k: v for k, v in self.gpu.items() if k != "steps"},
+                          "busy_ms_per_step": round(1e3 * self.gpu["busy_s"] / len(idx), 2),
+                          "busy_share": round(self.gpu["busy_s"] / wall, 4)}
+        return out
 
 
 def random_rows(tokenizer, n: int, seq: int) -> list[dict]:
@@ -115,12 +335,60 @@ def orca_lengths(n: int, max_len: int, seed: int = 0) -> list[tuple[int, int]]:
     return out
 
 
-def _orca_like_rows(tokenizer, n: int, max_len: int):
-    """Random token ids at orca_lengths, loss on the answer."""
+# Stanford Alpaca (52,002 rows): a prompt (instruction + input) averages 27.8 and an answer 64.6 LLaMA tokens
+# (Wang et al. 2023, "How Far Can Camels Go?", Table 1); about 40% of the rows have an input (its dataset card).
+ALPACA_PROMPT_MEAN, ALPACA_ANSWER_MEAN, ALPACA_INPUT_SHARE = 27.8, 64.6, 0.4
+ALPACA_INSTRUCTION_MEAN = 15.2  # the input's mean then follows: (27.8 - 15.2) / 0.4 = 31.5 when present
+
+
+def _lognormal(rng, mean: float, sigma: float) -> float:
+    return rng.lognormvariate(math.log(mean) - sigma**2 / 2, sigma)  # a lognormal's mean is exp(mu + sigma^2 / 2)
+
+
+def alpaca_lengths(n: int, max_len: int, seed: int = 0) -> list[tuple[int, int]]:
+    """(prompt, answer) content token counts like Stanford Alpaca's (tatsu-lab/alpaca, what the forgetting
+    study trains on), before a chat template: an instruction ~ lognormal(mean 15.2, sigma 0.4) plus, in 40%
+    of the rows, an input ~ lognormal(mean 31.5, sigma 0.8), so prompts average the published 27.8 tokens;
+    an answer ~ lognormal(mean 64.6, sigma 0.9), the published mean. The means and the input share are
+    published (ALPACA_*); the spreads are this project's choice (no quantiles are published): sigma 0.9
+    puts about 5% of the answers under 10 tokens and 1% over 400. Cut like orca_lengths (a prompt at most
+    max_len / 2, the pair at most max_len). Not fitted to benchmark_data/data/alpaca_sample.jsonl: its 40
+    project-written rows (not Alpaca's) average 13 prompt and 13 answer tokens (embedded tokenizer)."""
     import random
 
+    rng, out = random.Random(seed), []
+    input_mean = (ALPACA_PROMPT_MEAN - ALPACA_INSTRUCTION_MEAN) / ALPACA_INPUT_SHARE
+    for _ in range(n):
+        prompt = _lognormal(rng, ALPACA_INSTRUCTION_MEAN, 0.4)
+        if rng.random() < ALPACA_INPUT_SHARE:
+            prompt += _lognormal(rng, input_mean, 0.8)
+        prompt = min(max(1, round(prompt)), max_len // 2)
+        out.append((prompt, min(max(1, round(_lognormal(rng, ALPACA_ANSWER_MEAN, 0.9))), max_len - prompt)))
+    return out
+
+
+LENGTHS = {"orca": orca_lengths, "alpaca": alpaca_lengths}
+
+
+def template_tokens(tokenizer) -> tuple[int, int]:
+    """Tokens the chat template adds to a prompt and to an answer (an empty exchange tokenized as
+    helpers.sft does it): Alpaca's published lengths count the text alone."""
+    from helpers.sft import IGNORE_INDEX, tokenize_example
+
+    row = tokenize_example(tokenizer, "", "", chat=tokenizer.chat_template is not None, max_length=10**6)
+    answer = sum(x != IGNORE_INDEX for x in row["labels"])
+    return len(row["input_ids"]) - answer, answer
+
+
+def length_rows(tokenizer, n: int, max_len: int, lengths: str = "orca") -> list[dict]:
+    """Random token ids at `lengths` ("orca", or "alpaca" plus the tokenizer's chat-template tokens),
+    loss on the answer."""
+    import random
+
+    extra = template_tokens(tokenizer) if lengths == "alpaca" else (0, 0)
     rng, rows = random.Random(1), []
-    for prompt, answer in orca_lengths(n, max_len):
+    for prompt, answer in LENGTHS[lengths](n, max_len - sum(extra)):
+        prompt, answer = prompt + extra[0], answer + extra[1]
         ids = [rng.randrange(100, len(tokenizer) - 100) for _ in range(prompt + answer)]
         rows.append({"input_ids": ids, "labels": [-100] * prompt + ids[prompt:]})
     return rows
@@ -140,10 +408,21 @@ def padding_overhead(lengths: list[int], batch: int, grouped: bool, seed: int = 
     return padded / sum(lengths)
 
 
-def print_padding_table(n: int = 10_000, max_len: int = 1024) -> None:
-    """The padding each batching carries on Orca-like lengths: the most that removing it can gain."""
-    lengths = [p + a for p, a in orca_lengths(n, max_len)]
-    print(f"Padded tokens per useful token, {n} Orca-like lengths (mean {sum(lengths) / n:.0f}, cut at {max_len})")
+def print_length_table(kind: str = "orca", n: int = 52_002, max_len: int = 1024) -> None:
+    """Quantiles of `kind`'s token counts (before any chat template) and the padding each batching
+    carries on them: the most that removing it can gain."""
+    pairs = LENGTHS[kind](n, max_len)
+    columns = {"prompt": [p for p, _ in pairs], "answer": [a for _, a in pairs], "total": [p + a for p, a in pairs]}
+    marks = (5, 25, 50, 75, 95, 99)
+    print(f"{kind}-like token counts, {n} rows, cut at {max_len}" + (", before the chat template" if kind == "alpaca"
+                                                                      else ""))
+    print(f"{'':<7} {'mean':>6} " + " ".join(f"{'p' + str(q):>5}" for q in marks) + f" {'max':>5}")
+    for name, values in columns.items():
+        cuts = statistics.quantiles(values, n=100, method="inclusive")
+        print(f"{name:<7} {statistics.mean(values):>6.1f} " + " ".join(f"{cuts[q - 1]:>5.0f}" for q in marks)
+              + f" {max(values):>5}")
+    lengths = columns["total"][:10_000]
+    print(f"\nPadded tokens per useful token, the first {len(lengths)} of them")
     print(f"{'batch':>5} {'random order':>13} {'length-grouped':>15} {'ceiling of grouping':>20}")
     for batch in (2, 8, 32):
         rand, grouped = padding_overhead(lengths, batch, False), padding_overhead(lengths, batch, True)
@@ -207,7 +486,7 @@ def print_memory_floor(archs: list[str], tokenizer_dir: str | None = None) -> No
               f"{f['floor_gib']:>7.2f}")
 
 
-def _result(timer, batch: int, seq: int, short: str, load_s: float, backend: str) -> dict:
+def _result(timer, batch: int, seq: int, short: str, load_s: float, backend: str, last: int | None = None) -> dict:
     import torch
 
     peak = round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None
@@ -216,7 +495,7 @@ def _result(timer, batch: int, seq: int, short: str, load_s: float, backend: str
                 "useful_tokens_per_s": round(sum(timer.tokens) / sum(timer.times)), "useful_tokens": sum(timer.tokens),
                 "computed_per_useful": round(timer.computed / sum(timer.tokens), 3),
                 "peak_gib": peak, "steps_timed": len(timer.times), "step_s": [round(t, 3) for t in timer.times]}
-    timed = timer.times[2:] or timer.times[-1:]
+    timed = timer.times[2:last] or timer.times[-1:]  # `last`: the first profiled step (those after are left out)
     step = statistics.median(timed)
     return {"backend": backend, "load_s": round(load_s, 1), "first_step_s": round(timer.times[0], 1),
             "s_per_step": round(step, 3), "tokens_per_s": round(batch * seq / step), "peak_gib": peak,
@@ -227,55 +506,152 @@ def _result(timer, batch: int, seq: int, short: str, load_s: float, backend: str
 SHORT = {"padded": {"padding_free": False, "group_by_length": False},
          "grouped": {"padding_free": False, "group_by_length": True},
          "padding_free": {"padding_free": True, "group_by_length": False}}
+PROFILED_STEPS = 2  # steps under torch.profiler for --breakdown: reading a 1B model's events takes seconds a step
 
 
-def child_repo(folder: str, batch: int, seq: int, steps: int, short_batch: int, part: str = "train",
-               short_steps: int = 40) -> dict:
-    """The repository's path (helpers.modeling + helpers.sft.train_sft, as the notebooks run):
-    full-length rows (`part` "train"), or Orca-like lengths ("short") padded in random order, padded
-    in length-grouped batches and padding-free (useful tokens/s). Each short batching runs one pass over
-    the same `short_batch` x `short_steps` rows twice and times the second: a shorter warm-up left
-    compiles for new shapes in the timed pass (H200: a 16 s step in 40), and timing only some steps
-    would compare different examples (grouped steps hold similar lengths, some all long). It groups
-    within mega-batches of min(short_steps / 4, 50) steps (a long run: 50)."""
+def _profiled(n_steps: int) -> tuple[int, int]:
+    """The steps --breakdown profiles: PROFILED_STEPS before the last (which saves the final checkpoint)."""
+    return max(0, n_steps - 1 - PROFILED_STEPS), n_steps - 1
+
+
+def parse_variants(text: str) -> list[dict]:
+    """"2x4:grouped,8x1:padding_free" -> micro-batch x accumulation steps and a SHORT batching each."""
+    out = []
+    for item in filter(None, text.split(",")):
+        shape, _, batching = item.partition(":")
+        micro, _, accum = shape.partition("x")
+        if not (micro.isdigit() and accum.isdigit() and int(micro) > 0 and int(accum) > 0) or batching not in SHORT:
+            raise ValueError(f"--variants item '{item}' is not BATCHxACCUM:BATCHING with a batching from "
+                             f"{', '.join(SHORT)} (e.g. 2x4:grouped)")
+        out.append({"batch": int(micro), "accum": int(accum), "batching": batching})
+    if not out:
+        raise ValueError("--variants is empty: e.g. 2x4:grouped,8x1:grouped")
+    return out
+
+
+def _two_passes(train_once, n_steps: int, profile: bool) -> tuple[dict, float]:
+    """Train a pass, then the same pass again (same rows, same order), each with a StepBreakdown: the
+    first compiles every shape the second meets and runs PROFILED_STEPS steps before its last under the
+    profiler (with `profile`); the second is timed. Returns the second's summary with the first's GPU
+    busy time against the second's wall time of the same steps, and the first pass's seconds."""
+    first = StepBreakdown(profile=_profiled(n_steps) if profile else None)
+    start = time.perf_counter()
+    with first.instrument():
+        train_once(first.callback())
+    first_s = time.perf_counter() - start
+    second = StepBreakdown()
+    with second.instrument():
+        train_once(second.callback())
+    second.gpu = first.gpu
+    return second.summary(walls=[s["wall"] for s in second.steps]), first_s
+
+
+def _run_result(summary: dict, first_s: float, rows: list[dict], **extra) -> dict:
+    import torch
+
+    peak = round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None
+    if "error" in summary:
+        return {"error": summary["error"]}
+    return {**extra, "useful_tokens_per_s": summary["useful_tokens_per_s"],
+            "computed_per_useful": summary["computed_per_useful"], "first_pass_s": round(first_s, 1),
+            "tokens_per_row": round(sum(len(r["input_ids"]) for r in rows) / len(rows), 1), "peak_gib": peak,
+            "breakdown": summary}
+
+
+def child_repo(folder: str, spec: dict) -> dict:
+    """The repository's path (helpers.modeling + helpers.sft.train_sft, as the notebooks run), one
+    process, the model loaded once. spec["part"] "train" with spec["lengths"] "full": full-length rows
+    (median step after two warm-up steps); "train" with "orca"/"alpaca" lengths: each spec["variants"]
+    batching over the same rows (`_two_passes`); "short": those lengths padded in random order, padded in
+    length-grouped batches and padding-free (useful tokens/s). Each short batching runs one pass over the
+    same `short_batch` x `short_steps` rows twice and times the second: a shorter warm-up left compiles
+    for new shapes in the timed pass (H200: a 16 s step in 40), and timing only some steps would compare
+    different examples (grouped steps hold similar lengths, some all long). It groups within
+    mega-batches of min(short_steps / 4, 50) steps (a long run: 50)."""
     import dataclasses
 
+    import torch
     from datasets import Dataset
 
     from helpers.modeling import add_lora, load_model  # noqa: I001  (imports Unsloth before transformers)
     from helpers.sft import train_sft
+    from helpers.tasks.forgetting import ForgettingConfig
     from helpers.tasks.instruct import TrainConfig
 
+    part, seq, lora, steps = spec["part"], spec["seq"], spec["lora"], spec["steps"]
     start = time.time()
     model, tokenizer, info = load_model(folder, max_seq_length=seq)
-    model = add_lora(model, info, r=16, alpha=16, dropout=0.0, targets=SEVEN, seed=0, gradient_checkpointing=True)
+    model = add_lora(model, info, r=lora["r"], alpha=lora["alpha"], dropout=lora["dropout"], targets=lora["targets"],
+                     seed=0, gradient_checkpointing=True)
     load_s, out = time.time() - start, {}
-    runs = [("train", "", batch, steps, {})] if part == "train" else []
-    if part == "short":
-        for k, v in SHORT.items():  # the warm-up is the same pass: every shape it will time is compiled
-            runs += [(f"warmup:{k}", k, short_batch, short_steps, v), (k, k, short_batch, short_steps, v)]
-    for name, short, n, n_steps, overrides in runs:
+
+    def train(rows, cfg, callbacks):
         run_dir = tempfile.mkdtemp()
-        cfg = dataclasses.replace(TrainConfig(), batch_size=n, grad_accum=1, max_steps=n_steps, warmup_steps=0,
-                                  save_steps=10**6, max_seq_length=seq, lora_targets=SEVEN, **overrides)
-        rows = _orca_like_rows(tokenizer, n * n_steps, seq) if short else random_rows(tokenizer, n * n_steps, seq)
-        timer = step_timer(model)
         try:
-            report = train_sft(model, tokenizer, Dataset.from_list(rows), run_dir=run_dir, settings=cfg,
-                               backend=info.backend, resume=False, callbacks=[timer])
+            return train_sft(model, tokenizer, Dataset.from_list(rows), run_dir=run_dir, settings=cfg,
+                             backend=info.backend, resume=False, callbacks=callbacks)
+        finally:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+    if part == "train" and spec["lengths"] != "full":  # a study's settings on short rows
+        base = ForgettingConfig() if spec["lengths"] == "alpaca" else TrainConfig()
+        for v in spec["variants"]:
+            name = f"{v['batch']}x{v['accum']} {v['batching']}"
+            cfg = dataclasses.replace(base, batch_size=v["batch"], grad_accum=v["accum"], max_steps=steps,
+                                      save_steps=10**6, max_seq_length=seq, **SHORT[v["batching"]])
+            rows = length_rows(tokenizer, v["batch"] * v["accum"] * steps, seq, spec["lengths"])
+            report = {}
+            try:
+                if torch.cuda.is_available():
+                    torch.cuda.reset_peak_memory_stats()
+                summary, first_s = _two_passes(lambda cb, rows=rows, cfg=cfg, report=report:
+                                               report.update(train(rows, cfg, [cb])),
+                                               steps, spec["breakdown"])
+                out[name] = _run_result(summary, first_s, rows, backend=info.backend, batch=v["batch"],
+                                        accum=v["accum"], batching=v["batching"], load_s=round(load_s, 1),
+                                        padding_free_used=report["effective"]["padding_free"],
+                                        sampling=report["effective"]["sampling"])
+            except Exception as err:  # one measurement's failure must not hide the others
+                out[name] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
+        return out
+    runs = []
+    if part == "train":
+        runs = [("train", "", spec["batch"], steps, {})]
+    elif part == "short":
+        for k, v in SHORT.items():  # the warm-up is the same pass: every shape it will time is compiled
+            runs += [(f"warmup:{k}", k, spec["short_batch"], spec["short_steps"], v),
+                     (k, k, spec["short_batch"], spec["short_steps"], v)]
+    profile = spec["breakdown"] and torch.cuda.is_available() and steps > 3 + PROFILED_STEPS
+    for name, short, n, n_steps, overrides in runs:
+        cfg = dataclasses.replace(TrainConfig(), batch_size=n, grad_accum=1, max_steps=n_steps, warmup_steps=0,
+                                  save_steps=10**6, max_seq_length=seq, lora_targets=lora["targets"], **overrides)
+        rows = length_rows(tokenizer, n * n_steps, seq, spec["lengths"]) if short else random_rows(tokenizer,
+                                                                                                   n * n_steps, seq)
+        timer, timed_phases = step_timer(model), spec["breakdown"] and not short
+        breakdown = StepBreakdown(profile=_profiled(n_steps) if profile else None)
+        try:
+            with breakdown.instrument() if timed_phases else contextlib.nullcontext():
+                report = train(rows, cfg, [timer, *([breakdown.callback()] if timed_phases else [])])
             if not name.startswith("warmup:"):
-                out[name] = {**_result(timer, n, seq, short, load_s, info.backend),
+                out[name] = {**_result(timer, n, seq, short, load_s, info.backend,
+                                       _profiled(n_steps)[0] if profile else None),
                              "padding_free_used": report["effective"]["padding_free"],
                              "sampling": report["effective"]["sampling"]}
+                if timed_phases:
+                    out[name]["breakdown"] = breakdown.summary(skip=2)
         except Exception as err:  # one measurement's failure must not hide the others
             out[name] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
-        shutil.rmtree(run_dir, ignore_errors=True)
     return out
 
 
-def child_train(path: str, folder: str, batch: int, seq: int, steps: int) -> dict:
-    """One training measurement of raw Unsloth or plain transformers + peft + bitsandbytes."""
+def child_train(path: str, folder: str, spec: dict) -> dict:
+    """One training measurement of raw Unsloth or plain transformers + peft + bitsandbytes. Full-length
+    rows (spec["lengths"] "full"): the median step after two warm-up steps. Short rows ("orca"/"alpaca"):
+    set up as Unsloth's notebooks do it (SFTConfig of their Alpaca notebook: logging every step, weight
+    decay, seed 3407; rows in random order; no collator given, so Unsloth picks padded or padding-free
+    batches itself), over the same rows as the repository's path, two passes (`_two_passes`)."""
     gemma = json.load(open(os.path.join(folder, "config.json")))["model_type"].startswith("gemma")
+    seq, lora, steps = spec["seq"], spec["lora"], spec["steps"]
     out, start = tempfile.mkdtemp(), time.time()
     if path == "unsloth":
         if gemma:  # the setting the repository's path uses (helpers.modeling.add_lora)
@@ -285,9 +661,10 @@ def child_train(path: str, folder: str, batch: int, seq: int, steps: int) -> dic
 
         model, tokenizer = FastLanguageModel.from_pretrained(folder, max_seq_length=seq, dtype=None,
                                                              load_in_4bit=True)
-        model = FastLanguageModel.get_peft_model(model, r=16, lora_alpha=16, lora_dropout=0.0,
-                                                 target_modules=SEVEN, bias="none", random_state=0,
-                                                 use_gradient_checkpointing="unsloth", max_seq_length=seq)
+        model = FastLanguageModel.get_peft_model(model, r=lora["r"], lora_alpha=lora["alpha"],
+                                                 lora_dropout=lora["dropout"], target_modules=lora["targets"],
+                                                 bias="none", random_state=0, use_gradient_checkpointing="unsloth",
+                                                 max_seq_length=seq)
     else:
         import torch
         from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -299,21 +676,53 @@ def child_train(path: str, folder: str, batch: int, seq: int, steps: int) -> dic
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16, quantization_config=quant,
                                                      device_map={"": 0})
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
-        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0, target_modules=SEVEN,
-                                                 bias="none", task_type="CAUSAL_LM"))
+        model = get_peft_model(model, LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+                                                 target_modules=lora["targets"], bias="none", task_type="CAUSAL_LM"))
+    import torch
     from datasets import Dataset
-    from trl import SFTTrainer
+    from trl import SFTConfig, SFTTrainer
 
     load_s = time.time() - start
-    rows = random_rows(tokenizer, batch * steps, seq)  # TRL uses a `labels` column as is: answer-only loss
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    timer = step_timer()
-    trainer = SFTTrainer(model=model, args=_sft_args(out, batch, steps, seq, path == "plain"),
-                         train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=[timer])
-    trainer.train()
+    if spec["lengths"] == "full":
+        batch = spec["batch"]
+        rows = random_rows(tokenizer, batch * steps, seq)  # TRL uses a `labels` column as is: answer-only loss
+        profile = spec["breakdown"] and torch.cuda.is_available() and steps > 3 + PROFILED_STEPS
+        timer = step_timer()
+        breakdown = StepBreakdown(profile=_profiled(steps) if profile else None)
+        with breakdown.instrument() if spec["breakdown"] else contextlib.nullcontext():
+            trainer = SFTTrainer(model=model, args=_sft_args(out, batch, steps, seq, path == "plain"),
+                                 train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                                 callbacks=[timer, *([breakdown.callback()] if spec["breakdown"] else [])])
+            trainer.train()
+        shutil.rmtree(out, ignore_errors=True)
+        result = _result(timer, batch, seq, "", load_s, path, _profiled(steps)[0] if profile else None)
+        return {**result, "breakdown": breakdown.summary(skip=2)} if spec["breakdown"] else result
+    batch, accum = spec["batch"], spec["accum"]
+    rows = length_rows(tokenizer, batch * accum * steps, seq, spec["lengths"])  # the repository's rows
+    chosen = {}
+
+    def train_once(callback):
+        # Unsloth's Alpaca notebook: SFTConfig(per_device_train_batch_size=2, gradient_accumulation_steps=4,
+        # warmup_steps=5, learning_rate=2e-4, logging_steps=1, optim="adamw_8bit", weight_decay=0.001,
+        # lr_scheduler_type="linear", seed=3407, report_to="none"); bf16 on a GPU that has it
+        args = SFTConfig(output_dir=out, per_device_train_batch_size=batch, gradient_accumulation_steps=accum,
+                         warmup_steps=5, max_steps=steps, learning_rate=2e-4, logging_steps=1, optim="adamw_8bit",
+                         weight_decay=0.001, lr_scheduler_type="linear", seed=3407, report_to="none",
+                         max_length=seq, packing=False, bf16=True, save_strategy="no")
+        trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                             callbacks=[callback])
+        chosen.update(padding_free=bool(getattr(trainer.args, "padding_free", False)
+                                        or getattr(trainer.data_collator, "padding_free", False)))
+        trainer.train()
+
+    torch.cuda.reset_peak_memory_stats()
+    summary, first_s = _two_passes(train_once, steps, spec["breakdown"])
     shutil.rmtree(out, ignore_errors=True)
-    return _result(timer, batch, seq, "", load_s, path)
+    return _run_result(summary, first_s, rows, backend=path, batch=batch, accum=accum, load_s=round(load_s, 1),
+                       batching="notebook" + (" padding-free" if chosen.get("padding_free") else " padded"),
+                       padding_free_used=chosen.get("padding_free"), sampling="random")
 
 
 def child_generate(folder: str, n_single: int, new_tokens: int, profile: bool = False) -> dict:
@@ -396,21 +805,56 @@ def run_child(args: list[str], timeout: int, cold: bool = False, env_extra: dict
     return {"error": tail[0][:300]}
 
 
+def _timeout(args) -> int:
+    """Seconds the next measurement may take: --timeout, or what is left of --budget-s if less (0: none)."""
+    if getattr(args, "deadline", None) is None:
+        return args.timeout
+    left = int(args.deadline - time.time())
+    return min(args.timeout, left) if left > 20 else 0
+
+
+def run_spec(args, part: str) -> dict:
+    """What a training child measures (its JSON argument)."""
+    return {"part": part, "batch": args.batch, "accum": args.accum, "seq": args.seq, "steps": args.steps,
+            "lengths": args.lengths if part == "short" else ("alpaca" if args.forgetting else "full"),
+            "lora": args.lora, "variants": args.variants, "breakdown": args.breakdown,
+            "short_batch": args.short_batch, "short_steps": args.short_steps}
+
+
+def _child(args, child_args: list[str], env_extra: dict | None = None) -> dict:
+    timeout = _timeout(args)
+    if not timeout:
+        return {"error": "skipped: --budget-s spent"}
+    return run_child(child_args, timeout, args.cold, env_extra)
+
+
 def _train_rows(folder: str, order: list[str], args, repo_part: str = "train") -> list[dict]:
-    """`repo_part` "train": full-length rows through every path in `order`; "short": the repository's
-    path alone, the short samples in each batching."""
-    rows = []
+    """`repo_part` "train": the train part through every path in `order` (full-length rows, or with
+    --forgetting Alpaca-like rows, the repository's path in each --variants batching); "short": the
+    repository's path alone, the short samples in each batching."""
+    spec, rows = run_spec(args, repo_part), []
+    # a row with a `run` goes to the speed table (print_speed_table); the lengths and sequence say which rows
+    # saw the same data
+    named = repo_part == "train" and (spec["lengths"] != "full" or spec["breakdown"])
+    full_name = f"{spec['batch']}x{spec['accum']} full {spec['seq']}"
+    data = {"lengths": spec["lengths"], "seq": spec["seq"]}
     for path in order:
         if path == "repo":
-            got = run_child(["repo", folder, str(args.batch), str(args.seq), str(args.steps), str(args.short_batch),
-                             repo_part, str(args.short_steps)], args.timeout, args.cold)
+            got = _child(args, ["repo", folder, json.dumps(spec)])
             if "error" in got:
-                got = dict.fromkeys(["train"] if repo_part == "train" else SHORT, got)
-            rows += [{"part": "train", "path": "repo", **v} if k == "train" else {"part": "short", "path": k, **v}
-                     for k, v in got.items()]
+                names = (["train"] if spec["lengths"] == "full" else
+                         [f"{v['batch']}x{v['accum']} {v['batching']}" for v in spec["variants"]])
+                got = dict.fromkeys(names if repo_part == "train" else SHORT, got)
+            for k, v in got.items():
+                if repo_part == "short":
+                    rows.append({"part": "short", "path": k, **data, **v})
+                else:
+                    run = (full_name if k == "train" else k) if named else None
+                    rows.append({"part": "train", "path": "repo", **({"run": run} if run else {}), **data, **v})
         else:
-            rows.append({"part": "train", "path": path, **run_child(
-                [f"train:{path}", folder, str(args.batch), str(args.seq), str(args.steps)], args.timeout, args.cold)})
+            got = _child(args, [f"train:{path}", folder, json.dumps(spec)])
+            run = (full_name if spec["lengths"] == "full" else got.get("batching") or "notebook") if named else None
+            rows.append({"part": "train", "path": path, **({"run": run} if run else {}), **data, **got})
     return rows
 
 
@@ -418,9 +862,41 @@ def _generate_row(folder: str, part: str, args) -> dict:
     """`generate`, or `generate_graphs`: the same with Unsloth's CUDA-graph decoding step
     (UNSLOTH_DECODE_CUDA_GRAPHS=1; off for plain generate() calls by default)."""
     env = {"UNSLOTH_DECODE_CUDA_GRAPHS": "1"} if part == "generate_graphs" else {}
-    return {"part": "generate", "path": "repo", "cuda_graphs": bool(env), **run_child(
-        ["generate", folder, str(args.single), str(args.new_tokens), str(int(args.profile))], args.timeout,
-        args.cold, env)}
+    return {"part": "generate", "path": "repo", "cuda_graphs": bool(env), **_child(
+        args, ["generate", folder, str(args.single), str(args.new_tokens), str(int(args.profile))], env)}
+
+
+def _resolve_preset(args, parser) -> None:
+    """Fill the settings left unset: the forgetting study's (--forgetting) or the train part's defaults."""
+    if args.forgetting:
+        # helpers.modeling imports Unsloth on a GPU machine (seconds, and it patches transformers): this
+        # process only builds checkpoints and starts the measurements, so not here; the children keep it
+        backend = os.environ.get("QLORA_BACKEND")
+        os.environ["QLORA_BACKEND"] = "transformers"
+        try:
+            from helpers.tasks.forgetting import ForgettingConfig
+        finally:
+            if backend is None:
+                del os.environ["QLORA_BACKEND"]
+            else:
+                os.environ["QLORA_BACKEND"] = backend
+        f = ForgettingConfig()
+        batching = "padding_free" if f.padding_free else "grouped" if f.group_by_length else "padded"
+        preset = {"batch": f.batch_size, "accum": f.grad_accum, "seq": f.max_seq_length, "steps": 12,
+                  "lengths": "alpaca", "variants": f"{f.batch_size}x{f.grad_accum}:{batching}",
+                  "lora": {"r": f.lora_r, "alpha": f.lora_alpha, "dropout": f.lora_dropout,
+                           "targets": list(f.lora_targets)}}
+    else:
+        preset = {"batch": 4, "accum": 1, "seq": 1024, "steps": 8, "lengths": "orca", "variants": "8x1:grouped",
+                  "lora": {"r": 16, "alpha": 16, "dropout": 0.0, "targets": SEVEN}}
+    for key, value in preset.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    try:
+        args.variants = parse_variants(args.variants) if isinstance(args.variants, str) else args.variants
+    except ValueError as err:
+        parser.error(str(err))
+    args.deadline = time.time() + args.budget_s if args.budget_s is not None else None
 
 
 def main() -> None:
@@ -430,36 +906,65 @@ def main() -> None:
     parser.add_argument("--model-dir", help="measure this checkpoint folder instead of random ones (--archs ignored)")
     parser.add_argument("--padding-table", action="store_true",
                         help="only print the padding each batching carries on Orca-like lengths (no GPU)")
+    parser.add_argument("--length-table", choices=sorted(LENGTHS),
+                        help="only print these lengths' quantiles and the padding each batching carries (no GPU)")
     parser.add_argument("--memory-floor", action="store_true",
                         help="only print what each architecture's QLoRA step holds before activations (no GPU; "
                              "with --tokenizer, for the random checkpoints built with it)")
+    parser.add_argument("--summarize", nargs="+", metavar="JSON",
+                        help="only print the speed table of earlier --out files")
     parser.add_argument("--layers", type=int, default=None, help="fewer layers than the real model")
     parser.add_argument("--parts", default="train,short,generate",
                         help="comma-separated: train (the three paths), short (short samples), generate, "
                              "generate_graphs (CUDA-graph decoding)")
     parser.add_argument("--paths", default=",".join(PATHS))
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--seq", type=int, default=1024)
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--forgetting", action="store_true",
+                        help="the forgetting study's defaults (batch, accumulation, max_seq_length, LoRA) on "
+                             "Alpaca-like lengths for the train part")
+    parser.add_argument("--batch", type=int, default=None, help="micro-batch of the train part (default 4)")
+    parser.add_argument("--accum", type=int, default=None, help="gradient accumulation of the train part's short "
+                        "rows (--forgetting; full-length rows: 1)")
+    parser.add_argument("--seq", type=int, default=None, help="tokens a row (full-length rows) or the cut (1024)")
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps a measurement (8; --forgetting 12)")
+    parser.add_argument("--variants", default=None,
+                        help="--forgetting: the repository path's batchings, BATCHxACCUM:BATCHING comma-separated "
+                             "(padded, grouped, padding_free; default the study's, 2x4:grouped)")
+    parser.add_argument("--lengths", choices=sorted(LENGTHS), default=None,
+                        help="lengths of the short part (orca; --forgetting: alpaca)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="train part: where each step's time goes (host phases, GPU busy, synchronisations)")
     parser.add_argument("--rounds", type=int, default=1, help="training measured this often, in rotated orders")
     parser.add_argument("--short-batch", type=int, default=8, help="batch of the short-sample measurement")
     parser.add_argument("--short-steps", type=int, default=40, help="steps of the short-sample pass (all timed)")
     parser.add_argument("--single", type=int, default=4, help="questions answered one at a time")
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--timeout", type=int, default=400, help="seconds per measurement")
+    parser.add_argument("--budget-s", type=int, default=None,
+                        help="seconds for everything: later measurements get what is left, or are skipped")
     parser.add_argument("--cold", action="store_true", help="every measurement with empty compile caches")
     parser.add_argument("--profile", action="store_true", help="generation: where a decoding step's time goes")
     parser.add_argument("--out", default=None, help="write all results as JSON here")
     args = parser.parse_args()
     if args.padding_table:
-        return print_padding_table()
+        return print_length_table("orca", n=10_000)
+    if args.length_table:
+        return print_length_table(args.length_table)
     if args.memory_floor:
         return print_memory_floor(args.archs, args.tokenizer)
+    if args.summarize:
+        results = []
+        for name in args.summarize:
+            try:
+                results += json.load(open(name))["results"]
+            except (OSError, ValueError, KeyError) as err:
+                parser.error(f"--summarize {name}: not a perf_bench --out file ({type(err).__name__}: {err})")
+        return print_speed_table(results)
     unknown = set(args.parts.split(",")) - {"train", "short", "generate", "generate_graphs"}
     if unknown:
         parser.error(f"unknown --parts {sorted(unknown)}: choose from train, short, generate, generate_graphs")
     if not args.tokenizer and not args.model_dir:
         parser.error("--tokenizer is required (e.g. .gpu/tokenizer, made by scripts/prepare_gpu_carry.sh)")
+    _resolve_preset(args, parser)
 
     from make_random_checkpoint import build
     from transformers import AutoConfig
@@ -468,6 +973,9 @@ def main() -> None:
     for arch in [os.path.basename(args.model_dir.rstrip("/"))] if args.model_dir else args.archs:
         folder = args.model_dir or tempfile.mkdtemp(prefix=f"{arch}-")
         try:
+            if not _timeout(args):
+                results.append({"arch": arch, "part": "train", "path": "repo", "error": "skipped: --budget-s spent"})
+                continue
             if not args.model_dir:
                 build(arch, folder, args.tokenizer, args.layers, full_vocab=True)
             counts = memory_floor(AutoConfig.from_pretrained(folder))  # one count for built and given checkpoints
@@ -488,8 +996,10 @@ def main() -> None:
                 shutil.rmtree(folder, ignore_errors=True)
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"settings": vars(args), "results": results}, f, indent=1)
-    print_table(results, args)
+            json.dump({"settings": {k: v for k, v in vars(args).items() if k != "deadline"}, "results": results},
+                      f, indent=1)
+    print_table([r for r in results if not r.get("run")], args)
+    print_speed_table(results)
 
 
 def _over_rounds(rows: list[dict], key: str) -> list[dict]:
@@ -512,12 +1022,13 @@ def _over_rounds(rows: list[dict], key: str) -> list[dict]:
 
 def print_table(results: list[dict], args) -> None:
     layers = f"{args.layers} layers" if args.layers else "full depth"
-    print(f"\nTraining: batch {args.batch} x {args.seq} tokens, r=16, seven projections, gradient checkpointing, "
-          f"bf16, {layers}; FLOPs = 6 x params x tokens (params without the input embedding); "
-          f"GPU rate {H100_BF16_DENSE / 1e12:.0f} TFLOP/s dense bf16")
-    print(f"{'arch':<14} {'path':<11} {'tokens/s':>9} {'peak GiB':>9} {'floor GiB':>10} {'vs unsloth':>11} "
-          f"{'vs plain':>9} {'mem/plain':>10} {'% of peak FLOPs':>16}")
     train = _over_rounds([r for r in results if r["part"] == "train"], "tokens_per_s")
+    if train:
+        print(f"\nTraining: batch {args.batch} x {args.seq} tokens, r=16, seven projections, gradient checkpointing, "
+              f"bf16, {layers}; FLOPs = 6 x params x tokens (params without the input embedding); "
+              f"GPU rate {BF16_DENSE / 1e12:.0f} TFLOP/s dense bf16")
+        print(f"{'arch':<14} {'path':<11} {'tokens/s':>9} {'peak GiB':>9} {'floor GiB':>10} {'vs unsloth':>11} "
+              f"{'vs plain':>9} {'mem/plain':>10} {'% of peak FLOPs':>16}")
     for r in train:
         if "error" in r:
             print(f"{r['arch']:<14} {r['path']:<11} error: {r['error']}")
@@ -526,13 +1037,14 @@ def print_table(results: list[dict], args) -> None:
         vs = {k: f"{r['tokens_per_s'] / ref[k]['tokens_per_s']:.2f}x" if k in ref else "-"
               for k in ("unsloth", "plain")}
         mem = f"{r['peak_gib'] / ref['plain']['peak_gib']:.0%}" if "plain" in ref else "-"
-        mfu = 6 * r["flop_params"] * r["tokens_per_s"] / H100_BF16_DENSE
+        mfu = 6 * r["flop_params"] * r["tokens_per_s"] / BF16_DENSE
         rounds = f"  rounds: {r['rounds']}" if len(r["rounds"]) > 1 else ""
         print(f"{r['arch']:<14} {r['path']:<11} {r['tokens_per_s']:>9} {r['peak_gib'] or '-':>9} "
               f"{r.get('floor_gib', '-'):>10} {vs['unsloth']:>11} {vs['plain']:>9} {mem:>10} {mfu:>16.1%}{rounds}")
     short = _over_rounds([r for r in results if r["part"] == "short"], "useful_tokens_per_s")
     if short:
-        print(f"\nShort samples (Orca-like lengths, batch {args.short_batch}, one pass of {args.short_steps} steps "
+        print(f"\nShort samples ({(getattr(args, 'lengths', None) or 'orca').capitalize()}-like lengths, "
+              f"batch {args.short_batch}, one pass of {args.short_steps} steps "
               "over the same rows, repository path): useful tokens/s, gain over padded batches in random order")
         print(f"{'arch':<14} {'padded':>9} {'grouped':>9} {'gain':>6} {'padding-free':>13} {'gain':>6}")
         for arch in dict.fromkeys(r["arch"] for r in short):
@@ -573,14 +1085,68 @@ def print_table(results: list[dict], args) -> None:
                     print(f"    {ms:>8} {calls:>5}  {kernel}")
 
 
+SPEED_PHASES = {"data": ("data",), "fwd": ("forward",), "loss": ("loss",), "bwd": ("backward",),
+                "opt": ("clip", "optimizer"), "cb+log": ("callbacks", "log_save"), "other": ("other",),
+                "wait": ("gpu_wait",)}
+STUDY_ROWS = 50_000  # the forgetting study's TinyLlama run: 50,000 Alpaca rows, one epoch
+
+
+def _tokens_per_s(row: dict) -> float | None:
+    return (row.get("breakdown") or {}).get("useful_tokens_per_s") or row.get("useful_tokens_per_s") or row.get(
+        "tokens_per_s")
+
+
+def print_speed_table(results: list[dict]) -> None:
+    """One line per measured run (rows with a `run`): useful tokens/s, the share of the GPU's dense bf16
+    rate, the ratio to raw Unsloth on the same rows, and where a step's wall time goes. Then the T4
+    estimate of the forgetting study's TinyLlama run at each measured share of peak."""
+    rows = [r for r in results if r.get("part") == "train" and r.get("run")]
+    if not rows:
+        return
+    print(f"\nTraining speed: useful (non-padding) tokens/s of the timed steps; % peak = 6 x params without the input "
+          f"embedding x useful tokens/s over {BF16_DENSE / 1e12:.0f} TFLOP/s dense bf16; vs raw = over raw Unsloth on "
+          "the same rows. Mean ms a step: the host's phases add up to 'step' (data: fetch, collate, copy; loss: "
+          "compute_loss around the forward; opt: clipping and optimizer; cb+log: callbacks, logging, saving; wait: "
+          "for the GPU at the step's end); GPU: kernel-busy ms of the same steps (torch.profiler); syncs: "
+          "synchronising CUDA calls a step (one is the measurement's own); drift: median step time of the last "
+          "five steps over the first five's")
+    print(f"{'arch':<15} {'path':<8} {'run':<25} {'tok/s':>7} {'% peak':>7} {'vs raw':>7} {'step':>7} {'GPU':>6} "
+          + " ".join(f"{k:>6}" for k in SPEED_PHASES) + f" {'syncs':>6} {'drift':>6}")
+    for r in rows:
+        head = f"{r.get('arch', '-'):<15} {r['path']:<8} {r['run'][:25]:<25}"
+        if "error" in r:
+            print(f"{head} error: {r['error']}")
+            continue
+        tok, b = _tokens_per_s(r), r.get("breakdown") or {}
+        ref = next((x for x in rows if x.get("arch") == r.get("arch") and x["path"] == "unsloth" and "error" not in x
+                    and x.get("lengths") == r.get("lengths") and x.get("seq") == r.get("seq")), None)
+        vs = f"{tok / _tokens_per_s(ref):.2f}x" if ref else "-"
+        ms, gpu = b.get("ms", {}), b.get("gpu", {})
+        phases = " ".join(f"{sum(ms.get(p, 0) for p in parts):>6.1f}" if ms else f"{'-':>6}"
+                          for parts in SPEED_PHASES.values())
+        step = f"{ms['wall']:.1f}" if ms else "-"
+        print(f"{head} {tok:>7} {6 * r['flop_params'] * tok / BF16_DENSE:>7.2%} {vs:>7} {step:>7} "
+              f"{gpu.get('busy_ms_per_step', '-'):>6} {phases} {gpu.get('syncs_per_step', '-'):>6} "
+              f"{b.get('drift', '-'):>6}")
+    study = [r for r in rows if r.get("arch") == "tinyllama-1.1b" and r.get("lengths") == "alpaca" and "error" not in r]
+    if study:
+        n = memory_floor(public_config("tinyllama-1.1b"))["flop_params"]  # the real 32,000-row vocabulary
+        flops = 6 * n * STUDY_ROWS * study[0]["tokens_per_row"]
+        share = {id(r): 6 * r["flop_params"] * _tokens_per_s(r) / BF16_DENSE for r in study}
+        cells = [f"{r['path']} {r['run']} {flops / (T4_FP16_DENSE * share[id(r)]) / 3600:.1f} h" for r in study]
+        print(f"\nT4 estimate of the forgetting study's TinyLlama run ({STUDY_ROWS:,} Alpaca-like rows of "
+              f"{study[0]['tokens_per_row']} tokens, one epoch: {flops / 1e15:,.0f} PFLOP) at "
+              f"{T4_FP16_DENSE / 1e12:.0f} TFLOP/s fp16 x each run's measured share of peak: {'; '.join(cells)} "
+              "(the study reports about 14 h)")
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        kind, rest = sys.argv[2], sys.argv[3:]
+        kind, rest = sys.argv[2], sys.argv[3:]  # training children: FOLDER SPEC (run_spec's JSON)
         if kind == "repo":
-            row = child_repo(rest[0], int(rest[1]), int(rest[2]), int(rest[3]), int(rest[4]), *rest[5:6],
-                             *map(int, rest[6:]))
+            row = child_repo(rest[0], json.loads(rest[1]))
         elif kind.startswith("train:"):
-            row = child_train(kind.split(":")[1], rest[0], int(rest[1]), int(rest[2]), int(rest[3]))
+            row = child_train(kind.split(":")[1], rest[0], json.loads(rest[1]))
         else:
             row = child_generate(rest[0], int(rest[1]), int(rest[2]), bool(int(rest[3])) if rest[3:] else False)
         print("PERF " + json.dumps(row), flush=True)

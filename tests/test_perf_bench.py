@@ -1,12 +1,19 @@
 """scripts/perf_bench.py: the reduction of repeated rounds (the median per architecture and path, the
-failed rounds left out, the table's ratios taken from those medians), and the short-sample
-measurement on the embedded model (each batching what it says, all over the same rows)."""
+failed rounds left out, the table's ratios taken from those medians), the short-sample measurement on
+the embedded model (each batching what it says, all over the same rows), the forgetting study's
+architectures and Alpaca-like lengths, the step breakdown on a CPU; helpers.sft's trainer without TRL's
+per-step metrics (the same losses as with them)."""
 
 import argparse
+import dataclasses
+import json
+import math
+import statistics
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
@@ -70,11 +77,12 @@ def test_short_batchings_are_what_they_say_and_see_the_same_tokens(embedded_toke
     from helpers.registry import resolve_model
 
     folder = str(embedded_checkpoint(resolve_model("smollm2-135m")))
-    got = perf_bench.child_repo(folder, 2, 256, 1, 2, "short", short_steps=4)
+    spec = {**perf_bench.run_spec(preset([]), "short"), "seq": 256, "short_batch": 2, "short_steps": 4}
+    got = perf_bench.child_repo(folder, spec)
     assert set(got) == {"padded", "grouped", "padding_free"}
     assert {k: (v["sampling"], v["padding_free_used"]) for k, v in got.items()} == {
         "padded": ("random", False), "grouped": ("group_by_length", False), "padding_free": ("random", True)}
-    rows = perf_bench._orca_like_rows(embedded_tokenizer, 2 * 4, 256)
+    rows = perf_bench.length_rows(embedded_tokenizer, 2 * 4, 256)
     assert all(v["steps_timed"] == 4 and v["useful_tokens"] == sum(len(r["input_ids"]) for r in rows)
                for v in got.values())
     assert got["padding_free"]["computed_per_useful"] == 1.0 < got["padded"]["computed_per_useful"]
@@ -89,22 +97,90 @@ def test_padding_overhead_by_hand_and_grouping_lowers_it():
     assert 1.4 < rand < 1.9 and 1.0 < grouped < 1.1
 
 
-def test_train_and_short_are_separate_children(monkeypatch):
+def preset(argv: list[str]) -> argparse.Namespace:
+    """perf_bench's settings after main() resolves them, for a command line `argv`."""
+    ns = argparse.Namespace(forgetting="--forgetting" in argv, batch=None, accum=None, seq=None, steps=None,
+                            lengths=None, variants=None, breakdown="--breakdown" in argv, short_batch=8,
+                            short_steps=40, timeout=9, cold=False, budget_s=None)
+    for flag, value in zip(argv, argv[1:]):
+        if flag in ("--batch", "--steps", "--budget-s"):
+            setattr(ns, flag[2:].replace("-", "_"), int(value))
+        elif flag == "--variants":
+            ns.variants = value
+    perf_bench._resolve_preset(ns, argparse.ArgumentParser())
+    return ns
+
+
+def fake_children(monkeypatch, answer=None):
     calls = []
 
     def fake_child(args, timeout, cold=False, env_extra=None):
         calls.append(args)
-        return {"error": "timed out after 9 s"}
+        return answer or {"error": "timed out after 9 s"}
 
     monkeypatch.setattr(perf_bench, "run_child", fake_child)
-    ns = argparse.Namespace(batch=4, seq=1024, steps=10, short_batch=8, short_steps=40, timeout=9, cold=False)
+    return calls
+
+
+def test_train_and_short_are_separate_children(monkeypatch):
+    calls = fake_children(monkeypatch)
+    ns = preset([])
     train = perf_bench._train_rows("ckpt", ["repo", "plain"], ns, "train")
-    assert calls[0][0] == "repo" and calls[0][6] == "train" and calls[1][0] == "train:plain"
+    assert calls[0][:2] == ["repo", "ckpt"] and json.loads(calls[0][2])["part"] == "train"
+    assert calls[1][0] == "train:plain"
     assert [(r["part"], r["path"]) for r in train] == [("train", "repo"), ("train", "plain")]
     short = perf_bench._train_rows("ckpt", ["repo"], ns, "short")
-    assert calls[2][6] == "short"
+    assert json.loads(calls[2][2])["part"] == "short"
     assert [(r["part"], r["path"]) for r in short] == [("short", k) for k in perf_bench.SHORT]
     assert all(r["error"] == "timed out after 9 s" for r in train + short)
+
+
+def test_forgetting_preset_is_the_study_default_and_flags_override_it():
+    from helpers.tasks.forgetting import ForgettingConfig
+
+    f, ns = ForgettingConfig(), preset(["--forgetting"])
+    spec = perf_bench.run_spec(ns, "train")
+    assert (spec["batch"], spec["accum"], spec["seq"], spec["lengths"]) == (f.batch_size, f.grad_accum,
+                                                                            f.max_seq_length, "alpaca") == (2, 4, 1024,
+                                                                                                            "alpaca")
+    assert spec["lora"] == {"r": 16, "alpha": 16, "dropout": 0.0, "targets": perf_bench.SEVEN}
+    assert spec["variants"] == [{"batch": 2, "accum": 4, "batching": "grouped"}]  # the notebook's group_by_length
+    assert perf_bench.run_spec(ns, "short")["lengths"] == "alpaca"
+    ns = preset(["--forgetting", "--batch", "8", "--variants", "2x4:grouped,8x1:padding_free"])
+    assert ns.batch == 8 and ns.accum == 4
+    assert [v["batching"] for v in ns.variants] == ["grouped", "padding_free"]
+    plain = perf_bench.run_spec(preset([]), "train")
+    assert (plain["batch"], plain["accum"], plain["lengths"], plain["lora"]["r"]) == (4, 1, "full", 16)
+
+
+def test_forgetting_rows_are_named_after_their_batching_and_data(monkeypatch):
+    calls = fake_children(monkeypatch)
+    ns = preset(["--forgetting", "--variants", "2x4:grouped,8x1:grouped"])
+    rows = perf_bench._train_rows("ckpt", ["repo", "unsloth"], ns, "train")
+    assert [(r["path"], r["run"]) for r in rows] == [("repo", "2x4 grouped"), ("repo", "8x1 grouped"),
+                                                     ("unsloth", "notebook")]
+    assert all((r["lengths"], r["seq"]) == ("alpaca", 1024) for r in rows)
+    assert json.loads(calls[1][2])["lengths"] == "alpaca" and calls[1][0] == "train:unsloth"
+
+
+def test_a_spent_budget_skips_the_measurement(monkeypatch):
+    calls = fake_children(monkeypatch, {"tokens_per_s": 1})
+    ns = preset(["--budget-s", "10"])  # under the 20 s a measurement needs at least
+    rows = perf_bench._train_rows("ckpt", ["repo", "unsloth"], ns, "train")
+    assert calls == [] and all(r["error"] == "skipped: --budget-s spent" for r in rows)
+    ns = preset(["--budget-s", "100"])
+    assert perf_bench._timeout(ns) == 9  # --timeout when less than what is left
+    perf_bench._train_rows("ckpt", ["unsloth"], ns, "train")
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("bad", ["2x4:groupd", "2:grouped", "0x4:grouped", "2x4", ""])
+def test_bad_variants_are_a_one_line_error(monkeypatch, capsys, bad):
+    monkeypatch.setattr(sys, "argv", ["perf_bench.py", "--tokenizer", "x", "--forgetting", "--variants", bad])
+    with pytest.raises(SystemExit) as err:
+        perf_bench.main()
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.value.code == 2 and "--variants" in message and "2x4:grouped" in message
 
 
 def test_unknown_part_is_a_one_line_error(monkeypatch, capsys):
@@ -143,3 +219,204 @@ def test_flop_params_leave_out_only_an_untied_input_embedding():
     assert tied["flop_params"] == tied["params"]  # the shared matrix is still multiplied as the head
     untied = perf_bench.memory_floor(perf_bench.public_config("mistral-7b-v3"))
     assert untied["flop_params"] == untied["params"] - 32_768 * 4096
+
+
+def test_forgetting_architectures_count_their_parameters_by_hand():
+    # TinyLlama-1.1B: hidden 2048, MLP 5632, 22 layers, 32 heads of 64, 4 key/value heads, 32,000 untied tokens
+    f = perf_bench.memory_floor(perf_bench.public_config("tinyllama-1.1b"))
+    layer = 2048 * (2048 + 256 + 256 + 2048) + 3 * 2048 * 5632
+    embedding, norms = 32_000 * 2048, 22 * 2 * 2048 + 2048
+    assert f["params"] == 22 * layer + 2 * embedding + norms == 1_100_048_384  # ~1.10B
+    assert f["flop_params"] == f["params"] - embedding  # the untied input embedding is a lookup
+    # Llama-3.2-1B: MLP 8192, 16 layers, 8 key/value heads, 128,256 tokens tied to the head
+    f = perf_bench.memory_floor(perf_bench.public_config("llama-3.2-1b"))
+    layer = 2048 * (2048 + 512 + 512 + 2048) + 3 * 2048 * 8192
+    assert f["params"] == f["flop_params"] == 16 * layer + 128_256 * 2048 + 16 * 2 * 2048 + 2048 == 1_235_814_400
+    rope = perf_bench.public_config("llama-3.2-1b").rope_parameters
+    assert (rope["rope_type"], rope["factor"], rope["rope_theta"]) == ("llama3", 32.0, 500000.0)
+
+
+def test_tinyllama_checkpoints_get_its_chat_family_on_the_embedded_vocabulary():
+    from make_random_checkpoint import arch_tokenizer, full_vocab_size
+
+    from helpers.modeling import embedded_checkpoint
+    from helpers.registry import resolve_model
+
+    folder = embedded_checkpoint(resolve_model("smollm2-135m"))
+    tokenizer = arch_tokenizer("tinyllama-1.1b", folder)  # the registry's zephyr family
+    assert (tokenizer.bos_token, tokenizer.eos_token) == ("<s>", "</s>")
+    assert tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
+                                         add_generation_prompt=True) == "<|user|>\nhi</s>\n<|assistant|>\n"
+    assert full_vocab_size("tinyllama-1.1b", tokenizer) == 49_154  # more than its 32,000: the tokenizer's
+    assert full_vocab_size("llama-3.2-1b", arch_tokenizer("llama-3.2-1b", folder)) == 128_256
+
+
+def test_alpaca_lengths_have_the_published_means_and_the_stated_spread():
+    pairs = perf_bench.alpaca_lengths(52_002, 1024)
+    prompts, answers = [p for p, _ in pairs], [a for _, a in pairs]
+    assert abs(statistics.mean(prompts) - 27.8) < 0.6 and abs(statistics.mean(answers) - 64.6) < 1.5
+    assert 0.03 < sum(a < 10 for a in answers) / len(pairs) < 0.07  # the docstring's 5% under 10 tokens
+    assert 0.004 < sum(a > 400 for a in answers) / len(pairs) < 0.015  # and 1% over 400
+    assert all(1 <= p <= 512 and 1 <= a and p + a <= 1024 for p, a in pairs)
+    assert all(p + a <= 128 for p, a in perf_bench.alpaca_lengths(500, 128))
+    assert perf_bench.alpaca_lengths(100, 1024, seed=3) == perf_bench.alpaca_lengths(100, 1024, seed=3)
+
+
+def test_length_table_prints_the_quantiles_and_the_padding(capsys):
+    perf_bench.print_length_table("alpaca", n=4000)
+    lines = capsys.readouterr().out.splitlines()
+    answer = next(line.split() for line in lines if line.startswith("answer"))
+    pairs = perf_bench.alpaca_lengths(4000, 1024)
+    cuts = statistics.quantiles([a for _, a in pairs], n=100, method="inclusive")
+    assert answer[1] == f"{statistics.mean(a for _, a in pairs):.1f}" and answer[4] == f"{cuts[49]:.0f}"  # mean, p50
+    padding = {int(line.split()[0]): [float(x.rstrip("x")) for x in line.split()[1:]] for line in lines
+               if line.split() and line.split()[0] in ("2", "8", "32")}
+    assert set(padding) == {2, 8, 32} and all(grouped < rand for rand, grouped, _ in padding.values())
+    assert padding[2][0] < padding[8][0] < padding[32][0]  # larger batches in random order pad more
+
+
+def test_alpaca_rows_add_the_chat_template_to_the_published_lengths():
+    from make_random_checkpoint import arch_tokenizer
+
+    from helpers.modeling import embedded_checkpoint
+    from helpers.registry import resolve_model
+
+    # a random smollm2-135m checkpoint's tokenizer: configs/chat_templates/chatml.jinja, no system turn
+    tokenizer = arch_tokenizer("smollm2-135m", embedded_checkpoint(resolve_model("smollm2-135m")))
+    # <|im_start|> user \n <|im_end|> \n <|im_start|> assistant \n, then the answer's <|im_end|> \n
+    assert perf_bench.template_tokens(tokenizer) == (9, 2)
+    rows = perf_bench.length_rows(tokenizer, 300, 1024, "alpaca")
+    pairs = perf_bench.alpaca_lengths(300, 1024 - 11)
+    assert [(r["labels"].count(-100), len(r["input_ids"])) for r in rows] == [(p + 9, p + a + 11) for p, a in pairs]
+
+
+def test_kernel_busy_time_counts_overlapping_kernels_once():
+    assert perf_bench.kernel_busy_us([(0, 10), (5, 15), (20, 30)]) == 25
+    assert perf_bench.kernel_busy_us([(10, 20), (0, 100), (50, 60)]) == 100
+    assert perf_bench.kernel_busy_us([]) == 0
+
+
+def tiny_lora_model(tokenizer):
+    """A two-layer random llama with LoRA on the embedded vocabulary: a CPU trains it in a second."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+                         tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id)
+    return get_peft_model(LlamaForCausalLM(config), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
+                                                               target_modules=["q_proj", "v_proj"],
+                                                               task_type="CAUSAL_LM"))
+
+
+def tiny_settings(**kw):
+    from helpers.tasks.instruct import TrainConfig
+
+    return dataclasses.replace(TrainConfig(), batch_size=2, grad_accum=2, max_steps=4, warmup_steps=0, save_steps=2,
+                               learning_rate=1e-2, max_seq_length=128, **kw)
+
+
+def train_tiny(tokenizer, run_dir, **kw):
+    """(micro-batch losses, train_sft's report, the trainer's log history, LoRA weights after)."""
+    from datasets import Dataset
+
+    from helpers.sft import train_sft
+
+    model, losses = tiny_lora_model(tokenizer), []
+    hook = model.register_forward_hook(lambda module, args, out: losses.append(out.loss.detach().clone()))
+    rows = perf_bench.length_rows(tokenizer, 16, 128, "alpaca")
+    report = train_sft(model, tokenizer, Dataset.from_list(rows), run_dir=run_dir, settings=tiny_settings(),
+                       backend="transformers", resume=False, **kw)
+    hook.remove()
+    state = json.loads((Path(run_dir) / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
+    lora = {k: v.clone() for k, v in model.state_dict().items() if "lora_" in k}
+    return losses, report, state, lora
+
+
+def test_trainer_without_trl_step_metrics_trains_the_same_losses(embedded_tokenizer, tmp_path):
+    """helpers.sft leaves out TRL's per-step metrics (host work at every micro-batch): the losses, the
+    logged ones and the trained adapters must be bit-identical to the reference path that keeps them."""
+    ref_losses, ref, ref_state, ref_lora = train_tiny(embedded_tokenizer, tmp_path / "ref", trl_step_metrics=True)
+    losses, lean, state, lora = train_tiny(embedded_tokenizer, tmp_path / "lean")
+    assert len(losses) == len(ref_losses) == 8  # 4 steps x 2 micro-batches
+    assert all(torch.equal(a, b) for a, b in zip(losses, ref_losses))
+    assert [h["loss"] for h in state["log_history"] if "loss" in h] == [
+        h["loss"] for h in ref_state["log_history"] if "loss" in h]
+    assert (lean["train_loss"], lean["loss_first"], lean["loss_last"]) == (ref["train_loss"], ref["loss_first"],
+                                                                          ref["loss_last"])
+    assert all(torch.equal(lora[k], ref_lora[k]) for k in ref_lora)
+    assert state["total_flos"] == ref_state["total_flos"] > 0  # counted once instead of at every micro-batch
+    assert "mean_token_accuracy" in ref_state["log_history"][0]  # the switch does take TRL's metrics out
+    assert "mean_token_accuracy" not in state["log_history"][0] and "entropy" not in state["log_history"][0]
+
+
+def test_a_nan_loss_is_reported(embedded_tokenizer, tmp_path, monkeypatch):
+    """transformers' logging_nan_inf_filter replaced a NaN loss by the running mean in the logged losses,
+    so train_sft's check never saw it; the reference path (trl_step_metrics) still filters."""
+    real = tiny_lora_model
+
+    def poisoned(tokenizer):
+        model, calls = real(tokenizer), []
+
+        def nan_at_third(module, args, out):
+            calls.append(1)
+            if len(calls) == 3:
+                out.loss = out.loss * float("nan")
+            return out
+
+        model.register_forward_hook(nan_at_third)
+        return model
+
+    monkeypatch.setattr(sys.modules[__name__], "tiny_lora_model", poisoned)
+    with pytest.raises(FloatingPointError, match="training loss became nan"):
+        train_tiny(embedded_tokenizer, tmp_path / "lean")
+    _, report, _, _ = train_tiny(embedded_tokenizer, tmp_path / "ref", trl_step_metrics=True)
+    assert math.isfinite(report["loss_last"])  # the filter hid the NaN
+
+
+def test_step_breakdown_on_a_cpu_and_its_table_line(embedded_tokenizer, tmp_path, capsys):
+    from transformers import Trainer
+
+    original = Trainer.__dict__["_maybe_log_save_evaluate"]
+    breakdown = perf_bench.StepBreakdown(profile=(1, 3))  # a CPU has no GPU to profile: ignored
+    with breakdown.instrument():
+        train_tiny(embedded_tokenizer, tmp_path, callbacks=[breakdown.callback()])
+    assert Trainer.__dict__["_maybe_log_save_evaluate"] is original  # the wrappers are gone after the block
+    assert [s["step"] for s in breakdown.steps] == [1, 2, 3, 4]
+    rows = perf_bench.length_rows(embedded_tokenizer, 16, 128, "alpaca")
+    assert sum(s["useful_tokens"] for s in breakdown.steps) == sum(len(r["input_ids"]) for r in rows)
+    assert all(s["computed_tokens"] >= s["useful_tokens"] for s in breakdown.steps)
+    for s in breakdown.steps:
+        assert s["wall"] == pytest.approx(sum(s[k] for k in perf_bench.PHASES))
+        assert min(s["data"], s["forward"], s["backward"], s["optimizer"], s["loss"]) > 0 and s["gpu_wait"] == 0
+    assert breakdown.steps[1]["log_save"] > 0 and not any(s["profiled"] for s in breakdown.steps)
+    summary = breakdown.summary(skip=1)  # steps 2 and 3: the first warms up, the last saves the final checkpoint
+    assert summary["steps"] == 2 and "gpu" not in summary
+    timed = breakdown.steps[1:3]
+    assert summary["useful_tokens_per_s"] == round(sum(s["useful_tokens"] for s in timed)
+                                                   / sum(s["wall"] for s in timed))
+    row = {"arch": "tiny", "part": "train", "path": "repo", "run": "2x2 grouped", "flop_params": 10**6,
+           "lengths": "alpaca", "seq": 128, "tokens_per_row": 100.0, "breakdown": summary}
+    perf_bench.print_speed_table([row])
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("tiny"))
+    cells = line.split()
+    assert cells[:5] == ["tiny", "repo", "2x2", "grouped", str(summary["useful_tokens_per_s"])]
+    step, gpu, phases = float(cells[7]), cells[8], [float(x) for x in cells[9:17]]
+    assert gpu == "-" and step == round(summary["ms"]["wall"], 1) and sum(phases) == pytest.approx(step, abs=0.5)
+    assert set(summary["growth"]) == {"py_blocks"} and set(summary["drift_ms"]) == set(perf_bench.PHASES)
+
+
+def test_speed_table_ratios_share_of_peak_and_t4_estimate(capsys):
+    def row(path, run, tokens):
+        return {"arch": "tinyllama-1.1b", "part": "train", "path": path, "run": run, "flop_params": 10**9,
+                "lengths": "alpaca", "seq": 1024, "tokens_per_row": 110.0, "useful_tokens_per_s": tokens}
+
+    perf_bench.print_speed_table([row("repo", "2x4 grouped", 6000), row("unsloth", "notebook padded", 2000)])
+    out = capsys.readouterr().out
+    repo = next(line for line in out.splitlines() if line.startswith("tinyllama-1.1b") and " repo " in line)
+    assert repo.split()[4:7] == ["6000", "3.64%", "3.00x"]  # 6 x 1e9 x 6000 / 989e12; 6000 / 2000
+    n = perf_bench.memory_floor(perf_bench.public_config("tinyllama-1.1b"))["flop_params"]
+    hours = {k: 6 * n * 50_000 * 110 / (65e12 * (6 * 10**9 * v / 989e12)) / 3600 for k, v in (("repo", 6000),
+                                                                                               ("unsloth", 2000))}
+    assert f"repo 2x4 grouped {hours['repo']:.1f} h; unsloth notebook padded {hours['unsloth']:.1f} h" in out
