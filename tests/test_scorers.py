@@ -132,7 +132,7 @@ def test_lm_eval_numbers_sit_beside_ours_with_mmlu_pooled_by_item_count():
     from helpers.tasks.forgetting import lm_eval_table
 
     ours = {k: {"mean": 0.5, "ci95": 0.1, "n": 4} for k in
-            ("hellaswag_acc", "hellaswag_acc_norm", "gsm8k_strict", "gsm8k_flexible", "mmlu_acc")}
+            ("hellaswag_acc", "hellaswag_acc_norm", "gsm8k_strict", "gsm8k_flexible", "gsm8k_numeric", "mmlu_acc")}
     theirs = {"hellaswag": {"acc,none": 0.25, "acc_norm,none": 0.75},
               "gsm8k": {"exact_match,strict-match": 0.0, "exact_match,flexible-extract": 0.5},
               "mmlu_a": {"acc,none": 1.0, "sample_len": 3}, "mmlu_b": {"acc,none": 0.0, "sample_len": 1}}
@@ -140,3 +140,4 @@ def test_lm_eval_numbers_sit_beside_ours_with_mmlu_pooled_by_item_count():
     assert table.loc["HellaSwag acc_norm", "lm-eval base"] == 75.0
     assert table.loc["MMLU CS acc", "lm-eval fine-tuned"] == 75.0  # (3 * 1.0 + 1 * 0.0) / 4
     assert table.loc["GSM8K flexible-extract", "ours base"] == 50.0
+    assert math.isnan(table.loc["GSM8K numeric (±0.01)", "lm-eval base"])  # lm-eval has no such metric
