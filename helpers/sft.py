@@ -287,7 +287,10 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
     the adapter to run_dir/adapter, and with `stage_epochs` the adapter at the end of those epochs
     to run_dir/stages/epoch<N>; `callbacks` are extra TrainerCallbacks. With `resume`, an
     interrupted run continues from its last checkpoint, and a finished one loads its adapter
-    instead of training again."""
+    instead of training again. After its first timed steps the run prints its expected wall time
+    and peak memory against the card (run_dir/estimate.json; helpers/estimate.py)."""
+    from helpers.estimate import WallTimeEstimate
+
     run_dir = Path(run_dir)
     adapter_dir = run_dir / "adapter"
     if resume and (adapter_dir / "adapter_config.json").exists():
@@ -295,7 +298,8 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
         return json.loads((run_dir / "train_result.json").read_text()) | {"reused_adapter": True}
     checkpoint = last_checkpoint(run_dir) if resume else None
     trainer = sft_trainer(model, tokenizer, dataset, run_dir=run_dir, settings=settings, backend=backend,
-                          stage_epochs=stage_epochs, callbacks=callbacks, trl_step_metrics=trl_step_metrics)
+                          stage_epochs=stage_epochs, callbacks=[WallTimeEstimate(run_dir), *callbacks],
+                          trl_step_metrics=trl_step_metrics)
     collator = trainer.data_collator
     # A key/value cache makes transformers skip the per-sequence attention mask of a padding-free
     # batch (masking_utils: packed sequences are only detected without a cache): off while training.

@@ -84,6 +84,8 @@ def test_resume_false_trains_from_scratch(cfg, tmp_path):
     model, tokenizer, info, dataset = fresh(cfg)
     again = train_sft(model, tokenizer, dataset, run_dir=tmp_path, settings=cfg, backend=info.backend, resume=False)
     assert again["resumed_from"] is None and "reused_adapter" not in again and again["steps"] == 4
+    estimate = json.loads((tmp_path / "estimate.json").read_text())  # said before the wait, kept in the run
+    assert estimate["steps"] == 4 and estimate["measured_steps"] >= 1 and estimate["expected_s"] > 0
 
 
 def test_stages_save_the_adapter_after_each_requested_epoch(cfg, tmp_path):
