@@ -118,10 +118,33 @@ def _source(spec: ModelSpec) -> str:
 
 
 def _hub_error(spec: ModelSpec, err: Exception) -> ConfigError:
-    return ConfigError(
-        f"could not load '{spec.hub_id}' ({type(err).__name__}): the hub is unreachable or the id is wrong; "
-        f"download it where there is internet and pass its local folder as model, or use model='smollm2-135m'"
-    )
+    """One line that keeps the cause of a failed model download and says what to do. transformers wraps
+    the hub's errors in an OSError: the cause chain and its message tell gated, unknown and offline apart."""
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    chain, cause = [], err
+    while cause is not None and len(chain) < 10:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    text = " ".join(str(e) for e in chain).lower()
+    hub_id = spec.hub_id
+    # types first (GatedRepoError is a RepositoryNotFoundError; an unknown id's message mentions gated repos)
+    kind = next((k for t, k in ((GatedRepoError, "gated"), (RepositoryNotFoundError, "unknown"),
+                                (LocalEntryNotFoundError, "offline")) if any(isinstance(e, t) for e in chain)), None)
+    if kind is None:
+        kind = ("gated" if "gated repo" in text else "unknown" if "not a valid model identifier" in text
+                else "offline" if "offline" in text or "connect" in text else None)
+    if kind == "gated":
+        return ConfigError(f"{hub_id} is gated: accept its licence at https://huggingface.co/{hub_id} and set HF_TOKEN "
+                           "(or run `hf auth login`) with an account that has access")
+    if kind == "unknown":
+        return ConfigError(f"no model {hub_id} on the hub: check the spelling, or use a registry name "
+                           "(configs/models.yaml) or a local folder")
+    if kind == "offline":
+        return ConfigError(f"cannot reach the hub for {hub_id} (offline, or HF_HUB_OFFLINE is set) and it is not in "
+                           "the cache: download it where there is internet and pass its folder as model, or use "
+                           "model='smollm2-135m'")
+    return ConfigError(f"could not load {hub_id} from the hub ({type(err).__name__}: {str(err).splitlines()[0][:160]})")
 
 
 def load_model(model: str | ModelSpec, *, max_seq_length: int = 512, load_in_4bit: bool = True):
