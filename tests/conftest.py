@@ -1,3 +1,4 @@
+import contextlib
 import os
 
 import pytest
@@ -42,6 +43,24 @@ def hub(hub_server, monkeypatch):
 
     point_at(monkeypatch, hub_server.url, hub_server.home)
     return hub_server
+
+
+@pytest.fixture(scope="session")
+def hub_context(hub_server, tmp_path_factory):
+    """`hub` for module-scoped fixtures (a notebook run shared by a module's tests), which cannot use a
+    per-test fixture: `with hub_context() as server:` points this process and the kernels it starts at
+    `hub_server` as `hub` does, with HF caches in a fresh tmp dir (every file the block loads comes from
+    the server, whatever ran before), and undoes it when the block ends, so the module's other tests
+    stay offline."""
+    from hub_server import point_at
+
+    @contextlib.contextmanager
+    def pointed():
+        with pytest.MonkeyPatch.context() as patch:
+            point_at(patch, hub_server.url, tmp_path_factory.mktemp("hf_home"))
+            yield hub_server
+
+    return pointed
 
 
 @pytest.fixture(scope="session")

@@ -95,11 +95,13 @@ def _children(files: dict, folder: str, recursive: bool) -> list[str] | None:
 
 
 class HubServer:
-    """Threaded HTTP server on 127.0.0.1 (a free port); `requests` logs (method, path, status)."""
+    """Threaded HTTP server on 127.0.0.1 (a free port); `requests` logs (method, path, status), the last
+    5000; `served` counts every request, so `since(mark)` gives those of one notebook run."""
 
     def __init__(self, repos=(), *, timeout: float = 30.0):
         self.repos = {(r.repo_type, r.repo_id): r for r in repos}
         self.requests: collections.deque = collections.deque(maxlen=5000)
+        self.served = 0
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -131,6 +133,7 @@ class HubServer:
                 except Exception as err:  # a bug here must show in the test, not hang the client
                     status, headers, body = 500, {}, f"{type(err).__name__}: {err}".encode()
                 server.requests.append((self.command, self.path, status))
+                server.served += 1
                 if status == 200 and "Range" in self.headers and self.command == "GET":
                     status, headers, body = _ranged(self.headers["Range"], headers, body)
                 self._reply(status, body, headers, head)
@@ -162,6 +165,10 @@ class HubServer:
     def stop(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+    def since(self, mark: int) -> list[tuple[str, str, int]]:
+        """The requests logged after `served` was `mark` (a session's tests share one server)."""
+        return list(self.requests)[len(self.requests) - min(self.served - mark, len(self.requests)):]
 
     def add(self, repo: HubRepo) -> None:
         self.repos[(repo.repo_type, repo.repo_id)] = repo
@@ -268,6 +275,13 @@ def _ranged(spec: str, headers: dict, body: bytes):
     if start >= len(body) or start < 0:
         return 416, {"Content-Range": f"bytes */{len(body)}"}, b""
     return 206, {**headers, "Content-Range": f"bytes {start}-{end}/{len(body)}"}, body[start:end + 1]
+
+
+def fetched(requests, fragment: str) -> bool:
+    """Whether a GET of a path holding `fragment` was answered with content; `requests`: a HubServer
+    (all it logged) or a list of (method, path, status), such as `server.since(mark)`."""
+    log = requests.requests if isinstance(requests, HubServer) else requests
+    return any(method == "GET" and fragment in path and status in (200, 206) for method, path, status in log)
 
 
 def point_at(monkeypatch, url: str, home: Path) -> None:

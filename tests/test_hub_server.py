@@ -1,26 +1,20 @@
 """The hub path, end to end against a local server that speaks the hub's HTTP API (tests/hub_server.py):
 every dataset the studies load from the hub, HellaSwag through its parquet conversion, the errors a
-user meets (gated, unknown id, offline, missing column), a study model from the registry, and one
-notebook with dataset_source="hub"."""
+user meets (gated, unknown id, offline, missing column), a study model from the registry, and the
+notebooks train_math (on a hub model) and small_vs_large (without beer style) with dataset_source="hub"
+(forgetting, train_bio and mmlu_teacher run their smoke runs on this server in their own test files)."""
 
 import json
 import math
 import types
 
 import pytest
-from hub_server import mmlu_rows, point_at, read_jsonl
+from hub_server import fetched, mmlu_rows, point_at, read_jsonl
 
 from helpers.config import ConfigError
 from helpers.data import HubData, load_records
 from helpers.studies import study_config
 from helpers.tasks import forgetting, instruct, mmlu, small_vs_large
-
-
-def fetched(server, fragment: str) -> bool:
-    """Whether the server answered a GET of a path holding `fragment` with content."""
-    return any(method == "GET" and fragment in path and status in (200, 206) for method, path, status in
-               server.requests)
-
 
 # ------------------------------------------------------------------------------------ datasets
 
@@ -74,11 +68,16 @@ def test_mmlu_subjects_load_one_config_each(hub):
 
 
 def test_forgetting_eval_data_from_the_hub_equals_the_local_copy(hub):
+    """The forgetting notebook's smoke run loads from the hub (tests/test_studies.py): its local path, Alpaca too."""
     params = {"n_hellaswag": 3, "n_gsm8k": 2, "gsm8k_shots": 1, "n_mmlu": 2, "mmlu_subjects": forgetting.MMLU_CS}
     from_hub = forgetting.load_eval_data(study_config("forgetting", {**params, "data_source": "hub"}))
     local = forgetting.load_eval_data(study_config("forgetting", {**params, "data_source": "local"}))
     assert from_hub == local
     assert len(from_hub["mmlu"]) == 8 and from_hub["mmlu_subject"][:2] == ["college_computer_science"] * 2
+    train = {source: [forgetting.alpaca_pair(r) for r in load_records(forgetting.ALPACA, source=source, n=4,
+                                                                         param="data_source")]
+             for source in ("hub", "local")}
+    assert train["hub"] == train["local"] and len(train["local"]) == 4 and all(p and a for p, a in train["local"])
 
 
 def test_small_vs_large_gsm8k_pool_and_test_from_the_hub(hub):
@@ -202,3 +201,37 @@ def test_train_math_notebook_runs_on_hub_data_and_a_hub_model(hub, hub_model, tm
     assert all((run_dir / "stages" / f"epoch{e}" / "adapter_config.json").exists() for e in (1, 3))
     # the kernel (a separate process) fetched both from the server
     assert fetched(hub, "orca-math-word-problems-200k/resolve/") and fetched(hub, "/model.safetensors")
+
+
+@pytest.mark.slow
+def test_small_vs_large_notebook_runs_on_hub_data(hub, monkeypatch, tmp_path):
+    """Its hub-mode run without beer style, which has no hub copy (data_source='hub' with beer stops with one line:
+    tests/test_studies.py), so not the smoke run of tests/test_studies.py, which keeps beer on the local copies.
+    One configuration (retrieval, demonstrations in training and test prompts, a QLoRA step) keeps it short."""
+    from helpers import run_notebook
+
+    point_at(monkeypatch, hub.url, tmp_path / "hf_home")  # a fresh cache: the kernel fetches every file itself
+    mark = hub.served
+    params = {"data_source": "hub", "tasks": ["gsm8k", "medqa"], "configurations": ["icl-train+qlora"],
+              "large_model": "", "output_root": str(tmp_path / "runs")}
+    run_dir = run_notebook.execute("small_vs_large", "smoke", params, log_output=False)
+    requests = hub.since(mark)
+    m = json.loads((run_dir / "metrics.json").read_text())
+    records = [json.loads(line) for line in (run_dir / "generations.jsonl").read_text().splitlines()]
+    assert m["data_source"] == "hub" and list(m["table"]) == ["icl-train+qlora"] and m["large_model"] is None
+    assert m["n_test"] == {"gsm8k": 2, "medqa": 2} and len(records) == 4
+    assert {k: (t["steps"], json.loads(t["data"])["examples"]) for k, t in m["train"].items()} == {
+        "gsm8k/icl": (1, 6), "medqa/icl": (1, 6)}
+    # smoke sizes: pool 6, test 2; GSM8K's test split, HealthCareMagic's rows after the pool
+    gsm8k, healthcare = read_jsonl("gsm8k_train_sample.jsonl")[:6], read_jsonl("healthcaremagic_sample.jsonl")
+    data = {"gsm8k": (gsm8k, read_jsonl("gsm8k_test_sample.jsonl")[:2]), "medqa": (healthcare[:6], healthcare[6:8])}
+    for rec in records:
+        task, (pool, test) = small_vs_large.get_task(rec["task"]), data[rec["task"]]
+        demo = pool[m["retrieval"][rec["task"]]["test_demos"][rec["item"]][0]]
+        assert rec["reference"] == task.target(test[rec["item"]])
+        assert task.query(demo) in rec["prompt"] and rec["prompt"].endswith(f"{task.query(test[rec['item']])}\n"
+                                                                              f"{task.answer_label}:")
+    assert all(0 < r["bertscore_f1"] <= 1 for r in records if r["task"] == "medqa")
+    assert m["workbook_update"]["added"] == 2
+    assert fetched(requests, "/openai/gsm8k/resolve/")
+    assert fetched(requests, "/lavita/ChatDoctor-HealthCareMagic-100k/resolve/")

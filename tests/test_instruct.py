@@ -1,8 +1,10 @@
 """The math/bio instruction tasks: data sources, schema checks, configs; train notebooks end to end."""
 
+import contextlib
 import json
 
 import pytest
+from hub_server import fetched
 
 from helpers import run_notebook
 from helpers.config import ConfigError
@@ -58,11 +60,20 @@ def test_benchmark_batch_size_zero_means_auto_and_negative_is_refused():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("study", ["train_math", "train_bio"])
-def test_train_notebook_keeps_epoch1_and_epoch3_of_one_run(study, tmp_path):
-    run_dir = run_notebook.execute(study, "smoke", {"output_root": str(tmp_path)}, log_output=False)
+@pytest.mark.parametrize("study, source", [("train_math", "local"), ("train_bio", "hub")])
+def test_train_notebook_keeps_epoch1_and_epoch3_of_one_run(study, source, tmp_path, request):
+    """train_bio reads bio-nlp-umass/bioinstruct from the hub-shaped server (tests/hub_server.py: the rows of
+    the local copy), train_math the local copy (its hub run, with a hub model: tests/test_hub_server.py)."""
+    # the hub: a fresh HF cache, so the kernel fetches the dataset itself whatever other tests fetched
+    with request.getfixturevalue("hub_context")() if source == "hub" else contextlib.nullcontext() as hub:
+        mark = hub.served if hub else 0
+        run_dir = run_notebook.execute(study, "smoke", {"output_root": str(tmp_path), "dataset_source": source},
+                                       log_output=False)
     m = json.loads((run_dir / "metrics.json").read_text())
-    assert m["task"] == study.removeprefix("train_") and m["dataset_source"] == "local"
+    assert m["task"] == study.removeprefix("train_") and m["dataset_source"] == source
+    if hub:  # the kernel fetched the dataset's one JSON file
+        assert fetched(hub.since(mark), "/bio-nlp-umass/bioinstruct/resolve/")
+        assert fetched(hub.since(mark), "/biomed_instruct_25k.json")
     assert m["backend"] == "transformers+bitsandbytes" and m["n_examples"] == 8
     assert json.loads(m["data"]) == {"examples": 8, "dropped_no_answer_tokens": 0}
     assert m["train"]["steps"] == 6 and m["train"]["effective"]["adapter_dtype"] == ["float32"]

@@ -1,7 +1,8 @@
-"""notebooks/mmlu_teacher.ipynb end to end on the fixture (smoke preset), run once per teacher:
-the embedded model as student and teacher, and a scripted teacher behind a real chat-completions
-server on 127.0.0.1 (API key from an environment variable), whose items survive the filter, so both
-fine-tuning methods train. (A re-run answered from the cache: tests/test_mmlu.py, tests/test_backends.py.)"""
+"""notebooks/mmlu_teacher.ipynb end to end (smoke preset), run once per teacher: the embedded model as
+student and teacher, on cais/mmlu from the hub-shaped server (tests/hub_server.py, dataset_source="hub"),
+and a scripted teacher behind a real chat-completions server on 127.0.0.1 (API key from an environment
+variable) on the local fixture, whose items survive the filter, so both fine-tuning methods train.
+(A re-run answered from the cache: tests/test_mmlu.py, tests/test_backends.py.)"""
 
 import json
 import os
@@ -9,6 +10,7 @@ import threading
 
 import pytest
 from chat_server import ChatServer
+from hub_server import fetched, mmlu_rows
 
 from helpers import run_notebook
 from helpers.tasks import mmlu
@@ -69,10 +71,15 @@ class ScriptedTeacher:
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory):
+def local_run(tmp_path_factory, hub_context):
+    """The local teacher's run, its questions from the hub (cais/mmlu's per-subject configs)."""
     root = tmp_path_factory.mktemp("mmlu_local")
-    run_dir = run_notebook.execute("mmlu_teacher", "smoke", {"output_root": str(root)}, log_output=False)
-    return run_dir, json.loads((run_dir / "metrics.json").read_text())
+    with hub_context() as hub:
+        mark = hub.served
+        run_dir = run_notebook.execute("mmlu_teacher", "smoke", {"output_root": str(root), "dataset_source": "hub"},
+                                       log_output=False)
+        requests = hub.since(mark)
+    return run_dir, json.loads((run_dir / "metrics.json").read_text()), requests
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +110,21 @@ def recomputed(items, key):
     return out
 
 
+def test_local_teacher_run_asks_the_hub_questions(local_run):
+    run_dir, m, requests = local_run
+    assert m["dataset_source"] == "hub" and m["n_questions"] == 12
+    # the first 6 rows of each subject's config on the server; the local fixture's differ (other ids, and
+    # the server's machine_learning starts with the forgetting study's two rows)
+    rows = [r for s in SUBJECTS for r in [r for r in mmlu_rows() if r["subject"] == s][:6]]
+    items = predictions(run_dir)["vanilla student"]
+    assert [(it["id"], it["subject"], it["reference"]) for it in items] == [
+        (f"{r['subject']}-{i % 6:04d}", r["subject"], "ABCD"[r["answer"]]) for i, r in enumerate(rows)]
+    assert fetched(requests, "/cais/mmlu/resolve/")
+    assert all(fetched(requests, f"/{s}/test-00000-of-00001.parquet") for s in SUBJECTS)
+
+
 def test_local_teacher_tables_match_the_predictions(local_run):
-    run_dir, m = local_run
+    run_dir, m, _ = local_run
     assert m["teacher"] == {"backend": "local", "model": "smollm2-135m", "counters": m["teacher"]["counters"]}
     assert m["n_questions"] == 12 and m["backend"] == "transformers+bitsandbytes"
     rows = ["teacher", "vanilla student", "General FT", "machine_learning FT (generated)",
@@ -129,7 +149,7 @@ def test_local_teacher_tables_match_the_predictions(local_run):
 
 
 def test_local_teacher_filter_counts_and_fine_tunings(local_run):
-    run_dir, m = local_run
+    run_dir, m, _ = local_run
     counts = m["filter"]["method1"]
     assert counts["generated"] == 3 * len(SUBJECTS)
     assert sum(v for k, v in counts.items() if k != "generated") == counts["generated"]

@@ -1,7 +1,9 @@
 """The forgetting and small_vs_large notebooks end to end on the embedded model and the
 project-written data (each notebook runs once per module, the tests marked slow), then assertions on
-their metrics.json; and small_vs_large's parts that need no model (config errors, Dr.ICL retrieval
-on a stand-in encoder, the beer-style matcher and scores)."""
+their metrics.json: forgetting with data_source="hub" from the hub-shaped server (tests/hub_server.py),
+small_vs_large from the local copies (beer style has no hub copy; its hub run without beer is in
+tests/test_hub_server.py); and small_vs_large's parts that need no model (config errors, Dr.ICL
+retrieval on a stand-in encoder, the beer-style matcher and scores)."""
 
 import json
 import math
@@ -249,16 +251,35 @@ def test_open_answer_rating_workbook_has_an_answer_and_rating_column_per_row(svl
 
 
 @pytest.fixture(scope="module")
-def forget(tmp_path_factory):
-    run_dir = run_notebook.execute("forgetting", "smoke", {"output_root": str(tmp_path_factory.mktemp("fg"))},
-                                   log_output=False)
+def forget(tmp_path_factory, hub_context):
+    """The smoke run with data_source="hub": every dataset from the hub-shaped server (tests/hub_server.py),
+    which serves the rows of the local copies, so the assertions below hold for both sources."""
+    with hub_context() as hub:
+        mark = hub.served
+        run_dir = run_notebook.execute("forgetting", "smoke", {"output_root": str(tmp_path_factory.mktemp("fg")),
+                                                               "data_source": "hub"}, log_output=False)
+        requests = hub.since(mark)
     return run_dir, json.loads((run_dir / "metrics.json").read_text()), json.loads(
-        (run_dir / "generations.json").read_text())
+        (run_dir / "generations.json").read_text()), requests
+
+
+@slow
+def test_forgetting_loads_every_dataset_from_the_hub(forget):
+    from hub_server import fetched
+
+    _, m, _, requests = forget
+    assert m["data_source"] == "hub" and m["n_train"] == 4
+    # the kernel fetched each one (into a fresh cache): Alpaca, GSM8K, the MMLU subject, HellaSwag's parquet conversion
+    for path in ("/tatsu-lab/alpaca/resolve/", "/openai/gsm8k/resolve/", "/cais/mmlu/resolve/",
+                 "/high_school_computer_science/test-00000-of-00001.parquet", "/Rowan/hellaswag/resolve/",
+                 "/default/validation/0000.parquet"):
+        assert fetched(requests, path), path
+    assert not fetched(requests, "hellaswag.py")
 
 
 @slow
 def test_forgetting_scores_follow_from_the_items(forget):
-    _, m, gen = forget
+    _, m, gen, _ = forget
     assert m["n_train"] == 4 and m["train"]["steps"] == 1
     hs = [forgetting.hellaswag_item(json.loads(line)) for line in
           open(DATA_DIR / "hellaswag_sample.jsonl").read().splitlines()[:4]]
@@ -281,7 +302,7 @@ def test_forgetting_scores_follow_from_the_items(forget):
 
 @slow
 def test_forgetting_measures_are_computed_from_the_accuracies(forget):
-    _, m, gen = forget
+    _, m, gen, _ = forget
     b, t, s = m["base"], m["finetuned"], m["summary"]
     da = 100 * (t["hellaswag_acc_norm"]["mean"] - b["hellaswag_acc_norm"]["mean"])
     dk = 100 * (b["mmlu_acc"]["mean"] - t["mmlu_acc"]["mean"])

@@ -106,3 +106,16 @@ def test_large_model_is_asked_zero_shot_by_default_as_in_the_study():
     assert svl.prompt_kind("large", cfg.large_model_demos) == "plain"
     assert svl.prompt_kind("large") == "plain"  # the function's own default too
     assert svl.prompt_kind("large", True) == "demos" and svl.prompt_kind("base+icl") == "demos"
+
+
+def test_small_vs_large_defaults_run_from_the_hub_and_beer_without_a_copy_stops_at_once():
+    """Beer style has no hub copy: the default tasks are the two the hub has, and asking for beer with
+    data_source 'hub' is one line before anything loads (it used to fail at the data cell)."""
+    from helpers.config import ConfigError
+    from helpers.studies import study_config
+
+    cfg = study_config("small_vs_large", {})
+    assert cfg.data_source == "hub" and cfg.tasks == ["gsm8k", "medqa"]
+    with pytest.raises(ConfigError, match="beer have no hub copy"):
+        study_config("small_vs_large", {"tasks": ["gsm8k", "beer"]})
+    assert study_config("small_vs_large", {"tasks": ["beer"], "data_source": "local"}).tasks == ["beer"]

@@ -343,7 +343,9 @@ class SmallVsLargeConfig(InstructConfig):
     """small_vs_large: the five Dr.ICL configurations and a large model's row on three tasks."""
 
     model: str = "mistral-7b-instruct-v3"  # the study's small model; the CPU presets name the embedded one
-    tasks: list = dataclasses.field(default_factory=lambda: list(TASKS))
+    # beer style has no hub copy (BeerAdvocate is not on the hub under a stable id): by default the two
+    # tasks the hub has; add "beer" with data_source set to a folder holding your copy
+    tasks: list = dataclasses.field(default_factory=lambda: [t for t in TASKS if TASKS[t].pool.hub_id])
     configurations: list = dataclasses.field(default_factory=lambda: list(CONFIGURATIONS))
     data_source: str = "hub"
     n_pool: int = 1000
@@ -368,6 +370,10 @@ class SmallVsLargeConfig(InstructConfig):
             raise ConfigError(f"tasks is empty: pick from {', '.join(TASKS)}")
         for name in self.tasks:
             get_task(name)
+        offline_only = [t for t in self.tasks if self.data_source == "hub" and not TASKS[t].pool.hub_id]
+        if offline_only:  # before the encoder and the model load, not at the data cell
+            raise ConfigError(f"task(s) {', '.join(offline_only)} have no hub copy: drop them from tasks or set "
+                              "data_source to 'local' or a folder holding your copy (benchmark_data/data/: the files)")
         unknown = [c for c in self.configurations if c not in CONFIGURATIONS]
         if unknown or not self.configurations:
             raise ConfigError(f"configurations {unknown or '[]'}: pick from {', '.join(CONFIGURATIONS)}")
