@@ -43,7 +43,9 @@ def test_forgetting_config_errors(params, message):
 
 
 def test_beer_has_no_hub_copy_and_says_what_to_do():
-    cfg = study_config("small_vs_large", {"data_source": "hub", "tasks": ["beer"]})
+    with pytest.raises(ConfigError, match="beer have no hub copy: drop them from tasks or set data_source"):
+        study_config("small_vs_large", {"data_source": "hub", "tasks": ["beer"]})  # before anything loads
+    cfg = study_config("small_vs_large", {"data_source": "hub"})  # the loader says it too, if reached
     with pytest.raises(ConfigError, match="set data_source to 'local' or to a folder/file"):
         small_vs_large.load_task_data(small_vs_large.get_task("beer"), cfg)
 
