@@ -83,7 +83,7 @@ def test_every_study_has_a_row_from_its_defaults(rows):
     assert rows["addition"].rows == STUDIES["addition"].config().n_train == 10_000
     assert rows["forgetting"].model == "llama-3.2-1b" and rows["forgetting"].rows == 2000
     # three tasks, plain and demonstration-carrying trainings, 1,000 pool rows each
-    assert rows["small_vs_large"].rows == 3 * 2 * 1000
+    assert rows["small_vs_large"].rows == 2 * 2 * 1000
     # at most: 100 teacher items a subject x 2 subjects, once for the combined student and again for the
     # two single-subject ones; the same for one targeted item per test question (112 + 612)
     assert rows["mmlu_teacher"].rows == 2 * 200 + 2 * (112 + 612) and rows["mmlu_teacher"].upper_bound
