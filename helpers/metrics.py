@@ -227,17 +227,3 @@ def classification_scores(y_true, y_pred, labels=None, average: str = "macro") -
 
 
 # ---- the forgetting study's measures
-def forgetting_rate(base: float, base_ci: float, tuned: float, tuned_ci: float) -> tuple[float, float]:
-    """FR = (1 - A_flex^FT / A_flex^base) * 100%, with a delta-method 95% half-width (independent
-    samples); (nan, nan) when the base accuracy is 0 (the ratio is undefined)."""
-    if base == 0:
-        return float("nan"), float("nan")
-    # d(ratio)/d(tuned) = 1/base, d(ratio)/d(base) = -tuned/base^2
-    half = math.sqrt((tuned_ci / base) ** 2 + (tuned * base_ci / base ** 2) ** 2)
-    return 100 * (1 - tuned / base), 100 * half
-
-
-def difference_ci(a: float, a_ci: float, b: float, b_ci: float) -> tuple[float, float]:
-    """a - b with the half-width sqrt(ci_a^2 + ci_b^2) (independent estimates). Ability Augmentation
-    is difference_ci(A_norm^FT, ., A_norm^base, .); Knowledge Loss difference_ci(A^base, ., A^FT, .)."""
-    return a - b, math.sqrt(a_ci ** 2 + b_ci ** 2)

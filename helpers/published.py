@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from helpers.config import CONFIG_DIR, REPO_ROOT, ConfigError
+from helpers.stats import proportion_interval
 
 PUBLISHED_FILE = REPO_ROOT / "data" / "published" / "seed_results.json"
 COMPARISON_STEM = "published_vs_ours"
@@ -40,7 +41,6 @@ SOURCE_OF = {"addition": GENERALIST, "mmlu_teacher": GENERALIST, "forgetting": F
 COLUMNS = ["table", "row", "column", "ours_from", "unit", "published", "published_pm", "pm_meaning", "ours",
            "ours_low", "ours_high", "interval", "difference", "inside", "comparable", "reason", "n_ours",
            "n_study", "note"]
-Z95 = 1.959963984540054  # two-sided 95% normal quantile
 # A paper's rounded n (HellaSwag "n = 10,000") against the split's true size (10,042) is the same n.
 N_TOLERANCE = 0.01
 
@@ -280,16 +280,6 @@ class Ours:
     missing: str = ""  # why there is no value
 
 
-def wilson_interval(count: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a proportion count/n (Wilson 1927; Brown, Cai & DasGupta 2001 eq. 4)."""
-    if n <= 0:
-        raise ValueError("n must be > 0")
-    p = count / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
-
-
 def _finite(x) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
 
@@ -326,7 +316,7 @@ def measure(entry, *, scale: float = 1.0, proportion: bool = False, half: float 
         out.low, out.high, out.interval = (value - half) * scale, (value + half) * scale, "95% (the run's)"
     elif proportion and n:
         count = round(value * n) if count is None else count
-        lo, hi = wilson_interval(int(count), int(n))
+        lo, hi = proportion_interval(int(count), int(n))  # Wilson, helpers/stats.py
         out.low, out.high, out.interval = lo * scale, hi * scale, f"Wilson 95% from {int(count)}/{int(n)}"
     else:
         out.interval = "no interval: the run has none for it, and it is not a count out of n"

@@ -16,7 +16,6 @@ import yaml
 
 from helpers.config import CONFIG_DIR, ConfigError
 
-DEFAULT_MODEL = "smollm2-135m"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -59,10 +59,6 @@ class Run:
     problem: str = ""  # why the run could not be read
 
 
-def _root(path) -> Path:
-    return output_path(path)
-
-
 def _read_run(folder: Path, study: str | None = None) -> Run:
     run = Run(study or folder.parent.name, folder)
     try:
@@ -88,13 +84,13 @@ def _read_run(folder: Path, study: str | None = None) -> Run:
 def find_runs(output_root, ratings_summary=None) -> list[Run]:
     """Every <output_root>/<study>/<run>/ with a metrics.json (helpers/runs.py's layout), and the
     compile_ratings summary folder when given and present."""
-    root = _root(output_root)
+    root = output_path(output_root)
     if not root.is_dir():
         raise ConfigError(f"--output-root {output_root} is not a folder: give the folder the runs were written to, "
                           "e.g. benchmarks")
     runs = [_read_run(path.parent) for path in sorted(root.glob("*/*/metrics.json"))]
     if ratings_summary:
-        folder = _root(ratings_summary)
+        folder = output_path(ratings_summary)
         if (folder / "metrics.json").is_file() and folder not in [r.folder for r in runs]:
             runs.append(_read_run(folder, "compile_ratings"))
     order = {s: i for i, s in enumerate(STUDY_ORDER)}
@@ -346,7 +342,7 @@ def render_report(runs: list[Run], page_dir: Path, title: str = "QLoRA small LLM
 def write_report(output_root="benchmarks", out=None, ratings_summary=None) -> Path:
     """Gather the runs, write the page (default <output_root>/report.html), return its path."""
     runs = find_runs(output_root, ratings_summary)
-    path = Path(out) if out else _root(output_root) / "report.html"
+    path = Path(out) if out else output_path(output_root) / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_report(runs, path.parent), encoding="utf-8")
     for run in runs:

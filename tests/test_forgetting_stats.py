@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import binomtest
 
 from helpers.config import REPO_ROOT
-from helpers.published import compare, wilson_interval
+from helpers.published import compare
 from helpers.studies import study_config
 from helpers.tasks import forgetting
 
@@ -37,6 +37,14 @@ def stages():
     summary = forgetting.forgetting_summary(base, tuned, seed=0)
     diffs = forgetting.paired_differences(base, tuned, seed=0)
     return base, tuned, summary, diffs
+
+
+def wilson_interval(count, n, z=1.959963984540054):
+    """Wilson's score interval written out (Brown, Cai & DasGupta 2001, eq. 4): the oracle for statsmodels'."""
+    p = count / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
 
 
 def test_item_scores_name_lm_evals_stderr_and_a_wilson_interval_apart():

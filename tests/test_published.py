@@ -13,9 +13,9 @@ from helpers.published import (
     near_zero_beyond,
     published_rows,
     sharpest_drop,
-    wilson_interval,
     write_comparison,
 )
+from helpers.stats import proportion_interval
 
 STUDY_IDS = {"000_946d573d9e224735.txt", "001_78860f88f7d455dc.txt", "002_3c84c8b3bdabdc7d.txt",
              "004_335a8a5d71be8d32.txt"}
@@ -119,9 +119,9 @@ def test_forgetting_other_models_and_settings_are_not_comparable():
 
 
 def test_wilson_interval_when_the_run_has_none():
-    lo, hi = wilson_interval(10, 20)
+    lo, hi = proportion_interval(10, 20)
     assert (lo, hi) == pytest.approx((0.2993, 0.7007), abs=1e-4)  # Brown, Cai & DasGupta's table
-    assert wilson_interval(0, 10)[0] == pytest.approx(0.0, abs=1e-12) and wilson_interval(0, 10)[1] > 0
+    assert proportion_interval(0, 10)[0] == pytest.approx(0.0, abs=1e-12) and proportion_interval(0, 10)[1] > 0
     metrics = {**FORGETTING_METRICS, "base": {**FORGETTING_METRICS["base"], "gsm8k_flexible": {"mean": 0.5, "n": 20}}}
     flex = row(compare("forgetting", metrics, FORGETTING_CFG), "GSM8K | Flexible Accuracy", "Base Llama 3.2 1B")
     assert flex["interval"] == "Wilson 95% from 10/20"

@@ -7,8 +7,6 @@ import pytest
 from helpers.metrics import (
     INVALID,
     classification_scores,
-    difference_ci,
-    forgetting_rate,
     gsm8k_extract,
     gsm8k_normalize,
     gsm8k_score,
@@ -97,15 +95,6 @@ def test_classification_scores_macro_and_weighted():
     weighted = classification_scores(y_true, y_pred, ["A", "B", "C"], average="weighted")  # supports 2, 1, 1
     assert weighted["precision"] == pytest.approx((2 * 1 + 0.5 + 0) / 4)
     assert weighted["recall"] == pytest.approx((2 * 0.5 + 1 + 0) / 4)
-
-
-def test_forgetting_rate_ability_and_knowledge():
-    fr, ci = forgetting_rate(50.0, 10.0, 25.0, 10.0)
-    assert fr == pytest.approx(50.0)  # (1 - 25/50) * 100
-    assert ci == pytest.approx(100 * math.sqrt((10 / 50) ** 2 + (25 * 10 / 50 ** 2) ** 2))
-    assert forgetting_rate(40.0, 5.0, 48.0, 5.0)[0] == pytest.approx(-20.0)  # it got better: negative forgetting
-    assert all(math.isnan(v) for v in forgetting_rate(0.0, 0.0, 10.0, 5.0))
-    assert difference_ci(0.6, 0.03, 0.5, 0.04) == pytest.approx((0.1, 0.05))
 
 
 def test_hellaswag_preprocessing_is_lm_evals():
