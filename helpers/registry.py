@@ -17,7 +17,6 @@ import yaml
 from helpers.config import CONFIG_DIR, ConfigError
 
 
-
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
     name: str
