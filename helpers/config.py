@@ -50,9 +50,11 @@ def output_path(path) -> Path:
     return (Path(keep).expanduser().parent if keep else REPO_ROOT) / path
 
 # Keys that steer where/how a run is kept, not what it computes: left out of the run's hash.
-RUN_CONTROL_KEYS = {"output_root", "run_name", "resume"}
+RUN_CONTROL_KEYS = {"output_root", "run_name", "resume", "report_to"}
 # Settings added after runs were made: left out of the hash at these values, so those runs keep their folders.
 HASH_NEUTRAL = {"group_by_length": False}
+# trainer loggers a run may add (each needs its package installed: tensorboard, wandb)
+REPORT_TO = ("none", "tensorboard", "wandb")
 
 
 class ConfigError(ValueError):
@@ -134,6 +136,8 @@ class StudyConfig:
     output_root: str = "benchmarks"
     run_name: str = ""
     resume: bool = True
+    # where the trainer also logs (transformers' `report_to`); the loss curve PNG and metrics.json are written anyway
+    report_to: str = "none"
 
     def validate(self) -> None:
         positive = ["lora_r", "lora_alpha", "batch_size", "grad_accum", "max_seq_length", "save_steps",
@@ -151,6 +155,8 @@ class StudyConfig:
             raise ConfigError("lora_targets is empty: name the projections to adapt, e.g. ['q_proj', 'v_proj']")
         if not str(self.model).strip():
             raise ConfigError("model is empty: give a registry name (configs/models.yaml), a hub id or a path")
+        if self.report_to not in REPORT_TO:
+            raise ConfigError(f"report_to must be one of {', '.join(REPORT_TO)}, got {self.report_to!r}")
 
 
 @dataclasses.dataclass

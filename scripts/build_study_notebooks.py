@@ -38,6 +38,7 @@ SHARED_COMMENTS = {
     "output_root": "run folder: <output_root>/<study>/<model>-<config hash>",
     "run_name": "",
     "resume": "continue an interrupted run of the same settings",
+    "report_to": "also log to: \"tensorboard\" or \"wandb\" (installed); \"none\": loss curve PNG only",
 }
 
 COMMENTS = {
