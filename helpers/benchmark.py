@@ -19,12 +19,9 @@ import re
 from pathlib import Path
 
 from helpers.config import ConfigError, output_path, repo_path
-from helpers.generation import generate
-from helpers.metrics import mean_ci
-from helpers.modeling import add_lora, load_model
 from helpers.questions import load_question_set, load_questions
 from helpers.registry import load_registry, resolve_model
-from helpers.sft import load_adapter, stage_dir
+from helpers.stats import score_summary
 from helpers.tasks.instruct import get_task
 
 
@@ -131,6 +128,9 @@ def load_benchmark_questions(cfg) -> list:
 
 def load_for_stages(cfg, train_run: Path | None):
     """The model loaded as the training run loaded it, with adapter slots of the same shape."""
+    # the model stack is imported only once a model is loaded: scoring and the file helpers need no torch
+    from helpers.modeling import add_lora, load_model
+
     if train_run is None:
         return load_model(cfg.model, max_seq_length=2048)
     train = json.loads((train_run / "run.json").read_text())["config"]
@@ -142,6 +142,9 @@ def load_for_stages(cfg, train_run: Path | None):
 
 
 def answer_stage(llm, tokenizer, info, questions, stage: str, train_run: Path | None, cfg) -> list[str]:
+    from helpers.generation import generate
+    from helpers.sft import load_adapter, stage_dir
+
     prompts = [q.question for q in questions]
     kwargs = dict(chat=True, stop_token_ids=info.stop_token_ids, max_new_tokens=cfg.max_new_tokens,
                   batch_size=cfg.eval_batch_size, desc=stage)
@@ -203,10 +206,15 @@ def read_raw(path: Path, questions) -> list[str] | None:
 
 
 def stage_summary(task_name: str, questions, answers) -> tuple[list, dict]:
+    """(each answer's automatic score, or None for a task rated by people only; the stage's summary:
+    n, empty answers, mean answer length and, where the task has an automatic score, `auto_score`
+    with `auto_score_summary`: helpers.stats.score_summary, a Wilson 95% interval for 0/1 scores
+    such as math's final-number match, else a t interval)."""
     task = get_task(task_name)
     scores = [task.score(q, a) for q, a in zip(questions, answers)] if task.score else [None] * len(answers)
     summary = {"n": len(answers), "empty_answers": sum(not a.strip() for a in answers),
                "mean_answer_chars": sum(len(a) for a in answers) / max(1, len(answers))}
     if task.score:
-        summary["auto_score"], summary["auto_score_ci95"] = mean_ci(scores)
+        auto = score_summary(scores)
+        summary |= {"auto_score": auto["mean"], "auto_score_summary": auto}
     return scores, summary

@@ -284,19 +284,31 @@ def _finite(x) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
 
 
-def measure(entry, *, scale: float = 1.0, proportion: bool = False, half: float | None = None,
-            n: int | None = None, source: str = "") -> Ours:
-    """A run's number as `Ours`: the run's own 95% interval when it has one (`ci_low`/`ci_high`,
-    `ci95` as [low, high] or as a half-width, or `half` given), else, for a proportion whose n is
-    known, a Wilson 95% interval from its count; else no interval, and the reason says so."""
-    if entry is None:
+VALUE_KEYS = ("mean", "accuracy", "value", "mean_rating")
+
+
+def measure(entry, *, key: str | None = None, scale: float = 1.0, proportion: bool = False,
+            half: float | None = None, n: int | None = None, source: str = "") -> Ours:
+    """A run's number as `Ours`: the run's own 95% interval when it has one, else, for a proportion
+    whose n is known, a Wilson 95% interval from its count; else no interval, and the reason says so.
+
+    `entry` is a number or a dict. A dict holds the number under `key` (default: the first of
+    VALUE_KEYS it has) and its interval in one of the layouts runs have written: `<key>_summary`
+    (helpers.stats.score_summary: n, ci_low, ci_high, ci_method; how every study writes it now), the
+    summary's fields in the dict itself, or, in older runs, `<key>_ci95` / `ci95` as [low, high] or
+    as a half-width (`half` given also counts as one)."""
+    if entry is None or (key and isinstance(entry, dict) and key not in entry):
         return Ours(missing=f"{source or 'the metric'} is not in the run's metrics", source=source)
+    method = None
     if isinstance(entry, dict):
-        value = next((entry[k] for k in ("mean", "accuracy", "value", "mean_rating") if k in entry), None)
-        n = entry.get("n", n)
+        key = key or next((k for k in VALUE_KEYS if k in entry), None)
+        value = entry.get(key) if key else None
+        summary = entry.get(f"{key}_summary") if key else None
+        held = summary if isinstance(summary, dict) else entry  # where the interval is
+        n = held.get("n", entry.get("n", n))
         count = entry.get("count", entry.get("correct"))
-        low, high = entry.get("ci_low"), entry.get("ci_high")
-        ci = entry.get("ci95")
+        low, high, method = held.get("ci_low"), held.get("ci_high"), held.get("ci_method")
+        ci = entry.get(f"{key}_ci95", entry.get("ci95")) if key else entry.get("ci95")
         if low is None and isinstance(ci, (list, tuple)) and len(ci) == 2:
             low, high = ci
         elif low is None and half is None:
@@ -308,7 +320,6 @@ def measure(entry, *, scale: float = 1.0, proportion: bool = False, half: float 
         return Ours(missing=f"{source or 'the metric'} is undefined in the run", n=n, source=source)
     low, high, half = _finite(low), _finite(high), _finite(half)
     out = Ours(value=value * scale, n=n, source=source)
-    method = entry.get("ci_method") if isinstance(entry, dict) else None
     if low is not None and high is not None:
         out.low, out.high, out.interval = low * scale, high * scale, f"95% {method} (the run's)" if method \
             else "95% (the run's)"
@@ -515,9 +526,9 @@ def _small_vs_large(rows, metrics, cfg):
                    else f"{task} / {run_row or config} is not in this run")
             ours = Ours(missing=why, source=source)
         else:
+            # <key>_summary (runs now) or <key>_ci95 (older runs); neither: Wilson from n for a proportion
             proportion = key in ("accuracy", "flexible_extract")
-            ours = measure(scores.get(key), proportion=proportion, half=scores.get(f"{key}_ci95"), n=n_test,
-                           source=source)
+            ours = measure(scores, key=key, proportion=proportion, n=n_test, source=source)
         m = Match(row, ours, reasons=[r for r in [_data_reason(cfg, "data_source")] if r])
         if config == "large":
             m.models = [(LLAMA3_70B, cfg.get("large_model"), "large model")]
@@ -578,8 +589,9 @@ STUDY_NOTES = {
     "addition": ["The paper prints no per-k accuracy, only these read-outs of its Figure 2, and no n per k."],
     "mmlu_teacher": ["Ours: accuracy by the generated letter (tables.generate), the paper's zero-shot prompt "
                      "(Listing 1). Its question counts are not stated; n is checked against the full test split."],
-    "small_vs_large": ["The paper states no n, no decoding and no averaging of P/R/F1; BERTScore and P/R/F1 are "
-                       "no counts out of n, so they have no interval here."],
+    "small_vs_large": ["The paper states no n, no decoding and no averaging of P/R/F1. Ours: accuracies with a "
+                       "Wilson 95% interval, BERTScore with a t interval over the items (runs that wrote "
+                       "<score>_summary); P/R/F1 are no means over items, so they have no interval here."],
     "train_math": [SEVEN_NOTE],
     "benchmark": [SEVEN_NOTE], "compile_ratings": [SEVEN_NOTE], "train_bio": [], "forgetting": [],
 }

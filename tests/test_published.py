@@ -326,3 +326,46 @@ def test_write_comparison_writes_the_table_and_the_figure(tmp_path):
     empty = write_comparison(compare("train_bio", {}, {}), tmp_path / "bio")
     assert "the paper publishes no number for train_bio" in open(empty["published_vs_ours_md"]).read()
     assert imread(empty["published_vs_ours_png"]).shape[0] > 0
+
+
+def summary(mean, n, low, high, method="wilson"):
+    return {"mean": mean, "n": n, "stderr": 0.03, "ci_low": low, "ci_high": high, "ci_method": method}
+
+
+def test_the_summary_convention_and_the_old_half_widths_are_both_read():
+    """Runs now write `<key>_summary` beside the number (helpers.stats.score_summary); older run folders
+    hold `<key>_ci95` half-widths (small_vs_large) or `ci95` (mmlu_teacher cells): both are read."""
+    new_gsm = {"strict_match": 0.35, "flexible_extract": 0.35,
+               "strict_match_summary": summary(0.35, 200, 0.29, 0.42),
+               "flexible_extract_summary": summary(0.35, 200, 0.29, 0.42)}
+    bert = {k: 0.86 for k in ("bertscore_precision", "bertscore_recall", "bertscore_f1")}
+    bert["bertscore_f1_summary"] = summary(0.86, 200, 0.85, 0.87, "t")
+    results = {**SVL_METRICS["results"], "gsm8k": {c: new_gsm for c in SVL_METRICS["results"]["gsm8k"]},
+               "medqa": {c: bert for c in SVL_METRICS["results"]["medqa"]}}
+    table = compare("small_vs_large", {**SVL_METRICS, "results": results}, SVL_CFG)
+    math_row = row(table, "Base+QLoRA | Math", "Accuracy")
+    assert (math_row["ours_low"], math_row["ours_high"]) == (0.29, 0.42) and math_row["inside"]
+    assert math_row["interval"] == "95% wilson (the run's)" and math_row["n_ours"] == 200
+    f1 = row(table, "Mistral Base | Healthcare", "F1 Score")
+    assert (f1["ours_low"], f1["ours_high"]) == (0.85, 0.87) and f1["interval"] == "95% t (the run's)"
+    assert row(table, "Mistral Base | Healthcare", "Recall")["interval"].startswith("no interval")
+    # the old run's half-width: 0.35 ± 0.05
+    old = row(compare("small_vs_large", SVL_METRICS, SVL_CFG), "Base+QLoRA | Math", "Accuracy")
+    assert (old["ours_low"], old["ours_high"]) == pytest.approx((0.30, 0.40)) and old["interval"] == "95% (the run's)"
+
+    # mmlu_teacher cells: {"accuracy", "accuracy_summary", "n"} now, {"accuracy", "ci95", "n"} before
+    metrics = mmlu_metrics()
+    cells = metrics["tables"]["generate"]
+    cells["vanilla student"]["machine_learning"] = {"accuracy": 0.30, "n": 112,
+                                                    "accuracy_summary": summary(0.30, 112, 0.225, 0.389)}
+    table = compare("mmlu_teacher", metrics, MMLU_CFG)
+    vanilla = row(table, "LLaMA (Vanilla)", "Accuracy", "Table 2")
+    assert (vanilla["ours_low"], vanilla["ours_high"]) == (0.225, 0.389) and vanilla["interval"] == (
+        "95% wilson (the run's)")
+    psych = row(table, "LLaMA (Vanilla)", "Accuracy", "Table 3")  # still the old layout: 0.20 ± 0.08
+    assert (psych["ours_low"], psych["ours_high"]) == pytest.approx((0.12, 0.28)) and psych["interval"] == (
+        "95% (the run's)")
+    # a score missing from a configuration is said to be missing, not undefined
+    results = {**SVL_METRICS["results"], "gsm8k": {c: {} for c in SVL_METRICS["results"]["gsm8k"]}}
+    gone = row(compare("small_vs_large", {**SVL_METRICS, "results": results}, SVL_CFG), "Base+QLoRA | Math", "Accuracy")
+    assert gone["reason"] == "results.gsm8k['qlora'].flexible_extract is not in the run's metrics"

@@ -20,11 +20,13 @@ first operand is never taken for the answer.
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import re
 
 from helpers.config import ConfigError, StudyConfig
 from helpers.metrics import digit_accuracy, edit_distance, exact_match, extract_integer
+from helpers.stats import paired_comparison, score_summary
 
 VERSION = "addition-v2"  # v2: instruction + worked examples by default, echo-aware answer extraction
 MAX_DIGITS = 30  # operands up to 10^30; generation lengths grow with k
@@ -212,11 +214,18 @@ METRICS = ("exact_match", "digit_accuracy", "edit_distance")
 
 
 def per_k(problems: list[Problem], scores: list[dict]) -> dict[int, dict]:
-    """Mean of each metric per digit count k."""
+    """Per digit count k: the mean of each metric (`exact_match`, ...), its `<metric>_summary`
+    (helpers.stats.score_summary: n, lm-eval's stderr, a 95% interval, Wilson for 0/1 scores, else t),
+    `n`, and the item scores (`items`), which the in-range summaries and the paired comparison of
+    base and fine-tuned need item by item."""
     table: dict[int, dict] = {}
     for k in sorted({p.k for p in problems}):
         rows = [s for p, s in zip(problems, scores) if p.k == k]
-        table[k] = {m: sum(r[m] for r in rows) / len(rows) for m in METRICS} | {"n": len(rows)}
+        items = {m: [float(r[m]) for r in rows] for m in METRICS}
+        table[k] = {}
+        for m in METRICS:
+            table[k] |= {m: sum(items[m]) / len(rows), f"{m}_summary": score_summary(items[m])}
+        table[k] |= {"n": len(rows), "items": items}
     return table
 
 
@@ -225,6 +234,12 @@ def range_mean(table: dict[int, dict], lo: int, hi: int, metric: str = "exact_ma
     rows = [v for k, v in table.items() if lo <= k <= hi]
     total = sum(v["n"] for v in rows)
     return sum(v[metric] * v["n"] for v in rows) / total if total else None
+
+
+def range_items(table: dict, lo: int, hi: int, metric: str) -> list[float]:
+    """The item scores of `metric` over k in [lo, hi], in k order (a table read back from metrics.json
+    has its k as text)."""
+    return [x for k in sorted(table, key=int) if lo <= int(k) <= hi for x in table[k]["items"][metric]]
 
 
 def evaluate(model, tokenizer, info, problems: list[Problem], cfg: AdditionConfig, *, desc: str):
@@ -238,40 +253,111 @@ def evaluate(model, tokenizer, info, problems: list[Problem], cfg: AdditionConfi
     return generations, scores, per_k(problems, scores)
 
 
+def _ranges(cfg) -> dict[str, tuple[int, int]]:
+    """In range: the training digit counts; out of range: the longer ones."""
+    lo, hi = cfg["train_digits"] if isinstance(cfg, dict) else (cfg.train_digits_min, cfg.train_digits_max)
+    top = cfg["test_digits"][1] if isinstance(cfg, dict) else cfg.test_digits_max
+    return {"in_range": (lo, hi), "out_of_range": (hi + 1, top)}
+
+
 def summarize(table: dict[int, dict], cfg: AdditionConfig) -> dict:
-    """Per-k table plus in-range (training digits) and out-of-range means of every metric."""
+    """Per-k table plus in-range (training digits) and out-of-range means of every metric, each with
+    its `<key>_summary` over the items of those k (None where no k falls in the range)."""
     out = {"per_k": table}
-    for metric in METRICS:
-        out[f"in_range_{metric}"] = range_mean(table, cfg.train_digits_min, cfg.train_digits_max, metric)
-        longer = range_mean(table, cfg.train_digits_max + 1, cfg.test_digits_max, metric)
-        out[f"out_of_range_{metric}"] = longer
+    for where, (lo, hi) in _ranges(cfg).items():
+        for metric in METRICS:
+            items = range_items(table, lo, hi, metric)
+            out[f"{where}_{metric}"] = range_mean(table, lo, hi, metric)
+            out[f"{where}_{metric}_summary"] = score_summary(items) if items else None
     return out
 
 
+PAIRED_METRICS = ("exact_match", "digit_accuracy")
+
+
+def paired(metrics: dict, *, seed: int = 0) -> dict:
+    """Fine-tuned − base on the same test items (helpers.stats.paired_comparison: the difference, a
+    paired bootstrap 95% interval and, for exact match, the exact McNemar test), per k and over the
+    in-range and out-of-range k, for exact match and digit accuracy. `metrics` holds summarize's
+    "base" and "finetuned" and the run's "train_digits" and "test_digits"; the result goes to
+    metrics["paired"]:
+
+        >>> metrics["paired"] = paired(metrics)
+        >>> metrics["paired"]["in_range"]["exact_match"]["mcnemar_p"]
+    """
+    base, tuned = metrics["base"]["per_k"], metrics["finetuned"]["per_k"]
+    if set(map(int, base)) != set(map(int, tuned)):
+        raise ValueError(f"base and fine-tuned were tested on other digit counts: {sorted(base)} vs {sorted(tuned)}")
+
+    def compare(lo, hi):
+        pairs = {m: (range_items(tuned, lo, hi, m), range_items(base, lo, hi, m)) for m in PAIRED_METRICS}
+        return {m: paired_comparison(t, b, seed=seed) if t else None for m, (t, b) in pairs.items()}
+
+    out = {"direction": "fine-tuned minus base", "per_k": {int(k): compare(int(k), int(k)) for k in tuned}}
+    return out | {where: compare(lo, hi) for where, (lo, hi) in _ranges(metrics).items()}
+
+
+METHOD_NAMES = {"wilson": "Wilson", "t": "t"}
+
+
+def with_interval(summary: dict | None, scale: float = 100.0, digits: int = 1) -> str:
+    """'42.0 [32.8, 51.8] Wilson 95%': a score_summary's mean with its interval, named; '-' for none."""
+    if not summary:
+        return "-"
+    mean, low, high = (scale * summary[k] for k in ("mean", "ci_low", "ci_high"))
+    if math.isnan(low) or math.isnan(high):
+        return f"{mean:.{digits}f} (no interval: n={summary['n']})"
+    method = METHOD_NAMES.get(summary["ci_method"], summary["ci_method"])
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}] {method} 95%"
+
+
+def difference_text(cmp: dict | None, scale: float = 100.0, digits: int = 1) -> str:
+    """'+12.0 [4.0, 20.0] paired bootstrap 95%, McNemar p=0.0312' of a paired_comparison."""
+    if not cmp:
+        return "-"
+    text = f"{scale * cmp['difference']:+.{digits}f}"
+    if not (math.isnan(cmp["ci_low"]) or math.isnan(cmp["ci_high"])):
+        text += f" [{scale * cmp['ci_low']:.{digits}f}, {scale * cmp['ci_high']:.{digits}f}] paired bootstrap 95%"
+    if "mcnemar_p" in cmp:
+        text += f", McNemar p={cmp['mcnemar_p']:.3g}"
+    return text
+
+
 def comparison_table(metrics: dict):
-    """Base vs fine-tuned per k, as a pandas DataFrame (accuracies in %)."""
+    """Base vs fine-tuned per k, as a pandas DataFrame of text: each score in % (edit distance in
+    characters) with its 95% interval, named, and, where metrics holds `paired`, the fine-tuned − base
+    exact-match difference with its paired interval and McNemar's p."""
     import pandas as pd
 
+    differences = ((metrics.get("paired") or {}).get("per_k")) or {}
     rows = []
     for k, base in metrics["base"]["per_k"].items():
         tuned = metrics["finetuned"]["per_k"][k]
-        rows.append({
-            "k": int(k), "in training range": metrics["train_digits"][0] <= int(k) <= metrics["train_digits"][1],
-            "base exact %": 100 * base["exact_match"], "tuned exact %": 100 * tuned["exact_match"],
-            "base digit %": 100 * base["digit_accuracy"], "tuned digit %": 100 * tuned["digit_accuracy"],
-            "base edit dist": base["edit_distance"], "tuned edit dist": tuned["edit_distance"],
-        })
-    return pd.DataFrame(rows).set_index("k").round(1)
-
+        row = {"k": int(k), "in training range": metrics["train_digits"][0] <= int(k) <= metrics["train_digits"][1],
+               "n": base["n"]}
+        for metric, title, scale in (("exact_match", "exact %", 100), ("digit_accuracy", "digit %", 100),
+                                     ("edit_distance", "edit dist", 1)):
+            row[f"base {title}"] = with_interval(base.get(f"{metric}_summary"), scale)
+            row[f"tuned {title}"] = with_interval(tuned.get(f"{metric}_summary"), scale)
+        if differences:
+            cmp = differences.get(k, differences.get(str(k))) or {}
+            row["tuned − base exact (points)"] = difference_text(cmp.get("exact_match"))
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("k")
 
 
 def report(metrics: dict) -> str:
     """The base vs fine-tuned table the demo prints."""
-    lines = [comparison_table(metrics).to_string(), ""]
+    import pandas as pd
+
+    with pd.option_context("display.width", 250, "display.max_columns", None, "display.max_colwidth", 60):
+        lines = [comparison_table(metrics).to_string(), ""]
     for stage in ("base", "finetuned"):
         m = metrics[stage]
-        out = m["out_of_range_exact_match"]
-        lines.append(f"{stage:>10}: exact match {100 * m['in_range_exact_match']:5.1f}% in range (k <= "
-                     f"{metrics['train_digits'][1]}), " + (f"{100 * out:5.1f}% beyond" if out is not None else "-"))
-    lines.append(f"in-range exact-match gain: {metrics['in_range_exact_match_gain_points']:+.1f} points")
+        out = m.get("out_of_range_exact_match_summary")
+        lines.append(f"{stage:>10}: exact match {with_interval(m['in_range_exact_match_summary'])} in range (k <= "
+                     f"{metrics['train_digits'][1]}), " + (f"{with_interval(out)} beyond" if out else "-"))
+    gain = metrics["in_range_exact_match_gain_points"]
+    in_range = ((metrics.get("paired") or {}).get("in_range") or {}).get("exact_match")
+    lines.append("in-range exact-match gain (points): " + (difference_text(in_range) if in_range else f"{gain:+.1f}"))
     return "\n".join(lines)

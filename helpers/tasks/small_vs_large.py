@@ -25,12 +25,15 @@ the study's did (`large_model_demos`).
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable
 
 from helpers.config import ConfigError, InstructConfig, check_secret_env_params
 from helpers.data import HubData, load_records
 from helpers.encoders import bertscore
-from helpers.metrics import classification_scores, gsm8k_extract, gsm8k_score, match_label, mean_ci
+from helpers.metrics import classification_scores, gsm8k_extract, gsm8k_score, match_label
+from helpers.stats import paired_comparison, score_summary
+from helpers.tasks.addition import with_interval
 
 CONFIGURATIONS = ["base", "base+icl", "qlora", "icl+qlora", "icl-train+qlora"]
 WITH_DEMOS = {"base+icl", "icl+qlora", "icl-train+qlora"}
@@ -125,26 +128,67 @@ def build_prompt(task: DrTask, row: dict, demos: list[dict] = (), labels=()) -> 
     return "\n\n".join(blocks)
 
 
+def _with_summaries(values: dict[str, list[float]]) -> dict:
+    """{key: mean, key_summary: helpers.stats.score_summary} of each item-score list: Wilson 95% for
+    0/1 scores (accuracies), Student's t for means of other scores (BERTScore)."""
+    out = {}
+    for key, items in values.items():
+        summary = score_summary(items)
+        out |= {key: summary["mean"], f"{key}_summary": summary}
+    return out
+
+
+# the per-item score behind each score key that is a mean over items, by task metric: what is compared
+# configuration against configuration (P/R/F1 of the beer styles are no means over items)
+ITEM_SCORES = {"gsm8k": {"strict_match": "strict_match", "flexible_extract": "flexible_match"},
+               "bertscore": {f"bertscore_{k}": f"bertscore_{k}" for k in ("precision", "recall", "f1")},
+               "classification": {"accuracy": "correct"}}
+
+
 def score_task(task: DrTask, responses: list[str], test: list[dict], cfg, labels) -> tuple[dict, list[dict]]:
-    """(mean scores, per-item scores) of one configuration's responses."""
+    """(mean scores, per-item scores) of one configuration's responses. Every score that is a mean
+    over the items (GSM8K strict/flexible, BERTScore P/R/F1, beer accuracy) also gets `<key>_summary`
+    (helpers.stats.score_summary: n, lm-eval's stderr and a named 95% interval)."""
     refs = [task.target(r) for r in test]
     if task.metric == "gsm8k":
         strict = [gsm8k_score(x, ref, "strict") for x, ref in zip(responses, refs)]
         flexible = [gsm8k_score(x, ref, "flexible") for x, ref in zip(responses, refs)]
         items = [{"strict": gsm8k_extract(x, "strict"), "flexible": gsm8k_extract(x, "flexible"), "strict_match": s,
                   "flexible_match": f} for x, s, f in zip(responses, strict, flexible)]
-        scores = {"strict_match": mean_ci(strict)[0], "strict_match_ci95": mean_ci(strict)[1],
-                  "flexible_extract": mean_ci(flexible)[0], "flexible_extract_ci95": mean_ci(flexible)[1]}
+        scores = _with_summaries({"strict_match": strict, "flexible_extract": flexible})
     elif task.metric == "bertscore":
         bs = bertscore(responses, refs, model=cfg.bertscore_model, num_layers=cfg.bertscore_layers)
         items = [{"bertscore_precision": p, "bertscore_recall": r, "bertscore_f1": f}
                  for p, r, f in zip(bs["precision"], bs["recall"], bs["f1"])]
-        scores = {f"bertscore_{k}": sum(v) / len(v) for k, v in bs.items()}
+        scores = _with_summaries({f"bertscore_{k}": [float(x) for x in v] for k, v in bs.items()})
     else:
         predicted = [match_label(x, labels) for x in responses]
         items = [{"predicted": p, "correct": float(p == ref)} for p, ref in zip(predicted, refs)]
         scores = classification_scores(refs, predicted, labels, average=cfg.f1_average)
+        scores["accuracy_summary"] = score_summary([i["correct"] for i in items])
     return scores, items
+
+
+def comparison_pairs(configs: list[str]) -> list[tuple[str, str]]:
+    """(first, second) pairs the study's table sets side by side: each Dr.ICL / QLoRA configuration
+    against the zero-shot base, and the large model's row against each configuration of the small one."""
+    small = [c for c in configs if c in CONFIGURATIONS]
+    large = [c for c in configs if c not in CONFIGURATIONS]
+    pairs = [(c, "base") for c in small if c != "base" and "base" in small]
+    return pairs + [(big, c) for big in large for c in small]
+
+
+def paired_scores(task: DrTask, items_by_config: dict[str, list[dict]], *, seed: int = 0) -> dict:
+    """{first: {second: {score key: helpers.stats.paired_comparison(first's items, second's items)}}}
+    over comparison_pairs: first − second on the same test items, a paired bootstrap 95% interval and,
+    for 0/1 scores, the exact McNemar test."""
+    out: dict = {}
+    for first, second in comparison_pairs(list(items_by_config)):
+        out.setdefault(first, {})[second] = {
+            key: paired_comparison([i[item] for i in items_by_config[first]],
+                                   [i[item] for i in items_by_config[second]], seed=seed)
+            for key, item in ITEM_SCORES[task.metric].items()}
+    return out
 
 
 def prepare_task(task: DrTask, cfg, encoder) -> dict:
@@ -239,17 +283,21 @@ def run_configurations(llm, tokenizer, info, prepared: dict, cfg, run_dir) -> tu
 
 def score_all(responses: dict, prepared: dict, cfg) -> tuple[dict, list[dict]]:
     """(results[task][config] = mean scores, one record per item x configuration with its prompt,
-    response, reference and scores)."""
+    response, reference and scores). results[task][config]["paired"][other][key]: config − other on
+    the same items (`paired_scores`), for the pairs of `comparison_pairs`."""
     results, records = {}, []
     for name, by_config in responses.items():
         task, p = get_task(name), prepared[name]
-        results[name] = {}
+        results[name], items_by_config = {}, {}
         for config, texts in by_config.items():
             results[name][config], items = score_task(task, texts, p["test"], cfg, p["labels"])
+            items_by_config[config] = items
             prompts = p["prompts"][prompt_kind(config, cfg.large_model_demos)]
             for i, (row, prompt, text, item) in enumerate(zip(p["test"], prompts, texts, items)):
                 records.append({"task": name, "configuration": config, "item": i, "prompt": prompt,
                                 "response": text, "reference": task.target(row), **item})
+        for config, against in paired_scores(task, items_by_config, seed=cfg.seed).items():
+            results[name][config]["paired"] = against
     return results, records
 
 
@@ -294,6 +342,49 @@ def results_table(results: dict, average: str):
     table = pd.DataFrame.from_dict(rows, orient="index").loc[order]
     table.index.name = "configuration"
     return table
+
+
+def interval_table(results: dict, average: str):
+    """results_table as text: each score that has a `<key>_summary` with its 95% interval, named
+    ("42.0 [32.8, 51.8] Wilson 95%"); the others (beer P/R/F1) as the number alone."""
+    import pandas as pd
+
+    numbers = results_table(results, average)
+    titles = {}  # column title -> (task, score key)
+    for task in results:
+        for t, key, title in COLUMNS:
+            if t == task and key != "other_f1":
+                titles[f"{title} ({average})" if task == "beer" and key != "accuracy" else title] = (task, key)
+    cells = {}
+    for config in numbers.index:
+        for column in numbers.columns:
+            task, key = titles.get(column, (None, None))
+            summary = (results.get(task, {}).get(config) or {}).get(f"{key}_summary") if task else None
+            value = numbers.loc[config, column]
+            cells.setdefault(config, {})[column] = (with_interval(summary) if summary
+                                                    else "-" if pd.isna(value) else f"{value:.1f}")
+    table = pd.DataFrame.from_dict(cells, orient="index")[list(numbers.columns)]
+    table.index.name = "configuration"
+    return table
+
+
+def paired_table(results: dict):
+    """One row per compared pair and score: first − second in points, its paired bootstrap 95%
+    interval and McNemar's exact p (0/1 scores only)."""
+    import pandas as pd
+
+    rows = []
+    for task, by_config in results.items():
+        for first, scores in by_config.items():
+            for second, by_key in (scores.get("paired") or {}).items():
+                for key, cmp in by_key.items():
+                    rows.append({"task": task, "comparison": f"{first} − {second}", "score": key, "n": cmp["n"],
+                                 "difference (points)": round(100 * cmp["difference"], 1),
+                                 "paired bootstrap 95%": "" if math.isnan(cmp["ci_low"]) else
+                                 f"[{100 * cmp['ci_low']:.1f}, {100 * cmp['ci_high']:.1f}]",
+                                 "McNemar p": f"{cmp['mcnemar_p']:.3g}" if "mcnemar_p" in cmp else ""})
+    return pd.DataFrame(rows, columns=["task", "comparison", "score", "n", "difference (points)",
+                                       "paired bootstrap 95%", "McNemar p"])
 
 
 def plot_results(table, path):
@@ -408,7 +499,14 @@ class SmallVsLargeConfig(InstructConfig):
 
 
 def report(metrics: dict) -> str:
+    """The scores with their named 95% intervals, then the paired comparisons, from the run's metrics."""
+    import pandas as pd
+
     lines = [f"small vs large on {metrics['model']} (pool {metrics['n_pool']}, k={metrics['k_demos']}, "
              f"retriever {metrics['retriever']}):"]
-    lines.append(open(metrics["files"]["md"]).read().rstrip())
+    with pd.option_context("display.width", 250, "display.max_columns", None, "display.max_colwidth", 40):
+        lines.append(interval_table(metrics["results"], metrics["f1_average"]).to_string())
+        pairs = paired_table(metrics["results"])
+        if not pairs.empty:
+            lines += ["", "paired, on the same test items:", pairs.to_string(index=False)]
     return "\n".join(lines)
