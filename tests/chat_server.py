@@ -14,7 +14,10 @@ answers (by default: "echo: <last message>"): with a text, or with an action, e.
     ("body", bytes)            200 with this raw body (malformed replies)
     ("sleep", seconds)         wait, then answer with the default (a client timeout)
     ("drop",)                  close the connection without an answer
-`requests` keeps every request: path, headers, parsed JSON body.
+`requests` keeps every request: path, headers, parsed JSON body, `arrived` and `answered`
+(time.monotonic() when it came in and when its answer was sent). `latency(request)` -> seconds
+delays every answer (e.g. to keep requests in flight together); `max_in_flight` is the most requests
+the server held at once.
 """
 
 from __future__ import annotations
@@ -36,10 +39,13 @@ def echo(request: dict) -> str:
 
 
 class ChatServer:
-    def __init__(self, script=(), default=echo):
+    def __init__(self, script=(), default=echo, latency=None):
         self.script = list(script)
         self.default = default
+        self.latency = latency
         self.requests: list[dict] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._lock = threading.Lock()
         server = self
 
@@ -54,10 +60,23 @@ class ChatServer:
                     body = json.loads(raw)
                 except ValueError:
                     body = None
-                request = {"path": self.path, "headers": dict(self.headers), "body": body}
+                request = {"path": self.path, "headers": dict(self.headers), "body": body,
+                           "arrived": time.monotonic(), "answered": None}
                 with server._lock:
                     server.requests.append(request)
                     action = server.script.pop(0) if server.script else None
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    if server.latency:
+                        time.sleep(server.latency(request))
+                    return self._answer(request, action)
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+                        request["answered"] = time.monotonic()
+
+            def _answer(self, request, action):
                 if self.path != "/v1/chat/completions":
                     return self._send(404, json.dumps({"error": {"message": f"no route {self.path}"}}).encode())
                 if action is None or action[0] == "sleep":

@@ -10,41 +10,40 @@ import pytest
 import torch
 from chat_server import ChatServer
 
-from helpers.backends import make_backend
 from helpers.config import ConfigError
 from helpers.loglik import continuation_logliks
 from helpers.studies import study_config
-from helpers.tasks import mmlu
+from helpers.tasks import mmlu, mmlu_data, teacher
 
 
 def test_the_fixture_has_the_cais_mmlu_schema_and_the_default_subjects():
-    rows = [json.loads(line) for line in mmlu.FIXTURE.read_text().splitlines()]
+    rows = [json.loads(line) for line in mmlu_data.FIXTURE.read_text().splitlines()]
     assert len(rows) >= 30 and all(list(r) == ["question", "subject", "choices", "answer"] for r in rows)
     assert all(len(r["choices"]) == 4 and r["answer"] in (0, 1, 2, 3) for r in rows)
     subjects = {r["subject"] for r in rows}
     assert {"machine_learning", "professional_psychology"} < subjects and len(subjects) >= 3
     assert len({r["answer"] for r in rows}) == 4  # the right letter is not always the same
-    questions = mmlu.load_mmlu(["professional_psychology", "machine_learning"], source="local", max_questions=3)
+    questions = mmlu_data.load_mmlu(["professional_psychology", "machine_learning"], source="local", max_questions=3)
     assert [q.subject for q in questions] == ["professional_psychology"] * 3 + ["machine_learning"] * 3
     assert questions[0].letter == "ABCD"[rows[[r["subject"] for r in rows].index("professional_psychology")]["answer"]]
 
 
 def test_data_errors_say_what_to_do(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="no questions of subject 'anatomy'; it has: high_school_biology"):
-        mmlu.load_mmlu(["anatomy"], source="local")
+        mmlu_data.load_mmlu(["anatomy"], source="local")
     bad = tmp_path / "three.jsonl"
     bad.write_text(json.dumps({"question": "q", "subject": "x", "choices": ["a", "b", "c"], "answer": 0}) + "\n")
     with pytest.raises(ConfigError, match="needs 4 choices and an answer 0-3, got 3 choices"):
-        mmlu.load_mmlu(["x"], source=str(bad))
+        mmlu_data.load_mmlu(["x"], source=str(bad))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ConfigError, match="dataset_source='local'") as err:
-        mmlu.load_mmlu(["machine_learning"], source="hub")
+        mmlu_data.load_mmlu(["machine_learning"], source="hub")
     assert "\n" not in str(err.value)
 
 
 def test_prompts_are_the_studys_and_lm_evals():
-    q = mmlu.Question("machine_learning", "What is 1+1?", ["1", "2", "3", "4"], 1)
-    assert mmlu.study_prompt(q) == ("You are an expert in machine learning. Answer the following multiple choice "
+    q = mmlu_data.Question("machine_learning", "What is 1+1?", ["1", "2", "3", "4"], 1)
+    assert mmlu_data.study_prompt(q) == ("You are an expert in machine learning. Answer the following multiple choice "
                                     "question.\n\nWhat is 1+1?\nA. 1\nB. 2\nC. 3\nD. 4\n\nDo not output any "
                                     "explanation, only choose the correct option.")
     assert mmlu.loglik_context(q) == ("The following are multiple choice questions (with answers) about machine "
@@ -57,7 +56,7 @@ def test_prompts_are_the_studys_and_lm_evals():
     ("A decision tree grows", None), ("", None), ("Dropout", "B"), ("Nothing here", None),
 ])
 def test_extract_letter(text, letter):
-    assert mmlu.extract_letter(text, ["Batch norm", "Dropout", "Clipping", "Stopping"]) == letter
+    assert mmlu_data.extract_letter(text, ["Batch norm", "Dropout", "Clipping", "Stopping"]) == letter
 
 
 GOOD = "Question: Which optimizer adapts per-parameter learning rates?\nA. SGD\nB. Adam\nC. Newton\nD. None\nAnswer: B"
@@ -77,7 +76,7 @@ GOOD = "Question: Which optimizer adapts per-parameter learning rates?\nA. SGD\n
     ("I cannot write questions.", "unparsed"),
 ])
 def test_parse_item_stages(reply, stage):
-    got, item = mmlu.parse_item(reply, "machine_learning")
+    got, item = teacher.parse_item(reply, "machine_learning")
     assert got == stage
     if stage == "ok":
         assert item.question == "Which optimizer adapts per-parameter learning rates?" and item.letter == "B"
@@ -121,14 +120,14 @@ def test_continuation_logliks_on_a_hand_case(embedded_tokenizer):
     assert batched[1] == pytest.approx(expected, abs=1e-4) and batched[2] == pytest.approx(by_hand[0], abs=1e-5)
     assert continuation_logliks(model, tok, [("Short?", " Yes")], batch_size=1) == pytest.approx(batched[:1], abs=1e-5)
     # the MMLU pick is the letter of the largest summed log-probability
-    assert mmlu.pick_letter([-3.0, -1.5, -2.0, -9.0]) == "B" and mmlu.pick_letter(by_hand + [-1e9, -1e9]) == (
+    assert mmlu_data.pick_letter([-3.0, -1.5, -2.0, -9.0]) == "B" and mmlu_data.pick_letter(by_hand + [-1e9, -1e9]) == (
         "A" if by_hand[0] >= by_hand[1] else "B")
 
 
 # --- the multistage filter with a scripted teacher behind a real HTTP server -------------------------
 
 def item(question, choices, letter):
-    return f"Question: {question}\n" + mmlu.format_options(choices) + f"\nAnswer: {letter}"
+    return f"Question: {question}\n" + mmlu_data.format_options(choices) + f"\nAnswer: {letter}"
 
 
 KEEP_1 = item("Which regularizer randomly zeroes activations during training?",
@@ -149,7 +148,7 @@ def scripted_teacher(request):
     if "binary classification" in text:
         return "A"
     for reply in (KEEP_1, KEEP_2, PARAPHRASE, OFF_TOPIC):
-        _, q = mmlu.parse_item(reply, "machine_learning")
+        _, q = teacher.parse_item(reply, "machine_learning")
         if q.question in text:
             return q.letter
     return "?"
@@ -166,7 +165,7 @@ def fake_embed(texts):
 
 def test_filter_counts_every_stage_and_a_rerun_asks_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("MMLU_TEST_KEY", "sk-secret")
-    references = mmlu.load_mmlu(["machine_learning"], source="local")
+    references = mmlu_data.load_mmlu(["machine_learning"], source="local")
     eval_copy = item(references[0].question, references[0].choices, references[0].letter)
     replies = [None, "I am not able to.", KEEP_1.replace("D. Adam", "D. Adam\nE. Lasso"),
                KEEP_1.replace("Answer: B", "Answer: F"), KEEP_1, KEEP_1.replace("?", " ?!"), eval_copy,
@@ -174,38 +173,39 @@ def test_filter_counts_every_stage_and_a_rerun_asks_nothing(tmp_path, monkeypatc
     candidates = [{"subject": "machine_learning", "reply": r} for r in replies]
     cfg = study_config("mmlu_teacher", {"teacher_api_key_env": "MMLU_TEST_KEY"})
     with ChatServer(default=scripted_teacher) as server:
-        def teacher():
-            return make_backend("openai", base_url=server.base_url, model="t", api_key_env="MMLU_TEST_KEY",
-                                cache_dir=tmp_path / "cache", backoff=0.01)
-        first = teacher()
-        records, counts = mmlu.filter_items(candidates, teacher=first, embed=fake_embed, references=references, cfg=cfg)
+        def new_teacher():  # four requests at a time: the same counts, requests and cache as one by one
+            return teacher.PooledChatBackend(base_url=server.base_url, model="t", api_key_env="MMLU_TEST_KEY",
+                                             cache_dir=tmp_path / "cache", backoff=0.01, concurrency=4)
+        first = new_teacher()
+        records, counts = teacher.filter_items(candidates, teacher=first, embed=fake_embed, references=references,
+                                               cfg=cfg)
         assert counts == {"generated": 11, "no_reply": 1, "unparsed": 1, "not_four_options": 1, "bad_answer_letter": 1,
                           "duplicate_text": 2, "duplicate_embedding": 1, "off_domain": 1, "inconsistent": 1, "kept": 2}
         assert [r["stage"] for r in records][4:] == ["kept", "duplicate_text", "duplicate_text", "duplicate_embedding",
                                                      "off_domain", "inconsistent", "kept"]
-        assert [q.question for q in mmlu.kept_items(records)] == [
+        assert [q.question for q in teacher.kept_items(records)] == [
             "Which regularizer randomly zeroes activations during training?", "What does a confusion matrix tabulate?"]
         # relevance for the 4 items left after the duplicate stages, re-solving for the 3 on topic
         assert len(server.requests) == 7 and first.counters()["requests"] == 7
-        again = teacher()
-        records2, counts2 = mmlu.filter_items(candidates, teacher=again, embed=fake_embed, references=references,
+        again = new_teacher()
+        records2, counts2 = teacher.filter_items(candidates, teacher=again, embed=fake_embed, references=references,
                                               cfg=cfg)
         assert counts2 == counts and len(server.requests) == 7 and again.cache_hits == 7
     off = dataclasses.replace(cfg, check_relevance=False, check_consistency=False)
-    _, counts3 = mmlu.filter_items(candidates, teacher=None, embed=fake_embed, references=references, cfg=off)
+    _, counts3 = teacher.filter_items(candidates, teacher=None, embed=fake_embed, references=references, cfg=off)
     assert counts3["kept"] == 4 and counts3["off_domain"] == counts3["inconsistent"] == 0
 
 
 def test_generation_requests_rise_in_level_and_avoid_earlier_questions():
-    first = mmlu.generation_messages("machine_learning", 0, 10, [])
-    last = mmlu.generation_messages("machine_learning", 9, 10, ["What is a kernel?", "What is PCA?"])
+    first = teacher.generation_messages("machine_learning", 0, 10, [])
+    last = teacher.generation_messages("machine_learning", 9, 10, ["What is a kernel?", "What is PCA?"])
     assert "an introductory multiple choice question about machine learning (question 1 of 10)" in first[-1]["content"]
-    requests = [json.dumps(mmlu.generation_messages("machine_learning", i, 10, [])) for i in range(10)]
+    requests = [json.dumps(teacher.generation_messages("machine_learning", i, 10, [])) for i in range(10)]
     assert len(set(requests)) == 10  # distinct requests even when no earlier reply parsed: no cached repeats
     assert "an expert-level" in last[-1]["content"] and "- What is PCA?" in last[-1]["content"]
     assert [m["role"] for m in first] == ["system", "user", "assistant", "user", "assistant", "user"]
-    q = mmlu.load_mmlu(["machine_learning"], source="local")[0]
-    targeted = mmlu.targeted_messages(q)[-1]["content"]
+    q = mmlu_data.load_mmlu(["machine_learning"], source="local")[0]
+    targeted = teacher.targeted_messages(q)[-1]["content"]
     assert q.question in targeted and f"Answer: {q.letter}" in targeted
 
 
@@ -227,7 +227,7 @@ def test_config_errors(params, message):
 
 def kept(subject, text, method):
     return {"subject": subject, "stage": "kept", "method": method,
-            "item": mmlu.Question(subject, f"{method}: {text}?", ["w", "x", "y", "z"], 1)}
+            "item": mmlu_data.Question(subject, f"{method}: {text}?", ["w", "x", "y", "z"], 1)}
 
 
 def two_methods(subjects):
@@ -301,3 +301,71 @@ def test_a_student_whose_data_an_earlier_one_had_is_not_trained_twice(monkeypatc
     assert finetuned["targeted_machine_learning"]["generate"] == finetuned["targeted"]["generate"]
     assert finetuned["targeted_machine_learning"]["name"] == "targeted_machine_learning"
     assert "same_data_as" not in finetuned["targeted"]
+
+
+# --- one MMLU loader and prompt for mmlu_teacher and forgetting; accuracies with Wilson intervals ----
+
+def test_forgetting_and_mmlu_teacher_build_the_same_prompt_by_the_one_function(monkeypatch):
+    from helpers.tasks import forgetting
+
+    row = {"question": "  Which sort is stable?\n", "subject": "college_computer_science",
+           "choices": ["Quicksort", " Merge sort", "Heapsort ", "Shell sort"], "answer": 1}
+    q = mmlu_data.question_from_row(row)
+    text, letters, gold = forgetting.mmlu_item(row)
+    # lm-eval's template: the question stripped, the choices as the data has them
+    assert text == mmlu.loglik_context(q) == (
+        "The following are multiple choice questions (with answers) about college computer science.\n\n"
+        "Which sort is stable?\nA. Quicksort\nB.  Merge sort\nC. Heapsort \nD. Shell sort\nAnswer:")
+    assert letters == ["A", "B", "C", "D"] and gold == 1
+    monkeypatch.setattr(mmlu_data, "mmlu_prompt", lambda q: f"ONE PROMPT: {q.question}")
+    assert forgetting.mmlu_item(row)[0] == mmlu.loglik_context(q) == "ONE PROMPT: Which sort is stable?"
+
+
+def test_forgetting_loads_its_mmlu_items_with_the_shared_loader(monkeypatch):
+    from helpers.tasks import forgetting
+
+    calls = []
+    real = mmlu_data.load_mmlu
+    monkeypatch.setattr(mmlu_data, "load_mmlu", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    data = forgetting.load_eval_data(study_config("forgetting", {"data_source": "local", "n_mmlu": 2,
+                                                                 "n_hellaswag": 1, "n_gsm8k": 1, "gsm8k_shots": 0}))
+    assert calls and calls[0]["local_file"] == forgetting.MMLU_LOCAL and calls[0]["param"] == "data_source"
+    rows = [json.loads(line) for line in (mmlu_data.DATA_DIR / forgetting.MMLU_LOCAL).read_text().splitlines()]
+    rows = [r for r in rows if r["subject"] == "high_school_computer_science"][:2]
+    assert data["mmlu"] == [forgetting.mmlu_item(r) for r in rows] and len(data["mmlu"]) == 2
+
+
+def test_accuracy_has_a_wilson_summary_that_is_never_zero_width():
+    wrong = mmlu.accuracy([False] * 12)
+    summary = wrong["accuracy_summary"]
+    assert wrong["accuracy"] == 0.0 and wrong["n"] == 12 and "ci95" not in wrong
+    assert summary["ci_method"] == "wilson" and summary["ci_low"] == pytest.approx(0.0, abs=1e-12)
+    assert summary["ci_high"] > 0.2  # Wilson at 0/12: z² / (n + z²), not the 0 ± 0 of a normal interval
+    assert set(summary) == {"mean", "n", "stderr", "ci_low", "ci_high", "ci_method"}
+    from helpers.stats import proportion_interval
+
+    half = mmlu.accuracy([True, False] * 5)["accuracy_summary"]
+    assert (half["ci_low"], half["ci_high"]) == pytest.approx(proportion_interval(5, 10))
+    frame = mmlu.table_frame({"vanilla student": {"all": wrong}})
+    assert frame.loc["vanilla student", "all"] == f"0.0 [0.0, {100 * summary['ci_high']:.1f}]"
+
+
+def test_fine_tuned_students_are_compared_with_the_vanilla_one_question_by_question():
+    def answers(letters, references="BBBBAA", subjects=("machine_learning",) * 4 + ("virology",) * 2):
+        return {"items": [{"id": f"q{i}", "subject": s, "reference": r, "generated_letter": g, "loglik_letter": g}
+                          for i, (g, r, s) in enumerate(zip(letters, references, subjects))]}
+
+    rows = {"teacher": answers("BBBBAA"), "vanilla student": answers("BCCCAC"),
+            "General FT": answers("BBBCAC"), "machine_learning FT": {"n_items": 0, "skipped": "no data"}}
+    paired = mmlu.paired_vs_vanilla(rows, ["machine_learning", "virology"], seed=0)
+    assert list(paired["generate"]) == ["General FT"]  # not the teacher, not a student without answers
+    ml = paired["generate"]["General FT"]["machine_learning"]
+    # vanilla right on q0, General FT on q0-q2: +2 of 4, both discordant pairs the fine-tuned one's
+    assert ml["difference"] == pytest.approx(0.5) and ml["finetuned_only"] == 2 and ml["vanilla_only"] == 0
+    assert ml["mcnemar_p"] == pytest.approx(0.5)  # exact binomial: 2 of 2 discordant, two-sided
+    assert ml["n"] == 4 and ml["ci_low"] <= 0.5 <= ml["ci_high"]
+    assert paired["generate"]["General FT"]["virology"]["difference"] == 0.0
+    assert paired["generate"]["General FT"]["all"]["n"] == 6
+    rows["General FT"] = answers("BBBCA")  # other questions: no comparison
+    with pytest.raises(ValueError, match="answered other questions"):
+        mmlu.paired_vs_vanilla(rows, ["machine_learning"])

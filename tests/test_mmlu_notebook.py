@@ -13,7 +13,7 @@ from chat_server import ChatServer
 from hub_server import fetched, mmlu_rows
 
 from helpers import run_notebook
-from helpers.tasks import mmlu
+from helpers.tasks import mmlu, mmlu_data
 
 pytestmark = pytest.mark.slow
 KEY_ENV, KEY = "MMLU_NOTEBOOK_TEST_KEY", "sk-notebook-test-5f1e"
@@ -54,7 +54,7 @@ class ScriptedTeacher:
     def __init__(self):
         self.lock = threading.Lock()
         self.next = 0
-        fixture = mmlu.load_mmlu(SUBJECTS, source="local")
+        fixture = mmlu_data.load_mmlu(SUBJECTS, source="local")
         self.answers = {q.question: q.letter for q in fixture} | {q: letter for q, _, letter in BANK}
 
     def __call__(self, request):
@@ -67,7 +67,7 @@ class ScriptedTeacher:
         with self.lock:  # a generation or a targeted request: the next question of the bank
             question, choices, letter = BANK[self.next % len(BANK)]
             self.next += 1
-        return f"Sure, here it is.\nQuestion: {question}\n{mmlu.format_options(choices)}\nAnswer: {letter}"
+        return f"Sure, here it is.\nQuestion: {question}\n{mmlu_data.format_options(choices)}\nAnswer: {letter}"
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +195,15 @@ def test_http_teacher_over_a_real_server_both_methods_fine_tune(http_run):
     ft = predictions(run_dir)["Targeted FT (method 2)"]
     assert m["tables"]["generate"]["Targeted FT (method 2)"]["all"]["accuracy"] == pytest.approx(
         sum(it["generated_letter"] == it["reference"] for it in ft) / 12)
+    summary = m["tables"]["generate"]["Targeted FT (method 2)"]["all"]["accuracy_summary"]
+    assert summary["ci_method"] == "wilson" and summary["n"] == 12 and summary["ci_high"] > 0
+    # fine-tuned vs vanilla on the same questions
+    paired = m["paired_vs_vanilla"]["generate"]["Targeted FT (method 2)"]["all"]
+    vanilla = preds["vanilla student"]
+    assert paired["difference"] == pytest.approx(
+        sum((t["generated_letter"] == t["reference"]) - (v["generated_letter"] == v["reference"])
+            for t, v in zip(ft, vanilla)) / 12)
+    assert 0 <= paired["mcnemar_p"] <= 1
 
 
 def test_the_key_is_never_saved_and_every_request_is_cached(http_run):

@@ -27,6 +27,7 @@ from helpers.config import ConfigError, InstructConfig
 from helpers.data import HubData, load_records
 from helpers.metrics import gsm8k_extract, gsm8k_score
 from helpers.stats import forgetting_measures, paired_comparison, score_summary
+from helpers.tasks import mmlu_data
 
 ALPACA = HubData("tatsu-lab/alpaca", "alpaca_sample.jsonl", ("instruction", "input", "output"))
 # Rowan/hellaswag on the hub is a loading script (hellaswag.py), which datasets 4 refuses to run; the
@@ -74,14 +75,11 @@ def hellaswag_item(doc: dict) -> tuple[str, list[str], int]:
             [hellaswag_preprocess(e) for e in doc["endings"]], int(doc["label"]))
 
 
-def mmlu_item(doc: dict) -> tuple[str, list[str], int]:
-    """lm-eval's MMLU prompt: subject description, question, lettered choices, 'Answer:'; the
-    continuations are the letters."""
-    subject = doc["subject"].replace("_", " ")
-    c = doc["choices"]
-    text = (f"The following are multiple choice questions (with answers) about {subject}.\n\n"
-            f"{doc['question'].strip()}\nA. {c[0]}\nB. {c[1]}\nC. {c[2]}\nD. {c[3]}\nAnswer:")
-    return text, ["A", "B", "C", "D"], int(doc["answer"])
+def mmlu_item(doc) -> tuple[str, list[str], int]:
+    """(lm-eval's MMLU prompt, the letters as continuations, gold) of a cais/mmlu row or a Question:
+    the prompt is helpers.tasks.mmlu_data.mmlu_prompt, the one mmlu_teacher scores with too."""
+    q = doc if isinstance(doc, mmlu_data.Question) else mmlu_data.question_from_row(doc)
+    return mmlu_data.mmlu_prompt(q), list(mmlu_data.LETTERS), q.answer
 
 
 def gsm8k_prompt(question: str, shots: list[dict]) -> str:
@@ -104,6 +102,11 @@ class ForgettingConfig(InstructConfig):
     model: str = "llama-3.2-1b"
     data_source: str = "hub"
     n_train: int = 2000
+    # The study states no batch size. 8 examples a step as one micro-batch of 8, not Unsloth's 2 x 4: the same
+    # examples and loss an update, and on an H200 5.4x raw Unsloth's tokens/s for TinyLlama (a 1B step is bound
+    # by kernel launches, not arithmetic; PERFORMANCE.md "Small models", benchmarks/perf/2026-12-02-*.json).
+    batch_size: int = 8
+    grad_accum: int = 1
     n_hellaswag: int = 0
     n_gsm8k: int = 0
     gsm8k_shots: int = 5
@@ -129,29 +132,18 @@ class ForgettingConfig(InstructConfig):
 
 
 def load_eval_data(cfg) -> dict:
-    """HellaSwag, GSM8K (test + the train rows used as shots) and MMLU items for cfg.data_source."""
+    """HellaSwag, GSM8K (test + the train rows used as shots) and MMLU items for cfg.data_source (MMLU by
+    helpers.tasks.mmlu_data.load_mmlu, the loader mmlu_teacher uses)."""
     src = dict(source=cfg.data_source, param="data_source")
     data = {
         "hellaswag": [hellaswag_item(d) for d in load_records(HELLASWAG, n=cfg.n_hellaswag, **src)],
         "gsm8k": load_records(GSM8K_TEST, n=cfg.n_gsm8k, **src),
         "gsm8k_shots": load_records(GSM8K_TRAIN, n=cfg.gsm8k_shots, **src) if cfg.gsm8k_shots else [],
     }
-    mmlu = []
-    columns = ("question", "subject", "choices", "answer")
-    if cfg.data_source == "hub":
-        for subject in cfg.mmlu_subjects:
-            mmlu += load_records(HubData("cais/mmlu", MMLU_LOCAL, columns, config=subject, split="test"),
-                                 n=cfg.n_mmlu, **src)
-    else:
-        rows = load_records(HubData("cais/mmlu", MMLU_LOCAL, columns), n=0, **src)
-        for subject in cfg.mmlu_subjects:
-            part = [r for r in rows if r["subject"] == subject]
-            if not part:
-                raise ConfigError(f"no MMLU rows of subject '{subject}' in the {cfg.data_source} data; it has "
-                                  f"{', '.join(sorted({r['subject'] for r in rows}))}")
-            mmlu += part[:cfg.n_mmlu] if cfg.n_mmlu else part
-    data["mmlu"] = [mmlu_item(d) for d in mmlu]
-    data["mmlu_subject"] = [d["subject"] for d in mmlu]
+    mmlu = mmlu_data.load_mmlu(cfg.mmlu_subjects, source=cfg.data_source, max_questions=cfg.n_mmlu,
+                               local_file=MMLU_LOCAL, param="data_source")
+    data["mmlu"] = [mmlu_item(q) for q in mmlu]
+    data["mmlu_subject"] = [q.subject for q in mmlu]
     return data
 
 
