@@ -36,7 +36,7 @@ after the checkpoint build compiles with cold caches), and reports the median.
     python scripts/perf_bench.py --length-table alpaca        # no GPU: the lengths and their padding
     python scripts/perf_bench.py --summarize a.json b.json    # one table of earlier --out files
 
-On the device machine: source scripts/gpu_env.sh first (carry .whl and .gpu); scripts/gpu_small_speed.sh
+On the device machine: source scripts/gpu_env.sh first (carry .whl and .gpu); scripts/gpu/small_speed.sh
 runs the small-model measurement of issue 20.
 """
 
@@ -582,7 +582,7 @@ def child_repo(folder: str, spec: dict) -> dict:
     start = time.time()
     model, tokenizer, info = load_model(folder, max_seq_length=seq)
     model = add_lora(model, info, r=lora["r"], alpha=lora["alpha"], dropout=lora["dropout"], targets=lora["targets"],
-                     seed=0, gradient_checkpointing=True)
+                     seed=0, gradient_checkpointing=spec.get("gc", True))
     load_s, out = time.time() - start, {}
 
     def train(rows, cfg, callbacks):
@@ -598,7 +598,8 @@ def child_repo(folder: str, spec: dict) -> dict:
         for v in spec["variants"]:
             name = f"{v['batch']}x{v['accum']} {v['batching']}"
             cfg = dataclasses.replace(base, batch_size=v["batch"], grad_accum=v["accum"], max_steps=steps,
-                                      save_steps=10**6, max_seq_length=seq, **SHORT[v["batching"]])
+                                      save_steps=10**6, max_seq_length=seq, gradient_checkpointing=spec.get("gc", True),
+                                      **SHORT[v["batching"]])
             rows = length_rows(tokenizer, v["batch"] * v["accum"] * steps, seq, spec["lengths"])
             report = {}
             try:
@@ -624,7 +625,8 @@ def child_repo(folder: str, spec: dict) -> dict:
     profile = spec["breakdown"] and torch.cuda.is_available() and steps > 3 + PROFILED_STEPS
     for name, short, n, n_steps, overrides in runs:
         cfg = dataclasses.replace(TrainConfig(), batch_size=n, grad_accum=1, max_steps=n_steps, warmup_steps=0,
-                                  save_steps=10**6, max_seq_length=seq, lora_targets=lora["targets"], **overrides)
+                                  save_steps=10**6, max_seq_length=seq, lora_targets=lora["targets"],
+                                  gradient_checkpointing=spec.get("gc", True), **overrides)
         rows = length_rows(tokenizer, n * n_steps, seq, spec["lengths"]) if short else random_rows(tokenizer,
                                                                                                    n * n_steps, seq)
         timer, timed_phases = step_timer(model), spec["breakdown"] and not short
@@ -818,7 +820,7 @@ def run_spec(args, part: str) -> dict:
     return {"part": part, "batch": args.batch, "accum": args.accum, "seq": args.seq, "steps": args.steps,
             "lengths": args.lengths if part == "short" else ("alpaca" if args.forgetting else "full"),
             "lora": args.lora, "variants": args.variants, "breakdown": args.breakdown,
-            "short_batch": args.short_batch, "short_steps": args.short_steps}
+            "short_batch": args.short_batch, "short_steps": args.short_steps, "gc": not getattr(args, "no_gc", False)}
 
 
 def _child(args, child_args: list[str], env_extra: dict | None = None) -> dict:
@@ -933,6 +935,10 @@ def main() -> None:
                         help="lengths of the short part (orca; --forgetting: alpaca)")
     parser.add_argument("--breakdown", action="store_true",
                         help="train part: where each step's time goes (host phases, GPU busy, synchronisations)")
+    parser.add_argument("--no-gc", action="store_true",
+                        help="the repository's path without gradient checkpointing (raw Unsloth keeps its notebooks' "
+                             "'unsloth' checkpointing): a small model's "
+                             "short rows fit without it, and recomputing the forward pass costs launches")
     parser.add_argument("--rounds", type=int, default=1, help="training measured this often, in rotated orders")
     parser.add_argument("--short-batch", type=int, default=8, help="batch of the short-sample measurement")
     parser.add_argument("--short-steps", type=int, default=40, help="steps of the short-sample pass (all timed)")
