@@ -46,19 +46,6 @@ def edit_distance(predicted: str, reference: str) -> int:
     return Levenshtein.distance(predicted, reference)
 
 
-def mean_ci(values, z: float = 1.96) -> tuple[float, float]:
-    """Mean and the half-width of its normal-approximation 95% interval: `z` times lm-eval's stderr
-    (n - 1). helpers.stats names both apart and gives proportions a Wilson interval instead."""
-    values = list(values)
-    if not values:
-        return float("nan"), float("nan")
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, float("nan")
-    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
-    return mean, z * math.sqrt(var / len(values))
-
-
 def _to_float(token: str) -> float | None:
     try:
         return float(token.replace("$", "").replace(",", ""))

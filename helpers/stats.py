@@ -222,3 +222,17 @@ def reviewer_kappa(ratings, *, item: str = "item", reviewer: str = "reviewer", r
                 items += len(both)
     return {"kappa": float(np.mean(kappas)) if kappas else float("nan"), "pairs": len(kappas), "items": items,
             "weights": weights}
+
+
+METHOD_NAMES = {"wilson": "Wilson", "t": "t"}
+
+
+def with_interval(summary: dict | None, scale: float = 100.0, digits: int = 1) -> str:
+    """'42.0 [32.8, 51.8] Wilson 95%': a score_summary's mean with its interval, named; '-' for none."""
+    if not summary:
+        return "-"
+    mean, low, high = (scale * summary[k] for k in ("mean", "ci_low", "ci_high"))
+    if math.isnan(low) or math.isnan(high):
+        return f"{mean:.{digits}f} (no interval: n={summary['n']})"
+    method = METHOD_NAMES.get(summary["ci_method"], summary["ci_method"])
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}] {method} 95%"

@@ -26,7 +26,7 @@ import re
 
 from helpers.config import ConfigError, StudyConfig
 from helpers.metrics import digit_accuracy, edit_distance, exact_match, extract_integer
-from helpers.stats import paired_comparison, score_summary
+from helpers.stats import paired_comparison, score_summary, with_interval
 
 VERSION = "addition-v2"  # v2: instruction + worked examples by default, echo-aware answer extraction
 MAX_DIGITS = 30  # operands up to 10^30; generation lengths grow with k
@@ -295,20 +295,6 @@ def paired(metrics: dict, *, seed: int = 0) -> dict:
 
     out = {"direction": "fine-tuned minus base", "per_k": {int(k): compare(int(k), int(k)) for k in tuned}}
     return out | {where: compare(lo, hi) for where, (lo, hi) in _ranges(metrics).items()}
-
-
-METHOD_NAMES = {"wilson": "Wilson", "t": "t"}
-
-
-def with_interval(summary: dict | None, scale: float = 100.0, digits: int = 1) -> str:
-    """'42.0 [32.8, 51.8] Wilson 95%': a score_summary's mean with its interval, named; '-' for none."""
-    if not summary:
-        return "-"
-    mean, low, high = (scale * summary[k] for k in ("mean", "ci_low", "ci_high"))
-    if math.isnan(low) or math.isnan(high):
-        return f"{mean:.{digits}f} (no interval: n={summary['n']})"
-    method = METHOD_NAMES.get(summary["ci_method"], summary["ci_method"])
-    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}] {method} 95%"
 
 
 def difference_text(cmp: dict | None, scale: float = 100.0, digits: int = 1) -> str:

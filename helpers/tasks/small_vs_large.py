@@ -32,8 +32,7 @@ from helpers.config import ConfigError, InstructConfig, check_secret_env_params
 from helpers.data import HubData, load_records
 from helpers.encoders import bertscore
 from helpers.metrics import classification_scores, gsm8k_extract, gsm8k_score, match_label
-from helpers.stats import paired_comparison, score_summary
-from helpers.tasks.addition import with_interval
+from helpers.stats import paired_comparison, score_summary, with_interval
 
 CONFIGURATIONS = ["base", "base+icl", "qlora", "icl+qlora", "icl-train+qlora"]
 WITH_DEMOS = {"base+icl", "icl+qlora", "icl-train+qlora"}
