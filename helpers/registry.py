@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from helpers.config import CONFIG_DIR, ConfigError
+from helpers.config import CONFIG_DIR, ConfigError, similar_names
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +30,6 @@ class ModelSpec:
     pad_token: str | None = None
     gguf_package: str | None = None
     gguf_file: str | None = None
-    overrides: dict = dataclasses.field(default_factory=dict)
 
     @property
     def embedded(self) -> bool:
@@ -39,7 +38,15 @@ class ModelSpec:
 
 @functools.cache
 def load_registry(path: str | None = None) -> dict[str, ModelSpec]:
-    raw = yaml.safe_load(Path(path or CONFIG_DIR / "models.yaml").read_text())["models"]
+    """configs/models.yaml (or `path`) by name; a key that is no ModelSpec field stops with one line."""
+    path = Path(path or CONFIG_DIR / "models.yaml")
+    raw = yaml.safe_load(path.read_text())["models"]
+    known = [f.name for f in dataclasses.fields(ModelSpec) if f.name != "name"]
+    for name, entry in raw.items():
+        for key in entry:
+            if key not in known:
+                raise ConfigError(f"{path}: model '{name}' has an unknown key '{key}'{similar_names(key, known)}; "
+                                  f"known: {', '.join(known)}")
     return {
         name: ModelSpec(name=name, **{**entry, "stop_strings": tuple(entry.get("stop_strings", ()))})
         for name, entry in raw.items()

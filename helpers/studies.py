@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from helpers.config import ConfigError, build_config
+from helpers.config import ConfigError, NotebookParams, build_config
 from helpers.tasks import addition, forgetting, instruct, mmlu, small_vs_large
 
 
@@ -42,7 +42,10 @@ def get_study(name: str) -> Study:
 
 
 def study_config(name: str, params: dict):
+    """`params`: flat values, or a notebook's `collect_params(globals(), ...)` (only the config's fields are read)."""
     study = get_study(name)
+    if isinstance(params, NotebookParams):
+        params = params.fields_of(study.config, fixed=study.fixed)
     clash = sorted(set(params) & set(study.fixed))
     if clash:
         raise ConfigError(f"{name} fixes {', '.join(clash)}; use the notebook of the other task instead")

@@ -27,10 +27,50 @@ def test_ints_are_accepted_for_floats():
     assert cfg.learning_rate == 1.0 and isinstance(cfg.epochs, float)
 
 
-def test_collect_params_sees_injected_and_misspelt_names():
-    before = {"helpers", "os"}
-    namespace = {"helpers": object(), "os": dataclasses, "model": "x", "lora_rank": 4, "_private": 1}
-    assert collect_params(namespace, before) == {"model": "x", "lora_rank": 4}
+def notebook_namespace(**params):
+    """A notebook's globals after its imports cell (what `set(dir())` records) and its parameters cell."""
+    before = {"helpers", "os", "In", "Out"}
+    return {"helpers": dataclasses, "os": dataclasses, "In": [""], "Out": {}, "_private": 1, **params}, set(before)
+
+
+def test_collect_params_reads_the_config_fields_and_sees_misspelt_names():
+    namespace, before = notebook_namespace(model="x", lora_r=4, lora_rank=4)
+    with pytest.raises(ConfigError, match=r"unknown parameter 'lora_rank' \(did you mean 'lora_r'\?\)"):
+        build_config(AdditionConfig, collect_params(namespace, before))
+    namespace, before = notebook_namespace(model="x", lora_r=4, something_else=1)  # not close to a field: not one
+    assert build_config(AdditionConfig, collect_params(namespace, before)) == build_config(
+        AdditionConfig, {"model": "x", "lora_r": 4})
+
+
+def test_the_config_cell_runs_again_after_later_cells():
+    """Later cells define cfg, run_dir, names close to a field (n_test ~ n_test_per_k): none is a parameter."""
+    namespace, before = notebook_namespace(model="x", lora_r=4)
+    first = build_config(AdditionConfig, collect_params(namespace, before))
+    namespace |= {"cfg": first, "run_dir": "benchmarks/addition/x", "n_test": 3, "model_obj": object()}
+    assert build_config(AdditionConfig, collect_params(namespace, before)) == first
+    namespace["lora_r"] = 8  # an edited parameters cell, run again
+    assert build_config(AdditionConfig, collect_params(namespace, before)).lora_r == 8
+
+
+def test_an_edited_parameter_survives_rerunning_the_imports_cell():
+    namespace, before = notebook_namespace(model="x", lora_r=4, cfg=None)
+    collect_params(namespace, before)
+    namespace["lora_r"] = 8
+    again = set(namespace)  # the imports cell run again: its record now holds every parameter
+    cfg = build_config(AdditionConfig, collect_params(namespace, again))
+    assert (cfg.model, cfg.lora_r) == ("x", 8)
+
+
+def test_a_field_the_study_fixes_is_refused_as_a_parameter_but_not_as_a_later_global():
+    from helpers.studies import study_config
+
+    namespace, before = notebook_namespace(model="x", task="bio")  # papermill -p task bio on train_math
+    with pytest.raises(ConfigError, match="train_math fixes task"):
+        study_config("train_math", collect_params(namespace, before))
+    namespace, before = notebook_namespace(model="x")
+    first = study_config("train_math", collect_params(namespace, before))
+    namespace["task"] = object()  # train_math's config cell: task = instruct.get_task(cfg.task)
+    assert study_config("train_math", collect_params(namespace, before)) == first and first.task == "math"
 
 
 def test_presets_load_and_unknown_preset_lists_known():
@@ -48,6 +88,17 @@ def test_registry_has_the_seven_study_models_and_the_embedded_one():
         assert spec.instruction_part and spec.response_part and spec.stop_strings
         assert chat_template(spec.family)
     assert registry["smollm2-135m"].embedded
+
+
+def test_registry_refuses_a_key_it_would_not_read(tmp_path):
+    """`overrides` was documented and never read: a registry key that no code reads stops the load."""
+    path = tmp_path / "models.yaml"
+    path.write_text("models:\n  m:\n    hub_id: org/m\n    overrides: {lora_r: 8}\n")
+    with pytest.raises(ConfigError, match=r"model 'm' has an unknown key 'overrides'; known: hub_id"):
+        load_registry(str(path))
+    path.write_text("models:\n  m:\n    hub_id: org/m\n    stop_string: ['</s>']\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'stop_string' \(did you mean 'stop_strings'\?\)"):
+        load_registry(str(path))
 
 
 def test_resolve_model_accepts_names_hub_ids_and_folders(tmp_path):

@@ -4,7 +4,7 @@
 # chat template on the embedded vocabulary), then benchmark on 8 questions. The architectures run
 # side by side (one process each, own Unsloth compile folder); each writes $OUT/<arch>.log.
 # Prepare here: bash scripts/prepare_gpu_carry.sh. On the device machine (carry .whl and .gpu):
-#   bash scripts/gpu_seven_check.sh llama-2-7b llama-3-8b ...
+#   bash scripts/gpu/seven_check.sh llama-2-7b llama-3-8b ...
 set -uo pipefail
 source scripts/gpu_env.sh || exit 1
 

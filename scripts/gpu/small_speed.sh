@@ -8,9 +8,9 @@
 #   3. llama-3.2-1b like 1.
 #   4. tinyllama-1.1b, the repository's path in other batchings of the same 8 examples a step
 # Writes $OUT/small_<n>.json and .log, then prints one table (perf_bench --summarize). Measurements
-# left out for time can run in a second call: name their numbers (e.g. `... gpu_small_speed.sh 3 4`).
+# left out for time can run in a second call: name their numbers (e.g. `... scripts/gpu/small_speed.sh 3 4`).
 # Prepare here: bash scripts/prepare_gpu_carry.sh. On the device machine (carry .whl and .gpu):
-#   bash scripts/gpu_small_speed.sh [N ...]
+#   bash scripts/gpu/small_speed.sh [N ...]
 set -uo pipefail
 start=$(date +%s)
 total=${TOTAL_S:-510}  # seconds for everything, wheel installation included (the device allows 600 a command)
