@@ -298,7 +298,8 @@ files["figure"] = str(svl.plot_results(table, run_dir / "small_vs_large.png"))
 with open(run_dir / "generations.jsonl", "w") as f:
     f.writelines(json.dumps(r, ensure_ascii=False) + "\\n" for r in records)
 files["generations"] = str(run_dir / "generations.jsonl")
-print(open(files["md"]).read())"""),
+print(svl.interval_table(results, cfg.f1_average).to_string())  # each score with its named 95% interval
+print(svl.paired_table(results).to_string(index=False))  # the same test items, two configurations"""),
     ("md", "## Rating workbook for the open-answer task\nOne row per question, one answer and one 1-5 rating column "
            "per configuration; re-runs keep every rating (helpers/workbook.py)."),
     ("code", """workbook_update = None
