@@ -95,3 +95,24 @@ def plot_accuracy_bars(tables: dict[str, dict[str, dict[str, dict]]], path, *, t
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)
+
+
+def plot_loss_curve(points: list[dict], stages: list[dict], path, *, title: str = ""):
+    """Training loss at each logged step (`points`: {"step", "loss", "schedule"}), one line per
+    learning-rate schedule on one step axis, a dashed line at each stage ({"epoch", "global_step"})."""
+    fig, ax = subplots(figsize=(7, 3.8))
+    for schedule in sorted({p.get("schedule", 0) for p in points}):
+        part = [p for p in points if p.get("schedule", 0) == schedule]
+        ax.plot([p["step"] for p in part], [p["loss"] for p in part], marker=".", label=f"schedule {schedule + 1}")
+    for stage in stages:
+        ax.axvline(stage["global_step"], color="grey", linestyle="--", linewidth=1)
+        ax.annotate(f"epoch {stage['epoch']}", (stage["global_step"], 1), xycoords=("data", "axes fraction"),
+                    rotation=90, va="top", ha="right", fontsize=8, color="grey")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss")
+    ax.grid(alpha=0.3)
+    if len({p.get("schedule", 0) for p in points}) > 1:
+        ax.legend()
+    if title:
+        ax.set_title(title)
+    return save_figure(fig, path)

@@ -130,10 +130,11 @@ def padding_free_ok(model, backend: str) -> bool:
     return getattr(model.config, "model_type", "") not in PADDING_FREE_BLOCKLIST
 
 
-def last_checkpoint(run_dir: Path) -> str | None:
+def last_checkpoint(run_dir: Path, folder=None) -> str | None:
+    """The newest checkpoint-<step> in `folder` (run_dir/checkpoints)."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    folder = Path(run_dir) / "checkpoints"
+    folder = Path(folder or Path(run_dir) / "checkpoints")
     return get_last_checkpoint(str(folder)) if folder.is_dir() else None
 
 
@@ -141,19 +142,60 @@ def stage_dir(run_dir, epoch: int) -> Path:
     return Path(run_dir) / "stages" / f"epoch{epoch}"
 
 
+# How a run with stages is scheduled (TrainConfig.stage_schedule; instruct.STAGE_SCHEDULES repeats these):
+# "snapshot": one learning-rate schedule over all epochs, the adapter copied out at each stage;
+# "restart": a full schedule (warmup, decay to 0) up to each stage, the next one from the stage's weights.
+STAGE_SCHEDULES = ("restart", "snapshot")
+# where report_to's loggers come from: transformers needs the package (integration_utils.is_*_available)
+REPORT_TO_PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
+
+
+def check_report_to(report_to: str) -> None:
+    """Stop before any training when the logger `report_to` names is not installed: transformers would
+    fail only once the trainer is built, or (wandb) ask for a login in the middle of a run."""
+    import importlib.util
+
+    if report_to in (None, "", "none"):
+        return
+    if report_to not in REPORT_TO_PACKAGES:
+        raise ConfigError(f"report_to must be one of none, {', '.join(REPORT_TO_PACKAGES)}, got {report_to!r}")
+    if not any(importlib.util.find_spec(name) for name in REPORT_TO_PACKAGES[report_to]):
+        raise ConfigError(f"report_to={report_to!r} needs the {report_to} package: pip install {report_to}, "
+                          "or set report_to = 'none' (loss_curve.png is written either way)")
+
+
+def stage_schedules(stage_epochs, epochs: float, stage_schedule: str) -> list[tuple[float, float]]:
+    """(first epoch, last epoch) of each learning-rate schedule of a run.
+
+        >>> stage_schedules([1, 3], 3.0, "restart"), stage_schedules([1, 3], 3.0, "snapshot")
+        ([(0, 1), (1, 3)], [(0, 3.0)])
+    """
+    if stage_schedule not in STAGE_SCHEDULES:
+        raise ConfigError(f"stage_schedule must be one of {', '.join(STAGE_SCHEDULES)}, got {stage_schedule!r}")
+    if stage_schedule == "snapshot" or not stage_epochs:
+        return [(0, epochs)]
+    ends = sorted(set(stage_epochs))
+    ends += [epochs] if epochs > ends[-1] else []  # epochs past the last stage: one more schedule to the end
+    return list(zip([0, *ends[:-1]], ends))
+
+
+def save_stage(model, run_dir, epoch: int, global_step: int) -> None:
+    """The adapter as it is now, as stage `epoch`; stage.json last, so its presence marks a whole stage."""
+    model.save_pretrained(stage_dir(run_dir, epoch))
+    (stage_dir(run_dir, epoch) / "stage.json").write_text(json.dumps({"epoch": epoch, "global_step": global_step}))
+
+
 def _stage_callback(run_dir, epochs):
     from transformers import TrainerCallback
 
     class SaveStages(TrainerCallback):
-        """Saves the adapter as it is at the end of each epoch in `epochs` (the study benchmarks
-        after epoch 1, then the same run continues to epoch 3)."""
+        """Saves the adapter as it is at the end of each epoch in `epochs` (stage_schedule "snapshot":
+        the benchmark's epoch 1 is a point within the one schedule to the last epoch)."""
 
         def on_epoch_end(self, args, state, control, model=None, **kwargs):
             epoch = round(state.epoch)
             if epoch in epochs and abs(state.epoch - epoch) < 1e-6:
-                model.save_pretrained(stage_dir(run_dir, epoch))
-                (stage_dir(run_dir, epoch) / "stage.json").write_text(
-                    json.dumps({"epoch": epoch, "global_step": state.global_step}))
+                save_stage(model, run_dir, epoch, state.global_step)
 
     return SaveStages()
 
@@ -228,9 +270,11 @@ def _project_trainer(trainer_cls, lean: bool):
 
 
 def sft_trainer(model, tokenizer, dataset, *, run_dir, settings, backend: str, stage_epochs=(), callbacks=(),
-                trl_step_metrics: bool = False):
+                trl_step_metrics: bool = False, checkpoint_dir=None, epochs: float | None = None,
+                data_seed: int | None = None):
     """TRL's SFTTrainer as train_sft runs it: answer-only labels, length-grouped or padding-free
-    batches as `settings` say, checkpoints to run_dir/checkpoints. `trl_step_metrics`: TRL's
+    batches as `settings` say, checkpoints to `checkpoint_dir` (run_dir/checkpoints), `epochs`
+    (settings.epochs) epochs, logging to `settings.report_to` too. `trl_step_metrics`: TRL's
     per-step metrics and its NaN filter of the logged loss, as this function trained before (the
     reference tests compare the default with)."""
     from trl import SFTConfig, SFTTrainer
@@ -238,13 +282,15 @@ def sft_trainer(model, tokenizer, dataset, *, run_dir, settings, backend: str, s
     from helpers.modeling import compute_dtype
 
     run_dir = Path(run_dir)
+    report_to = getattr(settings, "report_to", "none")
+    check_report_to(report_to)
     dtype = compute_dtype()  # what the loader computed in; frozen norms are fp32 after kbit preparation
     on_gpu = torch.cuda.is_available()
     args = SFTConfig(
-        output_dir=str(run_dir / "checkpoints"),
+        output_dir=str(checkpoint_dir or run_dir / "checkpoints"),
         per_device_train_batch_size=settings.batch_size,
         gradient_accumulation_steps=settings.grad_accum,
-        num_train_epochs=settings.epochs,
+        num_train_epochs=settings.epochs if epochs is None else epochs,
         max_steps=settings.max_steps,
         learning_rate=settings.learning_rate,
         warmup_steps=settings.warmup_steps,
@@ -253,7 +299,7 @@ def sft_trainer(model, tokenizer, dataset, *, run_dir, settings, backend: str, s
         save_steps=settings.save_steps,
         save_total_limit=2,
         seed=settings.seed,
-        data_seed=settings.seed,
+        data_seed=settings.seed if data_seed is None else data_seed,
         bf16=on_gpu and dtype == torch.bfloat16,
         fp16=on_gpu and dtype == torch.float16,
         use_cpu=not on_gpu,
@@ -264,7 +310,8 @@ def sft_trainer(model, tokenizer, dataset, *, run_dir, settings, backend: str, s
         # similar lengths in a batch: LengthGroupedSampler over batch_size x grad_accum examples
         train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
         loss_type="nll",
-        report_to="none",
+        # tensorboard writes under <checkpoints>/runs/ (transformers' default logging dir)
+        report_to=report_to,
         dataloader_num_workers=0,
         disable_tqdm=False,
         # transformers replaces a NaN or inf loss in the logged loss by the running mean (`logging_nan_inf_filter`,
@@ -282,13 +329,24 @@ def sft_trainer(model, tokenizer, dataset, *, run_dir, settings, backend: str, s
 
 
 def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, resume: bool = True,
-              stage_epochs=(), callbacks=(), trl_step_metrics: bool = False) -> dict:
+              stage_epochs=(), stage_schedule: str = "snapshot", callbacks=(),
+              trl_step_metrics: bool = False) -> dict:
     """Train the LoRA adapters of `model` on `dataset`; checkpoints go to run_dir/checkpoints,
     the adapter to run_dir/adapter, and with `stage_epochs` the adapter at the end of those epochs
-    to run_dir/stages/epoch<N>; `callbacks` are extra TrainerCallbacks. With `resume`, an
-    interrupted run continues from its last checkpoint, and a finished one loads its adapter
-    instead of training again. After its first timed steps the run prints its expected wall time
-    and peak memory against the card (run_dir/estimate.json; helpers/estimate.py)."""
+    to run_dir/stages/epoch<N>; `callbacks` are extra TrainerCallbacks. `stage_schedule` (see
+    STAGE_SCHEDULES): "snapshot" trains one schedule over settings.epochs; "restart" trains one
+    schedule (warmup, decay, a new optimizer) up to each stage, then the next from that stage's
+    weights, with checkpoints in run_dir/checkpoints/epochs<a>-<b>. With `resume`, an interrupted
+    run continues from its last checkpoint (a finished stage of "restart" is not trained again),
+    and a finished one loads its adapter instead of training again. After its first timed steps the
+    run prints its expected wall time and peak memory against the card (run_dir/estimate.json;
+    helpers/estimate.py). The training loss of every logged step goes to run_dir/loss_curve.png and
+    loss_curve.json (after each schedule, so an interrupted run keeps those of its finished ones)."""
+    check_report_to(getattr(settings, "report_to", "none"))  # before anything is loaded or written
+    schedules = stage_schedules(stage_epochs, settings.epochs, stage_schedule)
+    restart = len(schedules) > 1
+    if restart and settings.max_steps > 0:
+        raise ConfigError("stage_schedule 'restart' trains whole epochs to each stage: set max_steps = -1")
     from helpers.estimate import WallTimeEstimate
 
     run_dir = Path(run_dir)
@@ -296,29 +354,67 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
     if resume and (adapter_dir / "adapter_config.json").exists():
         load_adapter(model, adapter_dir)
         return json.loads((run_dir / "train_result.json").read_text()) | {"reused_adapter": True}
-    checkpoint = last_checkpoint(run_dir) if resume else None
-    trainer = sft_trainer(model, tokenizer, dataset, run_dir=run_dir, settings=settings, backend=backend,
-                          stage_epochs=stage_epochs, callbacks=[WallTimeEstimate(run_dir), *callbacks],
-                          trl_step_metrics=trl_step_metrics)
-    collator = trainer.data_collator
-    # A key/value cache makes transformers skip the per-sequence attention mask of a padding-free
-    # batch (masking_utils: packed sequences are only detected without a cache): off while training.
+    known = _read_loss_curve(run_dir) if resume else {}
+    estimate = WallTimeEstimate(run_dir)
+    points, parts, offset, weights, trainer = [], [], 0, None, None
     use_cache, model.config.use_cache = model.config.use_cache, False
     try:
-        output = trainer.train(resume_from_checkpoint=checkpoint)
+        for index, (start, end) in enumerate(schedules):
+            folder = run_dir / "checkpoints" / f"epochs{start:g}-{end:g}" if restart else run_dir / "checkpoints"
+            stage_json = stage_dir(run_dir, end) / "stage.json" if restart and end in stage_epochs else None
+            if resume and stage_json is not None and stage_json.exists():
+                # a stage finished by an earlier call: its weights start the next schedule, its steps are done
+                steps = json.loads(stage_json.read_text())["global_step"] - offset
+                part = next((p for p in known.get("schedules", []) if p["epochs"] == [start, end]), {})
+                points += [p for p in known.get("points", []) if p["schedule"] == index]
+                parts.append({"epochs": [start, end], "steps": steps, "train_loss": part.get("train_loss"),
+                              "reused_stage": True})
+                offset, weights = offset + steps, stage_dir(run_dir, end)
+                continue
+            checkpoint = last_checkpoint(run_dir, folder) if resume else None
+            if checkpoint is None and weights is not None:
+                load_adapter(model, weights)  # a notebook restarted after the stage: the stage's weights
+            trainer = sft_trainer(
+                model, tokenizer, dataset, run_dir=run_dir, settings=settings, backend=backend,
+                stage_epochs=() if restart else stage_epochs, callbacks=[estimate, *callbacks],
+                trl_step_metrics=trl_step_metrics, checkpoint_dir=folder, epochs=end - start,
+                # the grouped and accelerate's random sampler draw epoch e's order from data_seed + e: each
+                # epoch gets the order it has in one schedule, not the first epoch's again
+                data_seed=settings.seed + int(start))
+            output = trainer.train(resume_from_checkpoint=checkpoint)
+            history = trainer.state.log_history
+            points += [{"step": offset + h["step"], "epoch": start + h["epoch"], "loss": h["loss"],
+                        "learning_rate": h.get("learning_rate"), "schedule": index}
+                       for h in history if "loss" in h]
+            parts.append({"epochs": [start, end], "steps": trainer.state.global_step,
+                          "train_loss": output.training_loss, "runtime_s": output.metrics.get("train_runtime"),
+                          "resumed_from": checkpoint})
+            offset += trainer.state.global_step
+            if stage_json is not None:
+                save_stage(model, run_dir, end, offset)
+            write_loss_curve(run_dir, points, parts, stage_epochs, stage_schedule)
+        if trainer is None:  # every stage was saved by an earlier call, which stopped before the adapter
+            load_adapter(model, weights)
+            trainer = sft_trainer(model, tokenizer, dataset, run_dir=run_dir, settings=settings, backend=backend,
+                                  checkpoint_dir=folder, epochs=end - start)
+            write_loss_curve(run_dir, points, parts, stage_epochs, stage_schedule)
     finally:
         model.config.use_cache = use_cache
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    losses = [p["loss"] for p in points]
     if losses and not all(math.isfinite(x) for x in losses):
         raise FloatingPointError(f"training loss became {losses[-1]}: lower learning_rate")
+    weighted = [(p["train_loss"], p["steps"]) for p in parts if p["train_loss"] is not None]
+    collator = trainer.data_collator
     result = {
-        "steps": trainer.state.global_step,
-        "train_loss": output.training_loss,
+        "steps": offset,
+        # one schedule: the trainer's mean loss; restart: the schedules' means weighted by their steps
+        "train_loss": sum(x * n for x, n in weighted) / max(1, sum(n for _, n in weighted)) if weighted else None,
         "loss_first": losses[0] if losses else None,
         "loss_last": losses[-1] if losses else None,
-        "runtime_s": output.metrics.get("train_runtime"),
+        "runtime_s": sum(p.get("runtime_s") or 0 for p in parts),  # of this call's training
         "examples": len(dataset),
-        "resumed_from": checkpoint,
+        "resumed_from": next((p["resumed_from"] for p in parts if p.get("resumed_from")), None),
+        "stage_schedule": stage_schedule if stage_epochs else None,
         "effective": {  # what the trainer really used (Unsloth may change some of it)
             "batch_size": trainer.args.per_device_train_batch_size,
             "grad_accum": trainer.args.gradient_accumulation_steps,
@@ -328,9 +424,38 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
                                      if p.requires_grad}),
         },
     }
+    if restart:
+        result["schedules"] = parts
     (run_dir / "train_result.json").write_text(json.dumps(result, indent=2))
     model.save_pretrained(adapter_dir)  # last: its presence marks the training as finished
     return result
+
+
+def _read_loss_curve(run_dir) -> dict:
+    path = Path(run_dir) / "loss_curve.json"
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except json.JSONDecodeError:  # cut off mid-write: the finished schedules' points are then lost, not the run
+        return {}
+
+
+def write_loss_curve(run_dir, points: list[dict], schedules: list[dict], stage_epochs, stage_schedule: str) -> Path:
+    """run_dir/loss_curve.json (every logged step: step, epoch, loss, learning_rate, schedule) and
+    loss_curve.png, the stages marked at the step their stage.json names."""
+    from helpers.plots import plot_loss_curve
+
+    run_dir = Path(run_dir)
+    stages = []
+    for epoch in sorted(set(stage_epochs)):
+        marker = stage_dir(run_dir, epoch) / "stage.json"
+        if marker.exists():
+            stages.append(json.loads(marker.read_text()))
+    data = {"stage_schedule": stage_schedule if stage_epochs else None, "points": points, "stages": stages,
+            "schedules": [{k: v for k, v in p.items() if k not in ("resumed_from", "reused_stage", "runtime_s")}
+                          for p in schedules]}
+    (run_dir / "loss_curve.json").write_text(json.dumps(data, indent=1))
+    title = f"stage_schedule {stage_schedule}" if stage_epochs else ""
+    return plot_loss_curve(points, stages, run_dir / "loss_curve.png", title=title)
 
 
 def keep_adapters_fp32(model) -> None:

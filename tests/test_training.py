@@ -65,6 +65,8 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(cfg, tmp_path):
     model, tokenizer, info, dataset = fresh(cfg)
     resumed = train_sft(model, tokenizer, dataset, run_dir=tmp_path, settings=cfg, backend=info.backend)
     assert resumed["resumed_from"].endswith("checkpoint-2") and resumed["steps"] == 4
+    # the loss curve covers the whole run: the steps before the disconnect come from checkpoint-2's state
+    assert [p["step"] for p in json.loads((tmp_path / "loss_curve.json").read_text())["points"]] == [2, 4]
     assert json.loads((tmp_path / "train_result.json").read_text())["resumed_from"].endswith("checkpoint-2")
     again = lora_b(model)
     for name, value in trained.items():  # same data order and optimizer state: the uninterrupted result
@@ -88,20 +90,22 @@ def test_resume_false_trains_from_scratch(cfg, tmp_path):
     assert estimate["steps"] == 4 and estimate["measured_steps"] >= 1 and estimate["expected_s"] > 0
 
 
-def test_stages_save_the_adapter_after_each_requested_epoch(cfg, tmp_path):
-    """The study's protocol: benchmark after epoch 1, continue the same run to epoch 3."""
+def test_snapshot_stages_save_the_adapter_after_each_requested_epoch_of_one_schedule(cfg, tmp_path):
+    """stage_schedule "snapshot": benchmark after epoch 1 of one 3-epoch schedule, continue it to epoch 3
+    (the only reading before stage_schedule existed; tests/test_stage_schedule.py has "restart")."""
     import dataclasses
 
     from peft import load_peft_weights
 
     from helpers.sft import stage_dir
 
-    three = dataclasses.replace(cfg, epochs=3.0, max_steps=-1, n_train=8, batch_size=4, save_steps=100)
+    three = dataclasses.replace(cfg, epochs=3.0, max_steps=-1, n_train=8, batch_size=4, save_steps=2)
     model, tokenizer, info, dataset = fresh(three)
     dataset = dataset.select(range(8))  # 2 steps per epoch
     result = train_sft(model, tokenizer, dataset, run_dir=tmp_path, settings=three, backend=info.backend,
-                       stage_epochs=[1, 3])
-    assert result["steps"] == 6
+                       stage_epochs=[1, 3], stage_schedule="snapshot")
+    assert result["steps"] == 6 and "schedules" not in result
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-6"]
     assert json.loads((stage_dir(tmp_path, 1) / "stage.json").read_text()) == {"epoch": 1, "global_step": 2}
     assert json.loads((stage_dir(tmp_path, 3) / "stage.json").read_text()) == {"epoch": 3, "global_step": 6}
     assert not stage_dir(tmp_path, 2).exists()
@@ -109,6 +113,12 @@ def test_stages_save_the_adapter_after_each_requested_epoch(cfg, tmp_path):
     three_ = load_peft_weights(str(stage_dir(tmp_path, 3)))
     assert all(torch.equal(three_[k], final[k]) for k in final)          # epoch 3 = the end of the run
     assert any(not torch.equal(one[k], final[k]) for k in final)         # epoch 1 is an earlier state
+    curve = json.loads((tmp_path / "loss_curve.json").read_text())  # logged every 2 steps, one schedule
+    assert [p["step"] for p in curve["points"]] == [2, 4, 6] and {p["schedule"] for p in curve["points"]} == {0}
+    lr = [p["learning_rate"] for p in curve["points"]]
+    assert lr == sorted(lr, reverse=True) and lr[0] > lr[-1]  # no warmup again: one decay over the 3 epochs
+    assert curve["stages"] == [{"epoch": 1, "global_step": 2}, {"epoch": 3, "global_step": 6}]
+    assert (tmp_path / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_resume_in_a_later_epoch_sees_the_grouped_order_of_the_uninterrupted_run(cfg, tmp_path):

@@ -76,10 +76,16 @@ def load_pairs(task: InstructTask, *, source: str, n: int) -> list[tuple[str, st
     return [task.to_pair(row) for row in load_records(data, source=source, n=n)]
 
 
+# helpers.sft.STAGE_SCHEDULES (not imported: validating a config must not load torch)
+STAGE_SCHEDULES = ("restart", "snapshot")
+
+
 @dataclasses.dataclass
 class TrainConfig(InstructConfig):
     """train_math / train_bio: QLoRA on the first `n_samples` rows, adapters kept after each of
-    `stage_epochs` (the study: epoch 1, then the same run continues to epoch 3)."""
+    `stage_epochs`. The study trains 1 epoch, benchmarks, then trains 2 more epochs; `stage_schedule`
+    reads that as "restart" (a full schedule to epoch 1, then a new one from its weights to epoch 3)
+    or "snapshot" (one schedule to epoch 3, copied out at epoch 1 with its learning rate still high)."""
 
     # One of the study's seven: Llama 3.1 8B, its best math model (the one published number) and a T4 fit
     # at 2 x 4 examples a step (PERFORMANCE.md); the presets for a CPU name the embedded smollm2-135m.
@@ -89,6 +95,8 @@ class TrainConfig(InstructConfig):
     n_samples: int = 10000
     epochs: float = 3.0
     stage_epochs: list = dataclasses.field(default_factory=lambda: [1, 3])
+    # "1 epoch, evaluated, then 2 more epochs" (seed settings.epochs): the epoch-1 model was a finished run
+    stage_schedule: str = "restart"
     max_seq_length: int = 1024
 
     def validate(self) -> None:
@@ -102,6 +110,9 @@ class TrainConfig(InstructConfig):
         if not self.stage_epochs or any(isinstance(e, bool) or not isinstance(e, int) or not 1 <= e <= self.epochs
                                         for e in self.stage_epochs):
             raise ConfigError(f"stage_epochs {self.stage_epochs} must be whole epochs within 1..epochs={self.epochs:g}")
+        if self.stage_schedule not in STAGE_SCHEDULES:
+            raise ConfigError(f"stage_schedule must be 'restart' (a new learning-rate schedule after each stage) or "
+                              f"'snapshot' (one schedule, copied out at each stage), got {self.stage_schedule!r}")
         if self.max_steps > 0:
             raise ConfigError("max_steps would cut the epochs short and skip the stages: set max_steps = -1 "
                               "and size the run with n_samples and epochs")
@@ -141,6 +152,8 @@ def train_report(metrics: dict) -> str:
     train = metrics["train"]
     lines = [f"{metrics['task']} on {metrics['model']} ({metrics['backend']}): {metrics['n_examples']} examples, "
              f"{train['steps']} steps, loss {train['loss_first']:.3f} -> {train['loss_last']:.3f}"]
+    # absent in a run made before stage_schedule existed: one schedule, a snapshot at each stage
+    lines[0] += f", stage_schedule {train.get('stage_schedule') or 'snapshot'}"
     lines += [f"  stage {name}: {path}" for name, path in metrics["stages"].items()]
     return "\n".join(lines)
 
