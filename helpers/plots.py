@@ -73,7 +73,8 @@ def save_figure(fig, path) -> Path:
 
 def plot_accuracy_bars(tables: dict[str, dict[str, dict[str, dict]]], path, *, title: str = ""):
     """Grouped bars, one panel per table (e.g. scoring method): x = evaluated subsets, one bar per
-    row (model), 95% CI as error bars. tables[panel][row][column] = {"accuracy", "ci95", ...}."""
+    row (model), the 95% interval as error bars (Wilson: not symmetric). tables[panel][row][column] =
+    {"accuracy", "accuracy_summary": stats.score_summary, ...}; a run made before has "ci95" (a half-width)."""
     fig, axes = subplots(1, len(tables), figsize=(7 * len(tables), 4.2), squeeze=False)
     for ax, (panel, table) in zip(axes[0], tables.items()):
         rows = list(table)
@@ -82,8 +83,8 @@ def plot_accuracy_bars(tables: dict[str, dict[str, dict[str, dict]]], path, *, t
         for j, row in enumerate(rows):
             xs = [i + (j - (len(rows) - 1) / 2) * width for i in range(len(columns))]
             values = [100 * (table[row][c]["accuracy"] if table[row][c] else float("nan")) for c in columns]
-            errors = [100 * ((table[row][c] or {}).get("ci95") or 0) for c in columns]
-            ax.bar(xs, values, width, yerr=[0 if e != e else e for e in errors], capsize=2, label=row)
+            errors = list(zip(*[_error_bar(table[row][c]) for c in columns])) or [[], []]
+            ax.bar(xs, values, width, yerr=[[100 * e for e in side] for side in errors], capsize=2, label=row)
         ax.axhline(25, color="grey", linestyle=":", linewidth=1, label="chance (4 options)")
         ax.set_xticks(range(len(columns)))
         ax.set_xticklabels([c.replace("_", "\n") for c in columns])
@@ -95,6 +96,17 @@ def plot_accuracy_bars(tables: dict[str, dict[str, dict[str, dict]]], path, *, t
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)
+
+
+def _error_bar(cell) -> tuple[float, float]:
+    """(below, above) the accuracy: from its interval's bounds, else an old run's half-width; 0 without one."""
+    cell = cell or {}
+    summary, acc = cell.get("accuracy_summary") or {}, cell.get("accuracy")
+    low, high = summary.get("ci_low"), summary.get("ci_high")
+    if acc is not None and low is not None and high is not None and low == low and high == high:
+        return max(0.0, acc - low), max(0.0, high - acc)
+    half = cell.get("ci95") or 0.0
+    return (0.0, 0.0) if half != half else (half, half)
 
 
 def plot_loss_curve(points: list[dict], stages: list[dict], path, *, title: str = ""):

@@ -206,3 +206,28 @@ def test_benchmark_auto_score_gets_a_wilson_summary():
         wilson(3, 5))
     _, bio = stage_summary("bio", load_question_set("bio")[:2], ["a", "b"])
     assert "auto_score" not in bio and "auto_score_summary" not in bio  # rated by people only
+
+
+def test_mmlu_bars_show_the_wilson_interval_not_zero():
+    """An all-wrong cell used to get a 0 ± 0 bar; now its upper error is the Wilson bound, and an old
+    run's half-width still draws a symmetric bar."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    from helpers.plots import _error_bar
+    from helpers.stats import score_summary
+
+    below, above = _error_bar({"accuracy": 0.0, "accuracy_summary": score_summary([0.0] * 10)})
+    assert below == 0.0 and above == pytest.approx(proportion_confint(0, 10, method="wilson")[1])
+    assert _error_bar({"accuracy": 0.5, "ci95": 0.1}) == (0.1, 0.1)
+    assert _error_bar(None) == (0.0, 0.0)
+
+
+def test_benchmark_report_names_the_interval():
+    from helpers.stats import score_summary
+    from helpers.tasks.instruct import benchmark_report
+
+    stage = {"empty_answers": 0, "mean_answer_chars": 10.0, "auto_score": 0.0,
+             "auto_score_summary": score_summary([0.0, 0.0, 0.0])}
+    text = benchmark_report({"task": "math", "model": "m", "n_questions": 3, "stages": {"base": stage},
+                             "files": {"workbook": "w.xlsx"}, "workbook_update": ""})
+    assert "automatic score 0.0 [0.0, 56.1] Wilson 95%" in text

@@ -159,9 +159,13 @@ def train_report(metrics: dict) -> str:
 
 
 def benchmark_report(metrics: dict) -> str:
+    from helpers.stats import with_interval  # numpy: not for the config side of this module
+
     lines = [f"{metrics['task']} questions answered by {metrics['model']} ({metrics['n_questions']} each):"]
     for stage, s in metrics["stages"].items():
-        auto = f", automatic score {100 * s['auto_score']:.1f}%" if "auto_score" in s else ""
+        # a named 95% interval where the run has one (Wilson: stats.score_summary), else the bare score
+        auto = (f", automatic score {with_interval(s['auto_score_summary'])}" if s.get("auto_score_summary") else
+                f", automatic score {100 * s['auto_score']:.1f}%" if "auto_score" in s else "")
         lines.append(f"  {stage:>8}: {s['empty_answers']} empty, {s['mean_answer_chars']:.0f} chars on average{auto}")
     lines.append(f"workbook: {metrics['files']['workbook']} {metrics['workbook_update']}")
     return "\n".join(lines)
