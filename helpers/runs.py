@@ -17,7 +17,9 @@ import contextlib
 import dataclasses
 import datetime
 import json
+import os
 import platform
+import socket
 import subprocess
 import time
 from importlib import metadata
@@ -84,10 +86,20 @@ def _jsonable(value):
 
 
 def write_json(path: Path, data) -> Path:
+    """Write `data` whole or not at all: metrics.json is the marker the sweep reads as "finished", so it
+    must never exist half-written. The temporary file is this process's own (two writers, say a sweep
+    worker and the kernel of one that was killed, never write into one temporary file) and reaches the
+    disk before the rename, so a crash after it leaves the whole file."""
     path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(data), indent=2, sort_keys=False))
-    tmp.replace(path)
+    tmp = path.with_name(f"{path.name}.{socket.gethostname()}-{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(json.dumps(_jsonable(data), indent=2, sort_keys=False))
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

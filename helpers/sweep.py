@@ -2,13 +2,17 @@
 
     python -m helpers.sweep --models llama-3.1-8b,qwen-2-7b --tasks math,bio
     python -m helpers.sweep --models smollm2-135m --preset demo --dry-run
+    python -m helpers.sweep --executor ray                      # one run per GPU of this host
+    python -m helpers.sweep --executor ray --address auto       # the Ray cluster started with `ray start`
 
 For each model and task: train_<task> (epoch 1, then to epoch 3), then benchmark on that run;
 at the end compile_ratings. A run whose folder already holds metrics.json is skipped, so a sweep
 that was killed (or a Colab that disconnected) is simply started again: finished runs are kept,
 an interrupted training continues from its last checkpoint, the rest runs. A failing run is
 recorded with the cell that failed (and its benchmark skipped); the sweep goes on. Every result
-is appended to <output_root>/sweep_log.jsonl.
+(and, on Ray, every start) is appended to <output_root>/sweep_log.jsonl. The serial executor runs one notebook
+after another here; the Ray one (helpers.sweep_ray, docs/scale-out.md) runs one per GPU of a host
+or a cluster, each training before its own benchmark.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -25,7 +31,14 @@ from helpers.registry import load_registry
 from helpers.run_notebook import execute, resolve
 from helpers.tasks.instruct import TASKS
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; one sweep there is one writer anyway
+    fcntl = None
+
 STUDY_MODELS = ["llama-2-7b", "llama-3-8b", "llama-3.1-8b", "gemma-7b", "gemma-2-9b", "mistral-7b-v3", "qwen-2-7b"]
+EXECUTORS = ("serial", "ray")
+SWEEP_LOG = "sweep_log.jsonl"
 
 
 def plan(models, tasks, preset, common: dict, workbook_dir: str = "benchmark_data") -> list[dict]:
@@ -50,8 +63,124 @@ def plan(models, tasks, preset, common: dict, workbook_dir: str = "benchmark_dat
     return runs
 
 
+def _now() -> str:
+    return datetime.datetime.now().isoformat(timespec="milliseconds")
+
+
+def append_log(path: Path, record: dict) -> None:
+    """Append `record` as one JSON line. Several workers (processes, hosts on shared storage) append to
+    one sweep log: the whole line goes in one write to an O_APPEND descriptor while holding an
+    exclusive flock, so lines never interleave or tear (O_APPEND alone is not atomic on NFS)."""
+    line = (json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in record.items()}) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        if fcntl:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        view = memoryview(line)
+        while view:  # a regular file takes it in one write; the loop only guards a short write
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def run_one(run: dict, preset: str | None, log_path: Path, training: dict | None = None, *,
+            announce: bool = False) -> dict:
+    """Execute one planned run here, unless it is finished already or its training failed; returns
+    {status, note, seconds, started, ended, host, pid}. The same for both executors: the Ray task is
+    this function on a worker. With `announce` (the Ray executor, where runs go on elsewhere and at
+    once) a "running" line goes to the sweep log first, naming the host and process that runs it (the
+    one to look at, or to stop); the serial sweep's log keeps one line per run."""
+    where = {"host": socket.gethostname(), "pid": os.getpid()}
+    started = _now()
+    start = time.time()
+    if (Path(run["run_dir"]) / "metrics.json").exists():
+        status, note = "skipped", "finished before"
+    elif training is not None and training["status"] == "failed":
+        status, note = "skipped", "its training run failed"
+    else:
+        if announce:
+            append_log(log_path, {"time": started, **_loggable(run), "status": "running", "started": started,
+                                  **where})
+        try:
+            execute(run["study"], preset, run["params"], log_output=False)
+            status, note = "done", ""
+        except (ConfigError, RuntimeError) as err:
+            status, note = "failed", str(err)
+    seconds = 0.0 if status == "skipped" else round(time.time() - start, 1)
+    return {"status": status, "note": note, "seconds": seconds, "started": started, "ended": _now(), **where}
+
+
+def _loggable(run: dict) -> dict:
+    return {k: v for k, v in run.items() if k not in ("params", "status", "note", "seconds", "started", "ended",
+                                                       "host", "pid")}
+
+
+def eta_seconds(finished: list[dict], pending: list[str], parallel: int = 1) -> float | None:
+    """Seconds until the `pending` runs (their study names) are done, estimated from the `finished`
+    runs ({"study", "status", "seconds"}): each pending run takes the mean time of the runs of its study
+    that ran to the end ("done"; skipped and failed runs say nothing about it), or of all such runs
+    while its study has none; the sum is shared among `parallel` workers, never more workers than
+    runs. None while nothing has run to the end yet; 0.0 when nothing is pending.
+
+        >>> eta_seconds([{"study": "train_math", "status": "done", "seconds": 60}], ["train_math"] * 4, 2)
+        120.0
+    """
+    if not pending:
+        return 0.0
+    times: dict[str, list[float]] = {}
+    for run in finished:
+        if run["status"] == "done":
+            times.setdefault(run["study"], []).append(run["seconds"])
+    if not times:
+        return None
+    overall = sum(sum(t) for t in times.values()) / sum(len(t) for t in times.values())
+    total = sum(sum(times[s]) / len(times[s]) if s in times else overall for s in pending)
+    return total / max(1, min(parallel, len(pending)))
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "time left unknown"
+    if seconds < 90:
+        return f"about {seconds:.0f} s left"
+    if seconds < 90 * 60:
+        return f"about {seconds / 60:.0f} min left"
+    return f"about {seconds / 3600:.1f} h left"
+
+
+class Progress:
+    """The line per finished run ("[3/8] benchmark smollm2-135m done 41.2 s  about 2 min left  note")
+    and the sweep log's result line. `parallel`: how many runs go at once."""
+
+    def __init__(self, runs: list[dict], log_path: Path, log, parallel: int = 1):
+        self.runs, self.log_path, self.log, self.parallel = runs, log_path, log, parallel
+        self.finished: list[dict] = []
+        # known now to be skipped: they add nothing to the time left
+        self.skips = {id(r) for r in runs if (Path(r["run_dir"]) / "metrics.json").exists()}
+
+    def record(self, run: dict, result: dict) -> None:
+        run.update(result)
+        self.finished.append(run)
+        if run["status"] == "failed":  # its benchmark will be skipped
+            self.skips |= {id(r) for r in self.runs if r.get("after") == run["run_dir"]}
+        done = {id(r) for r in self.finished}
+        pending = [r["study"] for r in self.runs if id(r) not in done and id(r) not in self.skips]
+        eta = format_eta(eta_seconds(self.finished, pending, self.parallel)) if pending else ""
+        label = f"[{len(self.finished)}/{len(self.runs)}] {run['study']:<11} {run['model']:<16}"
+        self.log(f"{label} {run['status']:<7} {run['seconds']:>7.1f} s  {eta:<20} {run['note']}".rstrip())
+        append_log(self.log_path, {"time": _now(), **_loggable(run), "status": run["status"], "note": run["note"],
+                                   "seconds": run["seconds"], "started": run["started"], "ended": run["ended"],
+                                   "host": run["host"], "pid": run["pid"]})
+
+
 def run_sweep(models, tasks, *, preset=None, output_root="benchmarks", workbook_dir="benchmark_data",
-              dry_run=False, compile_ratings=True, log=print) -> list[dict]:
+              dry_run=False, compile_ratings=True, log=print, executor="serial", address=None, gpus=None,
+              gpus_per_run=1) -> list[dict]:
+    """The sweep; returns the planned runs, each with its status, note and seconds. executor="ray" runs
+    them as Ray tasks holding `gpus_per_run` GPUs each, on the cluster at `address` or on a local one
+    started with `gpus` GPUs (None: the ones Ray finds); see helpers.sweep_ray."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"executor '{executor}' is not one of: {', '.join(EXECUTORS)}")
     common = {"output_root": output_root}
     runs = plan(models, tasks, preset, common, workbook_dir)
     if dry_run:
@@ -61,27 +190,16 @@ def run_sweep(models, tasks, *, preset=None, output_root="benchmarks", workbook_
         return runs
     root = output_path(output_root)
     root.mkdir(parents=True, exist_ok=True)
-    failed_dirs = set()
-    for i, run in enumerate(runs, 1):
-        label = f"[{i}/{len(runs)}] {run['study']:<11} {run['model']:<16}"
-        start = time.time()
-        if (run["run_dir"] / "metrics.json").exists():
-            run.update(status="skipped", seconds=0.0, note="finished before")
-        elif run.get("after") in failed_dirs:
-            run.update(status="skipped", seconds=0.0, note="its training run failed")
-        else:
-            try:
-                execute(run["study"], preset, run["params"], log_output=False)
-                run.update(status="done", note="")
-            except (ConfigError, RuntimeError) as err:
-                run.update(status="failed", note=str(err))
-                failed_dirs.add(run["run_dir"])
-            run["seconds"] = round(time.time() - start, 1)
-        log(f"{label} {run['status']:<7} {run['seconds']:>7.1f} s  {run['note']}".rstrip())
-        with (root / "sweep_log.jsonl").open("a") as f:
-            f.write(json.dumps({"time": datetime.datetime.now().isoformat(timespec="seconds"),
-                                **{k: str(v) if isinstance(v, Path) else v for k, v in run.items()
-                                   if k != "params"}}) + "\n")
+    if executor == "ray":
+        from helpers.sweep_ray import run_on_ray  # only here: `import helpers.sweep` never loads Ray
+
+        run_on_ray(runs, preset, root / SWEEP_LOG, log=log, address=address, gpus=gpus, gpus_per_run=gpus_per_run)
+    else:
+        progress = Progress(runs, root / SWEEP_LOG, log)
+        results = {}
+        for run in runs:
+            results[run["run_dir"]] = run_one(run, preset, root / SWEEP_LOG, results.get(run.get("after")))
+            progress.record(run, results[run["run_dir"]])
     if compile_ratings:
         compiled = execute("compile_ratings", None, {"workbook_dir": workbook_dir,
                                                      "output_dir": str(Path(workbook_dir) / "summary")},
@@ -111,6 +229,12 @@ def main(argv=None) -> int:
     parser.add_argument("--output-root", default="benchmarks")
     parser.add_argument("--workbook-dir", default="benchmark_data")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    parser.add_argument("--executor", default="serial", help="serial (one run after another, here) or ray "
+                                                             "(one run per GPU; docs/scale-out.md)")
+    parser.add_argument("--address", help="ray: join this running cluster ('auto', or host:port of `ray start "
+                                          "--head`); without it a local Ray is started for this sweep")
+    parser.add_argument("--gpus", type=int, help="ray, local: GPUs to offer (default: the ones Ray finds)")
+    parser.add_argument("--gpus-per-run", type=float, default=1, help="ray: GPUs each notebook run holds")
     args = parser.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
     tasks = [t for t in args.tasks.split(",") if t]
@@ -120,12 +244,22 @@ def main(argv=None) -> int:
             raise ConfigError(f"unknown task(s) {', '.join(unknown)}; known: {', '.join(TASKS)}")
         if not models or not tasks:
             raise ConfigError("--models and --tasks need at least one name each")
+        if args.executor not in EXECUTORS:
+            raise ConfigError(f"--executor '{args.executor}' is not one of: {', '.join(EXECUTORS)}")
+        if args.executor == "serial" and (args.address or args.gpus is not None or args.gpus_per_run != 1):
+            raise ConfigError("--address, --gpus and --gpus-per-run are for --executor ray")
+        if args.gpus is not None and args.gpus < 0 or args.gpus_per_run < 0:
+            raise ConfigError("--gpus and --gpus-per-run cannot be negative")
+        if args.address and args.gpus is not None:
+            raise ConfigError("--gpus is for a local Ray; a cluster joined with --address offers the GPUs its "
+                              "nodes were started with (`ray start --num-gpus N`)")
         registry = load_registry()
         for model in models:
             if model not in registry and "/" not in model and not Path(model).is_dir():
                 raise ConfigError(f"unknown model '{model}'; known: {', '.join(registry)}")
         runs = run_sweep(models, tasks, preset=args.preset, output_root=args.output_root,
-                         workbook_dir=args.workbook_dir, dry_run=args.dry_run)
+                         workbook_dir=args.workbook_dir, dry_run=args.dry_run, executor=args.executor,
+                         address=args.address, gpus=args.gpus, gpus_per_run=args.gpus_per_run)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

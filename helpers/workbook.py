@@ -17,6 +17,7 @@ and cell rather than guess at an edit it cannot interpret (see its docstring for
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import difflib
 import hashlib
@@ -35,6 +36,11 @@ from openpyxl.worksheet.datavalidation import DataValidation
 
 from helpers.config import ConfigError
 from helpers.textsafe import put_cell, sheet_text
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; there a workbook has one writer (no Ray workers)
+    fcntl = None
 
 RUBRIC = [
     ("5", "Correct and complete; nothing to fix."),
@@ -71,6 +77,44 @@ def _save_atomically(wb, path: Path, *, expect=..., fallback: Path | None = None
         return target
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def merge_lock(path: Path):
+    """Hold the workbook's sidecar lock (`.<name>.lock` beside it) while reading, merging and replacing
+    it: two benchmark runs of one model and task (sweep workers, on one host or several sharing the
+    folder; Linux's NFS client maps flock to a lock the server keeps) merge one after the other, and
+    neither loses the other's answers. The fingerprint check in `_save_atomically` guards against a
+    reviewer's program, which takes no such lock.
+
+    The holder deletes the lock file before letting go, so nothing is left beside the workbook; a
+    waiter that then gets the lock of the deleted file sees the path gone or another file there, and
+    takes the lock again (the usual lock-and-unlink loop)."""
+    if fcntl is None:
+        yield
+        return
+    lock = path.with_name(f".{path.name}.lock")
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            held = os.fstat(fd)
+            now = os.stat(lock)
+        except FileNotFoundError:  # unlinked by the holder we waited for
+            os.close(fd)
+            continue
+        except BaseException:
+            os.close(fd)
+            raise
+        if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+        os.close(fd)
 
 
 def _fingerprint(path: Path, data: bytes | None = None):
@@ -292,6 +336,14 @@ def update_rating_workbook(path, rows: list[dict], *, answers: dict[str, str], t
                               "each item needs one unique id")
         seen.add(str(row["id"]))
     path.parent.mkdir(parents=True, exist_ok=True)
+    _refuse_unsafe(path)  # before the lock: a read-only folder gets its one line, not an OSError
+    with merge_lock(path):
+        return _merge_and_save(path, rows, answers=answers, text_columns=text_columns, score_columns=score_columns,
+                               title=title, instructions=instructions, meta=meta)
+
+
+def _merge_and_save(path: Path, rows, *, answers, text_columns, score_columns, title, instructions, meta) -> dict:
+    """The read-merge-replace of update_rating_workbook, under its merge_lock."""
     for attempt in (1, 2):
         _refuse_unsafe(path)
         if path.exists():
@@ -316,7 +368,7 @@ def update_rating_workbook(path, rows: list[dict], *, answers: dict[str, str], t
             return counts
         if written is not None:
             warnings.warn(f"{path} was saved by someone else during the merge, twice: it is left as it is and the "
-                          f"merge is in {written.name}; close {path.name} everywhere, then re-run", stacklevel=2)
+                          f"merge is in {written.name}; close {path.name} everywhere, then re-run", stacklevel=3)
             return {**counts, "merged_copy": str(written)}
     raise AssertionError("unreachable")
 

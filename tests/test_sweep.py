@@ -30,6 +30,7 @@ def test_sweep_trains_benchmarks_compiles_and_records_failures(tmp_path):
     failed = [r for r in runs if r["status"] == "failed"]
     assert all("ConfigError" in r["note"] and "(cell " in r["note"] for r in failed)
     assert lines[0].startswith("[1/8] train_math") and lines[-1].endswith("4 done, 2 skipped, 2 failed")
+    assert " s left" in lines[0] or " min left" in lines[0]  # the progress line: a time left after the first run
 
     summary = json.loads((books / "summary" / "metrics.json").read_text())
     assert summary["workbooks"] == ["smollm2-135m-bio.xlsx", "smollm2-135m-math.xlsx"]
@@ -40,6 +41,8 @@ def test_sweep_trains_benchmarks_compiles_and_records_failures(tmp_path):
         assert (row["auto_score"] is None or row["auto_score"] != row["auto_score"]) == (task == "bio")
     log = [json.loads(line) for line in (tmp_path / "runs" / "sweep_log.jsonl").read_text().splitlines()]
     assert [entry["status"] for entry in log].count("done") == 4
+    assert len(log) == 8  # one line per run
+    assert all(e["started"] <= e["ended"] for e in log if e["status"] == "done")
 
 
 def test_a_killed_sweep_finishes_on_restart_without_redoing_finished_runs(tmp_path):
