@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONUNBUFFERED ?= 1
 
-.PHONY: install demo test lint sweep report
+.PHONY: install demo test test-fast lint sweep report
 
 install: $(VENV)/.installed
 
@@ -33,9 +33,14 @@ demo test: export HF_HUB_OFFLINE ?= 1
 demo: install  ## notebooks/addition.ipynb with the embedded model, demo-sized (CPU, minutes)
 	$(PY) -m helpers.run_notebook addition --preset demo --quiet
 
-test: install  ## unit, static and notebook smoke tests
+test: install  ## unit, static and notebook smoke tests (what CI runs)
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+test-fast: export HF_HUB_OFFLINE ?= 1
+test-fast: install  ## the inner loop: ruff and every test not marked slow (no notebook run, no model training)
+	$(PY) -m ruff check .
+	$(PY) -m pytest -m "not slow" -q
 
 sweep: install  ## seven-model study: train_math/train_bio -> benchmark -> compile (SWEEP="--models ... --preset ...")
 	$(PY) -m helpers.sweep $(SWEEP)

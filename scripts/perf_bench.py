@@ -646,6 +646,10 @@ def child_repo(folder: str, spec: dict) -> dict:
     return out
 
 
+# Unsloth's Alpaca notebook: per_device_train_batch_size=2, gradient_accumulation_steps=4 (the baseline of issue 20)
+UNSLOTH_NOTEBOOK_BATCH = (2, 4)
+
+
 def child_train(path: str, folder: str, spec: dict) -> dict:
     """One training measurement of raw Unsloth or plain transformers + peft + bitsandbytes. Full-length
     rows (spec["lengths"] "full"): the median step after two warm-up steps. Short rows ("orca"/"alpaca"):
@@ -701,8 +705,12 @@ def child_train(path: str, folder: str, spec: dict) -> dict:
         shutil.rmtree(out, ignore_errors=True)
         result = _result(timer, batch, seq, "", load_s, path, _profiled(steps)[0] if profile else None)
         return {**result, "breakdown": breakdown.summary(skip=2)} if spec["breakdown"] else result
-    batch, accum = spec["batch"], spec["accum"]
-    rows = length_rows(tokenizer, batch * accum * steps, seq, spec["lengths"])  # the repository's rows
+    # the repository's rows (its batch x accumulation a step), through Unsloth's notebook batching: 2 x 4
+    rows = length_rows(tokenizer, spec["batch"] * spec["accum"] * steps, seq, spec["lengths"])
+    batch, accum = UNSLOTH_NOTEBOOK_BATCH
+    if batch * accum != spec["batch"] * spec["accum"]:
+        raise ValueError(f"raw Unsloth takes {batch} x {accum} examples a step as its notebooks do; the repository's "
+                         f"{spec['batch']} x {spec['accum']} is another number of examples an update: not comparable")
     chosen = {}
 
     def train_once(callback):
