@@ -243,31 +243,45 @@ class OpenAIChatBackend(ChatBackend):
             except MalformedReply as err:
                 return err
             except urllib.error.HTTPError as err:
-                detail = _error_detail(err)
-                key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
-                if key:  # a server may quote the key it refused
-                    detail = detail.replace(key, "***")
-                if err.code in AUTH_STATUS:
-                    used = (f"the key in the environment variable {self.api_key_env}" if self.api_key_env
-                            else "no key (api_key_env is empty)")
-                    allowed = f", allowed to use model {self.model}" if err.code == 403 else ""
-                    return AuthenticationFailed(f"HTTP {err.code} from {self.base_url}: {detail}; authentication "
-                                                f"failed with {used}: it must hold a valid key for this endpoint"
-                                                f"{allowed}")
-                if err.code not in TRANSIENT_STATUS:
-                    return BackendError(f"HTTP {err.code} from {self.base_url}: {detail}")
-                wait = _retry_after(err.headers)
-                last = BackendError(f"HTTP {err.code} from {self.base_url} after {attempt + 1} attempts: {detail}")
-            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError,
-                    http.client.HTTPException) as err:
-                reason = getattr(err, "reason", err)
-                last = BackendError(f"{type(reason).__name__} talking to {self.base_url} after {attempt + 1} "
-                                    f"attempts: {reason}")
+                final, last, wait = self._http_failure(err, attempt)
+                if final is not None:
+                    return final
+            except NETWORK_ERRORS as err:
+                last = self._network_failure(err, attempt)
             if attempt < self.max_retries:
                 self.retries += 1
                 delay = wait if wait is not None else self.backoff * 2 ** attempt
                 time.sleep(min(delay, self.max_backoff))
         return last
+
+
+    def _http_failure(self, err: urllib.error.HTTPError, attempt: int):
+        """(final, last, retry_after) of an HTTP error: `final` ends the request at once (a refused key, a
+        status no retry can change); else `last` is the error to report if the retries run out and
+        `retry_after` the server's Retry-After in seconds (None without one). The key is never in the text."""
+        detail = _error_detail(err)
+        key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+        if key:  # a server may quote the key it refused
+            detail = detail.replace(key, "***")
+        if err.code in AUTH_STATUS:
+            used = (f"the key in the environment variable {self.api_key_env}" if self.api_key_env
+                    else "no key (api_key_env is empty)")
+            allowed = f", allowed to use model {self.model}" if err.code == 403 else ""
+            return AuthenticationFailed(f"HTTP {err.code} from {self.base_url}: {detail}; authentication failed "
+                                        f"with {used}: it must hold a valid key for this endpoint{allowed}"), None, None
+        if err.code not in TRANSIENT_STATUS:
+            return BackendError(f"HTTP {err.code} from {self.base_url}: {detail}"), None, None
+        last = BackendError(f"HTTP {err.code} from {self.base_url} after {attempt + 1} attempts: {detail}")
+        return None, last, _retry_after(err.headers)
+
+    def _network_failure(self, err: Exception, attempt: int) -> BackendError:
+        reason = getattr(err, "reason", err)
+        return BackendError(f"{type(reason).__name__} talking to {self.base_url} after {attempt + 1} attempts: "
+                            f"{reason}")
+
+
+# what a request may meet on the way (no HTTP status): retried like a transient status
+NETWORK_ERRORS = (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, http.client.HTTPException)
 
 
 class _RefuseRedirects(urllib.request.HTTPRedirectHandler):

@@ -16,11 +16,8 @@ filter keeps well-formed, new, on-topic items the teacher solves again with the 
 from __future__ import annotations
 
 import dataclasses
-import http.client
 import json
-import os
 import re
-import socket
 import threading
 import time
 import urllib.error
@@ -30,14 +27,11 @@ from pathlib import Path
 
 from helpers.backends import (
     _OPENER,
-    AUTH_STATUS,
-    TRANSIENT_STATUS,
+    NETWORK_ERRORS,
     AuthenticationFailed,
     BackendError,
     MalformedReply,
     OpenAIChatBackend,
-    _error_detail,
-    _retry_after,
     parse_chat_completion,
 )
 from helpers.config import ConfigError, output_path
@@ -203,20 +197,9 @@ class PooledChatBackend(OpenAIChatBackend):
             except MalformedReply as err:
                 return err
             except urllib.error.HTTPError as err:
-                detail = _error_detail(err)
-                key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
-                if key:  # a server may quote the key it refused
-                    detail = detail.replace(key, "***")
-                if err.code in AUTH_STATUS:
-                    used = (f"the key in the environment variable {self.api_key_env}" if self.api_key_env
-                            else "no key (api_key_env is empty)")
-                    allowed = f", allowed to use model {self.model}" if err.code == 403 else ""
-                    return AuthenticationFailed(f"HTTP {err.code} from {self.base_url}: {detail}; authentication "
-                                                f"failed with {used}: it must hold a valid key for this endpoint"
-                                                f"{allowed}")
-                if err.code not in TRANSIENT_STATUS:
-                    return BackendError(f"HTTP {err.code} from {self.base_url}: {detail}")
-                wait = _retry_after(err.headers)
+                final, last, wait = self._http_failure(err, attempt)
+                if final is not None:
+                    return final
                 delay = min(wait if wait is not None else self.backoff * 2 ** attempt, self.max_backoff)
                 if err.code == 429:
                     pause = delay
@@ -224,12 +207,8 @@ class PooledChatBackend(OpenAIChatBackend):
                         self.rate_limited += 1
                 else:
                     sleep = delay
-                last = BackendError(f"HTTP {err.code} from {self.base_url} after {attempt + 1} attempts: {detail}")
-            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError,
-                    http.client.HTTPException) as err:
-                reason = getattr(err, "reason", err)
-                last = BackendError(f"{type(reason).__name__} talking to {self.base_url} after {attempt + 1} "
-                                    f"attempts: {reason}")
+            except NETWORK_ERRORS as err:
+                last = self._network_failure(err, attempt)
                 sleep = min(self.backoff * 2 ** attempt, self.max_backoff)
             finally:
                 # a rate limit slows the whole pool; other failures wait on their own, out of the pool's slots
