@@ -76,3 +76,17 @@ def hub_model(hub_server, tmp_path_factory):
     tokenizer_dir = embedded_checkpoint(resolve_model("smollm2-135m"))
     hub_server.add(tiny_model_repo(resolve_model(name).hub_id, name, tokenizer_dir, tmp_path_factory.mktemp("model")))
     return name
+
+
+@pytest.fixture(scope="session")
+def smoke_sweep(tmp_path_factory):
+    """One serial sweep (smoke preset) of the embedded model over math and bio, beside a model that is not on
+    this machine: tests/test_sweep.py checks it, tests/test_sweep_ray.py compares its Ray sweep with it (one
+    sweep for both: each costs six notebook runs). Its users only read it."""
+    from helpers.sweep import run_sweep
+
+    tmp = tmp_path_factory.mktemp("smoke_sweep")
+    lines = []
+    runs = run_sweep(["smollm2-135m", "org/not-on-this-machine"], ["math", "bio"], preset="smoke",
+                     output_root=str(tmp / "runs"), workbook_dir=str(tmp / "books"), log=lines.append)
+    return {"root": tmp / "runs", "books": tmp / "books", "runs": runs, "lines": lines}

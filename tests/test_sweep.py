@@ -10,16 +10,13 @@ import time
 
 import pytest
 
-from helpers.sweep import main, run_sweep
+from helpers.sweep import main
 
 pytestmark = pytest.mark.slow
 
 
-def test_sweep_trains_benchmarks_compiles_and_records_failures(tmp_path):
-    books = tmp_path / "books"
-    lines = []
-    runs = run_sweep(["smollm2-135m", "org/not-on-this-machine"], ["math", "bio"], preset="smoke",
-                     output_root=str(tmp_path / "runs"), workbook_dir=str(books), log=lines.append)
+def test_sweep_trains_benchmarks_compiles_and_records_failures(smoke_sweep):
+    books, lines, runs = smoke_sweep["books"], smoke_sweep["lines"], smoke_sweep["runs"]
     status = {(r["study"], r["model"]): r["status"] for r in runs}
     assert status == {
         ("train_math", "smollm2-135m"): "done", ("train_bio", "smollm2-135m"): "done",
@@ -39,7 +36,7 @@ def test_sweep_trains_benchmarks_compiles_and_records_failures(tmp_path):
     for (task, _), row in rows.items():
         assert row["items"] == 4 and row["ratings"] == 0 and row["missing"] == 4
         assert (row["auto_score"] is None or row["auto_score"] != row["auto_score"]) == (task == "bio")
-    log = [json.loads(line) for line in (tmp_path / "runs" / "sweep_log.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (smoke_sweep["root"] / "sweep_log.jsonl").read_text().splitlines()]
     assert [entry["status"] for entry in log].count("done") == 4
     assert len(log) == 8  # one line per run
     assert all(e["started"] <= e["ended"] for e in log if e["status"] == "done")
