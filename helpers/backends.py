@@ -230,30 +230,38 @@ class OpenAIChatBackend(ChatBackend):
             yield self._complete(messages, max_tokens, temperature)
 
     def _complete(self, messages, max_tokens, temperature) -> str | BackendError:
-        body = json.dumps({"model": self.model, "messages": messages, "max_tokens": int(max_tokens),
-                           "temperature": float(temperature)}).encode()
+        body = self._body(messages, max_tokens, temperature)
         for attempt in range(self.max_retries + 1):
-            request = urllib.request.Request(f"{self.base_url}/chat/completions", data=body,
-                                             headers=self._headers(), method="POST")
-            wait = None
-            try:
-                with _OPENER.open(request, timeout=self.timeout) as response:
-                    raw = response.read()
-                return parse_chat_completion(raw)
-            except MalformedReply as err:
-                return err
-            except urllib.error.HTTPError as err:
-                final, last, wait = self._http_failure(err, attempt)
-                if final is not None:
-                    return final
-            except NETWORK_ERRORS as err:
-                last = self._network_failure(err, attempt)
+            done, last, wait, _ = self._send(body, attempt)
+            if done is not None:
+                return done
             if attempt < self.max_retries:
                 self.retries += 1
                 delay = wait if wait is not None else self.backoff * 2 ** attempt
                 time.sleep(min(delay, self.max_backoff))
         return last
 
+    def _body(self, messages, max_tokens, temperature) -> bytes:
+        return json.dumps({"model": self.model, "messages": messages, "max_tokens": int(max_tokens),
+                           "temperature": float(temperature)}).encode()
+
+    def _send(self, body: bytes, attempt: int):
+        """One request, no retry: (done, None, None, None) where `done` is the reply, a malformed reply or an
+        error no retry changes; else (None, the error to report if the retries run out, the server's
+        Retry-After or None, the HTTP status or None)."""
+        request = urllib.request.Request(f"{self.base_url}/chat/completions", data=body, headers=self._headers(),
+                                         method="POST")
+        try:
+            with _OPENER.open(request, timeout=self.timeout) as response:
+                raw = response.read()
+            return parse_chat_completion(raw), None, None, None
+        except MalformedReply as err:
+            return err, None, None, None
+        except urllib.error.HTTPError as err:
+            final, last, wait = self._http_failure(err, attempt)
+            return final, last, wait, err.code
+        except NETWORK_ERRORS as err:
+            return None, self._network_failure(err, attempt), None, None
 
     def _http_failure(self, err: urllib.error.HTTPError, attempt: int):
         """(final, last, retry_after) of an HTTP error: `final` ends the request at once (a refused key, a

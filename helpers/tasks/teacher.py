@@ -20,19 +20,13 @@ import json
 import re
 import threading
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from helpers.backends import (
-    _OPENER,
-    NETWORK_ERRORS,
     AuthenticationFailed,
     BackendError,
-    MalformedReply,
     OpenAIChatBackend,
-    parse_chat_completion,
 )
 from helpers.config import ConfigError, output_path
 from helpers.tasks.mmlu_data import (
@@ -179,37 +173,24 @@ class PooledChatBackend(OpenAIChatBackend):
     def _complete_pooled(self, messages, max_tokens, temperature, batch: _Batch) -> str | BackendError:
         """One request with its retries, through the pool's throttle (helpers.backends' `_complete`
         with a shared pause instead of each worker's own sleep on 429)."""
-        body = json.dumps({"model": self.model, "messages": messages, "max_tokens": int(max_tokens),
-                           "temperature": float(temperature)}).encode()
+        body = self._body(messages, max_tokens, temperature)
         last = None
         for attempt in range(self.max_retries + 1):
             if not self._throttle.acquire(batch.stop):
                 return batch.reason or BackendError("not sent: the batch was stopped")
             replied, pause, sleep = False, None, None
             try:
-                url = f"{self.base_url}/chat/completions"
-                request = urllib.request.Request(url, data=body, headers=self._headers(), method="POST")
-                with _OPENER.open(request, timeout=self.timeout) as response:
-                    raw = response.read()
-                result = parse_chat_completion(raw)
-                replied = True
-                return result
-            except MalformedReply as err:
-                return err
-            except urllib.error.HTTPError as err:
-                final, last, wait = self._http_failure(err, attempt)
-                if final is not None:
-                    return final
+                done, last, wait, status = self._send(body, attempt)
+                replied = isinstance(done, str)
+                if done is not None:
+                    return done
                 delay = min(wait if wait is not None else self.backoff * 2 ** attempt, self.max_backoff)
-                if err.code == 429:
+                if status == 429:
                     pause = delay
                     with self._lock:
                         self.rate_limited += 1
                 else:
                     sleep = delay
-            except NETWORK_ERRORS as err:
-                last = self._network_failure(err, attempt)
-                sleep = min(self.backoff * 2 ** attempt, self.max_backoff)
             finally:
                 # a rate limit slows the whole pool; other failures wait on their own, out of the pool's slots
                 self._throttle.release(replied=replied, pause=pause)
