@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from pathlib import Path
 
 import yaml
@@ -36,11 +37,33 @@ class ModelSpec:
         return self.gguf_package is not None
 
 
-@functools.cache
+# A YAML file of more models in configs/models.yaml's layout (`models:` name -> fields), read after it: your own
+# checkpoints by name without editing the repository's file; a name it shares replaces the repository's entry.
+# The tests register a tiny random-weight model this way (tests/conftest.py).
+EXTRA_MODELS_ENV = "QLORA_MODELS"
+
+
 def load_registry(path: str | None = None) -> dict[str, ModelSpec]:
-    """configs/models.yaml (or `path`) by name; a key that is no ModelSpec field stops with one line."""
-    path = Path(path or CONFIG_DIR / "models.yaml")
-    raw = yaml.safe_load(path.read_text())["models"]
+    """configs/models.yaml (or `path`), then the file named by $QLORA_MODELS, by name; a key that is no
+    ModelSpec field stops with one line."""
+    return _registry(str(path or CONFIG_DIR / "models.yaml"), os.environ.get(EXTRA_MODELS_ENV) or None)
+
+
+@functools.cache
+def _registry(path: str, extra: str | None) -> dict[str, ModelSpec]:
+    models = _read_models(Path(path))
+    if extra:
+        if not Path(extra).expanduser().is_file():
+            raise ConfigError(f"{EXTRA_MODELS_ENV}={extra} is not a file: point it at a YAML file of models "
+                              "in configs/models.yaml's layout, or unset it")
+        models.update(_read_models(Path(extra).expanduser()))
+    return models
+
+
+def _read_models(path: Path) -> dict[str, ModelSpec]:
+    raw = (yaml.safe_load(path.read_text()) or {}).get("models")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: no `models:` mapping of name -> fields (configs/models.yaml shows the layout)")
     known = [f.name for f in dataclasses.fields(ModelSpec) if f.name != "name"]
     for name, entry in raw.items():
         for key in entry:

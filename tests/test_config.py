@@ -101,6 +101,29 @@ def test_registry_refuses_a_key_it_would_not_read(tmp_path):
         load_registry(str(path))
 
 
+def test_qlora_models_adds_and_replaces_registry_entries(tmp_path, monkeypatch):
+    """$QLORA_MODELS names a file of more models in models.yaml's layout: a new name is added, a shared name
+    replaces the repository's entry, and the kernels of a run see it (an environment variable)."""
+    own = tmp_path / "mine.yaml"
+    own.write_text("models:\n  my-model:\n    hub_id: me/my-model\n    family: chatml\n"
+                   "  qwen-2-7b:\n    hub_id: me/qwen-fork\n")
+    monkeypatch.setenv("QLORA_MODELS", str(own))
+    assert resolve_model("my-model").hub_id == "me/my-model" and resolve_model("my-model").family == "chatml"
+    assert resolve_model("qwen-2-7b").hub_id == "me/qwen-fork" and "llama-3.1-8b" in load_registry()
+    monkeypatch.setenv("QLORA_MODELS", str(tmp_path / "missing.yaml"))
+    with pytest.raises(ConfigError, match=r"QLORA_MODELS=.*missing.yaml is not a file: point it at a YAML file"):
+        load_registry()
+    flat = tmp_path / "flat.yaml"
+    flat.write_text("my-model:\n  hub_id: me/my-model\n")  # no `models:` above the entries
+    monkeypatch.setenv("QLORA_MODELS", str(flat))
+    with pytest.raises(ConfigError, match=r"flat.yaml: no `models:` mapping of name -> fields"):
+        load_registry()
+    monkeypatch.delenv("QLORA_MODELS")
+    assert resolve_model("qwen-2-7b").hub_id == "unsloth/Qwen2-7B-bnb-4bit"
+    with pytest.raises(ConfigError, match="unknown model 'my-model'"):
+        resolve_model("my-model")
+
+
 def test_resolve_model_accepts_names_hub_ids_and_folders(tmp_path):
     assert resolve_model("qwen-2-7b").hub_id == "unsloth/Qwen2-7B-bnb-4bit"
     hub = resolve_model("Qwen/Qwen2.5-0.5B-Instruct")
