@@ -76,7 +76,7 @@ class Retriever:
 def bertscore(candidates: list[str], references: list[str], *, model: str, num_layers: int,
               batch_size: int = 32) -> dict[str, list[float]]:
     """BERTScore precision/recall/F1 of each candidate against its reference (bert-score package,
-    no idf, no baseline rescaling), as lists."""
+    no idf, no baseline rescaling), as lists; 0 for an empty candidate or reference."""
     from bert_score import BERTScorer
 
     path = encoder_path(model)
@@ -91,5 +91,13 @@ def bertscore(candidates: list[str], references: list[str], *, model: str, num_l
         scorer = BERTScorer(model_type=path, num_layers=num_layers, batch_size=batch_size)
     except OSError as err:
         raise _load_error(model, err) from None
-    p, r, f = scorer.score(list(candidates), list(references))
-    return {"precision": p.tolist(), "recall": r.tolist(), "f1": f.tolist()}
+    # An empty answer (a model that ends its turn at once) scores 0: it has no token to match. bert-score itself
+    # crashes on one under transformers 5 (its sent_encode calls build_inputs_with_special_tokens, gone).
+    scored = [i for i, (c, r) in enumerate(zip(candidates, references)) if c.strip() and r.strip()]
+    out = {"precision": [0.0] * len(candidates), "recall": [0.0] * len(candidates), "f1": [0.0] * len(candidates)}
+    if scored:
+        p, r, f = scorer.score([candidates[i] for i in scored], [references[i] for i in scored])
+        for key, values in zip(("precision", "recall", "f1"), (p.tolist(), r.tolist(), f.tolist())):
+            for i, value in zip(scored, values):
+                out[key][i] = value
+    return out

@@ -121,6 +121,10 @@ def test_bertscore_with_the_packaged_encoder():
     out = bertscore(cands, refs, model="all-minilm-l6-v2", num_layers=6)
     assert out["f1"][0] == pytest.approx(1.0, abs=1e-4) and out["precision"][0] == pytest.approx(1.0, abs=1e-4)
     assert out["f1"][0] > out["f1"][1] > out["f1"][2]
+    # an empty answer (a model that ends its turn at once) scores 0 and leaves the others' scores as they were
+    mixed = bertscore([cands[1], "", " \n"], refs, model="all-minilm-l6-v2", num_layers=6)
+    assert mixed["f1"][0] == pytest.approx(out["f1"][1], abs=1e-6)
+    assert [mixed[k][i] for k in ("precision", "recall", "f1") for i in (1, 2)] == [0.0] * 6
 
 
 def flat(rows):
