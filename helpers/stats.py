@@ -55,7 +55,10 @@ def proportion_interval(successes: int, n: int, confidence: float = CONFIDENCE,
     if n == 0:
         return float("nan"), float("nan")
     low, high = proportion_confint(int(successes), int(n), alpha=1 - confidence, method=method)
-    return float(low), float(high)
+    # the interval holds the observed proportion; rounding can put Wilson's bound just past it (0 of 6 gives a low
+    # of 2.8e-17), and a plot's error bar below 0 is an error in matplotlib
+    share = successes / n
+    return min(float(low), share), max(float(high), share)
 
 
 def t_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float, float]:

@@ -60,6 +60,16 @@ def test_zero_of_n_is_not_zero_plus_minus_zero():
     assert proportion_interval(0, 20, method="beta")[1] == pytest.approx(1 - 0.025 ** (1 / 20))
 
 
+def test_the_interval_always_holds_the_observed_proportion():
+    """Rounding put Wilson's bound past the proportion (0 of 6: a low of 2.8e-17), and the published-vs-ours
+    plot's error bar below 0 stopped the mmlu_teacher notebook of a model that got every question wrong."""
+    assert proportion_interval(0, 6)[0] == 0.0 and proportion_interval(6, 6)[1] == 1.0
+    for n in range(1, 121):
+        for k in range(n + 1):
+            low, high = proportion_interval(k, n)
+            assert low <= k / n <= high, (k, n)
+
+
 def test_a_rating_mean_gets_a_t_interval():
     # 1..5: mean 3, s = sqrt(2.5), se = sqrt(0.5), t(0.975, 4) = 2.776445
     mean, low, high = t_interval([1, 2, 3, 4, 5])
