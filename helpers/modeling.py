@@ -68,7 +68,11 @@ def embedded_checkpoint(spec: ModelSpec) -> Path:
     straight from GGUF, so the GGUF is dequantized once (~20 s) and later loads read the copy.
     """
     target = CACHE_ROOT / spec.name
-    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+
+    def complete() -> bool:
+        return (target / "config.json").exists() and (target / "model.safetensors").exists()
+
+    if complete():
         return target
     found = importlib.util.find_spec(spec.gguf_package)
     if found is None:
@@ -93,8 +97,14 @@ def embedded_checkpoint(spec: ModelSpec) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)  # atomic: an interrupted conversion never leaves a half-written cache
+    if target.exists() and not complete():
+        shutil.rmtree(target, ignore_errors=True)
+    try:
+        tmp.rename(target)  # atomic: an interrupted conversion never leaves a half-written cache
+    except OSError:  # another process (a test worker, a sweep worker) converted it first: keep its copy
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not complete():
+            raise
     return target
 
 
