@@ -5,6 +5,22 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test`: one worker a core, so one thread a worker and its kernels
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # (two torch processes of two threads on two cores: ~10x slower)
+
+# Fixtures shared across modules: their tests go to one worker (pytest -n, --dist loadgroup), which computes them once.
+SHARED = ("smoke_sweep",)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (--dist loadgroup) a test runs on the worker of its group: a module's tests share one,
+    so a module-scoped fixture (a notebook run that several tests read) is computed once; the tests of a
+    fixture in SHARED share another."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            shared = [name for name in SHARED if name in item.fixturenames]
+            item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.nodeid.split("::")[0]))
 
 
 @pytest.fixture(scope="session")
@@ -78,15 +94,51 @@ def hub_model(hub_server, tmp_path_factory):
     return name
 
 
+TINY = "smollm2-tiny"  # the `tiny_model` fixture's registry name
+
+
 @pytest.fixture(scope="session")
-def smoke_sweep(tmp_path_factory):
-    """One serial sweep (smoke preset) of the embedded model over math and bio, beside a model that is not on
+def tiny_model(tmp_path_factory):
+    """Registers `smollm2-tiny` for this session and every kernel it starts (QLORA_MODELS): the embedded
+    model's tokenizer, chat template and registry fields, with 2 layers of width 64 and random weights (6M
+    parameters, most of them the embedding and output layer). The notebook smoke runs that test what a run writes, not what a
+    model answers, use it: a step costs milliseconds instead of seconds on a CPU. Returns the name."""
+    import dataclasses
+
+    import torch
+    import yaml
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from helpers.modeling import embedded_checkpoint
+    from helpers.registry import EXTRA_MODELS_ENV, resolve_model
+
+    spec = resolve_model("smollm2-135m")
+    source, folder = embedded_checkpoint(spec), tmp_path_factory.mktemp("models") / TINY
+    config = AutoConfig.from_pretrained(source)
+    # untied: with the output layer = the embedding, greedy decoding repeats the prompt's last token ("\n"), and
+    # every answer is empty; untied, an answer is max_new_tokens of words that depend on the question
+    config.update(dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2, head_dim=16, tie_word_embeddings=False))
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(source).save_pretrained(folder)  # the cached copy's: special tokens fixed
+    fields = {k: v for k, v in dataclasses.asdict(spec).items() if v and k not in ("name", "gguf_package", "gguf_file")}
+    entry = {**fields, "stop_strings": list(spec.stop_strings), "local_path": str(folder)}
+    registry = folder.parent / "models.yaml"
+    registry.write_text(yaml.safe_dump({"models": {TINY: entry}}))
+    os.environ[EXTRA_MODELS_ENV] = str(registry)  # for the whole session: kernels inherit it
+    return TINY
+
+
+@pytest.fixture(scope="session")
+def smoke_sweep(tiny_model, tmp_path_factory):
+    """One serial sweep (smoke preset) of the tiny model over math and bio, beside a model that is not on
     this machine: tests/test_sweep.py checks it, tests/test_sweep_ray.py compares its Ray sweep with it (one
     sweep for both: each costs six notebook runs). Its users only read it."""
     from helpers.sweep import run_sweep
 
     tmp = tmp_path_factory.mktemp("smoke_sweep")
     lines = []
-    runs = run_sweep(["smollm2-135m", "org/not-on-this-machine"], ["math", "bio"], preset="smoke",
+    runs = run_sweep([tiny_model, "org/not-on-this-machine"], ["math", "bio"], preset="smoke",
                      output_root=str(tmp / "runs"), workbook_dir=str(tmp / "books"), log=lines.append)
     return {"root": tmp / "runs", "books": tmp / "books", "runs": runs, "lines": lines}

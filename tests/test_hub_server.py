@@ -204,7 +204,7 @@ def test_train_math_notebook_runs_on_hub_data_and_a_hub_model(hub, hub_model, tm
 
 
 @pytest.mark.slow
-def test_small_vs_large_notebook_runs_on_hub_data(hub, monkeypatch, tmp_path):
+def test_small_vs_large_notebook_runs_on_hub_data(hub, tiny_model, monkeypatch, tmp_path):
     """Its hub-mode run without beer style, which has no hub copy (data_source='hub' with beer stops with one line:
     tests/test_studies.py), so not the smoke run of tests/test_studies.py, which keeps beer on the local copies.
     One configuration (retrieval, demonstrations in training and test prompts, a QLoRA step) keeps it short."""
@@ -213,7 +213,7 @@ def test_small_vs_large_notebook_runs_on_hub_data(hub, monkeypatch, tmp_path):
     point_at(monkeypatch, hub.url, tmp_path / "hf_home")  # a fresh cache: the kernel fetches every file itself
     mark = hub.served
     params = {"data_source": "hub", "tasks": ["gsm8k", "medqa"], "configurations": ["icl-train+qlora"],
-              "large_model": "", "output_root": str(tmp_path / "runs")}
+              "large_model": "", "output_root": str(tmp_path / "runs"), "model": tiny_model}
     run_dir = run_notebook.execute("small_vs_large", "smoke", params, log_output=False)
     requests = hub.since(mark)
     m = json.loads((run_dir / "metrics.json").read_text())

@@ -61,14 +61,14 @@ def test_benchmark_batch_size_zero_means_auto_and_negative_is_refused():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("study, source", [("train_math", "local"), ("train_bio", "hub")])
-def test_train_notebook_keeps_epoch1_and_epoch3_of_one_run(study, source, tmp_path, request):
+def test_train_notebook_keeps_epoch1_and_epoch3_of_one_run(study, source, tiny_model, tmp_path, request):
     """train_bio reads bio-nlp-umass/bioinstruct from the hub-shaped server (tests/hub_server.py: the rows of
     the local copy), train_math the local copy (its hub run, with a hub model: tests/test_hub_server.py)."""
     # the hub: a fresh HF cache, so the kernel fetches the dataset itself whatever other tests fetched
     with request.getfixturevalue("hub_context")() if source == "hub" else contextlib.nullcontext() as hub:
         mark = hub.served if hub else 0
-        run_dir = run_notebook.execute(study, "smoke", {"output_root": str(tmp_path), "dataset_source": source},
-                                       log_output=False)
+        run_dir = run_notebook.execute(study, "smoke", {"output_root": str(tmp_path), "dataset_source": source,
+                                                        "model": tiny_model}, log_output=False)
     m = json.loads((run_dir / "metrics.json").read_text())
     assert m["task"] == study.removeprefix("train_") and m["dataset_source"] == source
     if hub:  # the kernel fetched the dataset's one JSON file
@@ -85,12 +85,13 @@ def test_train_notebook_keeps_epoch1_and_epoch3_of_one_run(study, source, tmp_pa
 
 
 @pytest.mark.slow
-def test_benchmark_stages_raw_files_workbook_and_ratings_survive_a_rerun(tmp_path):
+def test_benchmark_stages_raw_files_workbook_and_ratings_survive_a_rerun(tiny_model, tmp_path):
     from openpyxl import load_workbook
 
     root, books = tmp_path / "runs", tmp_path / "books"
-    train_dir = run_notebook.execute("train_math", "smoke", {"output_root": str(root)}, log_output=False)
-    params = {"output_root": str(root), "workbook_dir": str(books)}
+    train_dir = run_notebook.execute("train_math", "smoke", {"output_root": str(root), "model": tiny_model},
+                                     log_output=False)
+    params = {"output_root": str(root), "workbook_dir": str(books), "model": tiny_model}
     run_dir = run_notebook.execute("benchmark", "smoke", params, log_output=False)
     m = json.loads((run_dir / "metrics.json").read_text())
     assert m["train_run"] == str(train_dir) and m["n_questions"] == 4
@@ -101,7 +102,7 @@ def test_benchmark_stages_raw_files_workbook_and_ratings_survive_a_rerun(tmp_pat
         assert [r["id"] for r in raw] == ["math-001", "math-002", "math-003", "math-004"]
         assert sum(r["score"] for r in raw) / 4 == pytest.approx(s["auto_score"])
     assert "/raw/base/" in m["raw_files"]["base"] and "/raw/qlora/" in m["raw_files"]["epoch3"]
-    book = books / "smollm2-135m-math.xlsx"
+    book = books / f"{tiny_model}-math.xlsx"
     assert m["files"]["workbook"] == str(book) and m["workbook_update"]["added"] == 4
 
     # a reviewer rates every answer of every stage

@@ -1,7 +1,8 @@
-"""notebooks/mmlu_teacher.ipynb end to end (smoke preset), run once per teacher: the embedded model as
-student and teacher, on cais/mmlu from the hub-shaped server (tests/hub_server.py, dataset_source="hub"),
-and a scripted teacher behind a real chat-completions server on 127.0.0.1 (API key from an environment
-variable) on the local fixture, whose items survive the filter, so both fine-tuning methods train.
+"""notebooks/mmlu_teacher.ipynb end to end (smoke preset), run once per teacher: the tiny random-weight
+model (tests/conftest.py) as student and teacher, on cais/mmlu from the hub-shaped server
+(tests/hub_server.py, dataset_source="hub"), and a scripted teacher behind a real chat-completions server
+on 127.0.0.1 (API key from an environment variable) on the local fixture, whose items survive the filter,
+so both fine-tuning methods train.
 (A re-run answered from the cache: tests/test_mmlu.py, tests/test_backends.py.)"""
 
 import json
@@ -10,6 +11,7 @@ import threading
 
 import pytest
 from chat_server import ChatServer
+from conftest import TINY
 from hub_server import fetched, mmlu_rows
 
 from helpers import run_notebook
@@ -71,25 +73,27 @@ class ScriptedTeacher:
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory, hub_context):
-    """The local teacher's run, its questions from the hub (cais/mmlu's per-subject configs)."""
+def local_run(tiny_model, tmp_path_factory, hub_context):
+    """The local teacher's run, its questions from the hub (cais/mmlu's per-subject configs); the tiny model
+    as student and teacher (what it writes parses rarely: the filter and skips are what is tested here)."""
     root = tmp_path_factory.mktemp("mmlu_local")
     with hub_context() as hub:
         mark = hub.served
-        run_dir = run_notebook.execute("mmlu_teacher", "smoke", {"output_root": str(root), "dataset_source": "hub"},
-                                       log_output=False)
+        params = {"output_root": str(root), "dataset_source": "hub", "model": tiny_model, "teacher_model": tiny_model}
+        run_dir = run_notebook.execute("mmlu_teacher", "smoke", params, log_output=False)
         requests = hub.since(mark)
     return run_dir, json.loads((run_dir / "metrics.json").read_text()), requests
 
 
 @pytest.fixture(scope="module")
-def http_run(tmp_path_factory):
+def http_run(tiny_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("mmlu_http")
     os.environ[KEY_ENV] = KEY
     try:
         with ChatServer(default=ScriptedTeacher()) as server:
-            params = {"output_root": str(root), "teacher_backend": "openai", "teacher_model": "scripted-teacher",
-                      "teacher_base_url": server.base_url, "teacher_api_key_env": KEY_ENV, "check_relevance": True,
+            params = {"output_root": str(root), "model": tiny_model, "teacher_backend": "openai",
+                      "teacher_model": "scripted-teacher", "teacher_base_url": server.base_url,
+                      "teacher_api_key_env": KEY_ENV, "check_relevance": True,
                       "targeted_by": "generate", "domain_models": False}
             run_dir = run_notebook.execute("mmlu_teacher", "smoke", params, log_output=False)
             requests = list(server.requests)
@@ -125,7 +129,7 @@ def test_local_teacher_run_asks_the_hub_questions(local_run):
 
 def test_local_teacher_tables_match_the_predictions(local_run):
     run_dir, m, _ = local_run
-    assert m["teacher"] == {"backend": "local", "model": "smollm2-135m", "counters": m["teacher"]["counters"]}
+    assert m["teacher"] == {"backend": "local", "model": TINY, "counters": m["teacher"]["counters"]}
     assert m["n_questions"] == 12 and m["backend"] == "transformers+bitsandbytes"
     rows = ["teacher", "vanilla student", "General FT", "machine_learning FT (generated)",
             "professional_psychology FT (generated)", "Targeted FT (method 2)", "machine_learning FT",

@@ -7,6 +7,7 @@ import hashlib
 import json
 
 import pytest
+from conftest import TINY
 
 from helpers import benchmark
 from helpers.config import ConfigError
@@ -151,7 +152,7 @@ def test_sweep_plans_the_folders_the_notebooks_write_and_skips_them_next_time(sm
     from helpers.workbook import read_workbook_meta
 
     runs_root, books = smoke_sweep["root"], smoke_sweep["books"]
-    first = [r for r in smoke_sweep["runs"] if r["model"] == "smollm2-135m" and r["task"] == "math"]
+    first = [r for r in smoke_sweep["runs"] if r["model"] == TINY and r["task"] == "math"]
     assert [(r["study"], r["status"]) for r in first] == [("train_math", "done"), ("benchmark", "done")]
     for run in first:
         written = [p.parent for p in (runs_root / run["study"]).glob("*/metrics.json")
@@ -159,17 +160,17 @@ def test_sweep_plans_the_folders_the_notebooks_write_and_skips_them_next_time(sm
         assert written == [run["run_dir"]]
     bench = json.loads((first[1]["run_dir"] / "metrics.json").read_text())
     assert bench["train_run"] == str(first[0]["run_dir"])
-    assert bench["files"]["workbook"] == str(books / "smollm2-135m-math.xlsx")
-    meta = read_workbook_meta(books / "smollm2-135m-math.xlsx")
-    expected = {"model": "smollm2-135m", "model_id": "smollm2-135m", "task": "math", "question_set": "math"}
+    assert bench["files"]["workbook"] == str(books / f"{TINY}-math.xlsx")
+    meta = read_workbook_meta(books / f"{TINY}-math.xlsx")
+    expected = {"model": TINY, "model_id": TINY, "task": "math", "question_set": "math"}
     assert {key: meta.get(key) for key in expected} == expected
     log = [json.loads(line) for line in (runs_root / "sweep_log.jsonl").read_text().splitlines()]
-    assert [e["run_dir"] for e in log if e["model"] == "smollm2-135m" and e["task"] == "math"] == [
+    assert [e["run_dir"] for e in log if e["model"] == TINY and e["task"] == "math"] == [
         str(r["run_dir"]) for r in first]
 
     # the plan only (a real re-run would add to the log the other tests read; tests/test_sweep.py re-runs one)
     lines = []
-    second = run_sweep(["smollm2-135m"], ["math"], preset="smoke", output_root=str(runs_root),
+    second = run_sweep([TINY], ["math"], preset="smoke", output_root=str(runs_root),
                        workbook_dir=str(books), dry_run=True, log=lines.append)
     assert [r["run_dir"] for r in second] == [r["run_dir"] for r in first]
     assert all(line.endswith("(finished, skip)") for line in lines) and len(lines) == 2

@@ -59,7 +59,7 @@ def test_padding_free_loss_equals_the_padded_loss_and_each_example_alone(embedde
 
 
 @pytest.mark.slow
-def test_training_padding_free_follows_the_padded_run(embedded_tokenizer, tmp_path):
+def test_training_padding_free_follows_the_padded_run(embedded_tokenizer, tiny_model, tmp_path):
     """Same data, seed and settings: the 4-bit training losses of the two batchings agree."""
     from datasets import Dataset
 
@@ -67,7 +67,7 @@ def test_training_padding_free_follows_the_padded_run(embedded_tokenizer, tmp_pa
     from helpers.modeling import add_lora, load_model
     from helpers.tasks.instruct import TrainConfig
 
-    cfg = build_config(TrainConfig, {"model": "smollm2-135m", "dataset_source": "local", "lora_r": 4,
+    cfg = build_config(TrainConfig, {"model": tiny_model, "dataset_source": "local", "lora_r": 4,
                                      "lora_alpha": 8, "batch_size": 3,
                                      "grad_accum": 1, "epochs": 2.0, "stage_epochs": [2], "save_steps": 2,
                                      "warmup_steps": 0, "gradient_checkpointing": False, "learning_rate": 1e-3})

@@ -90,7 +90,7 @@ def test_report_to_wandb_without_wandb_says_what_to_install():
 
 
 def tiny(**overrides):
-    """8 examples, 4 a step: 2 steps an epoch; every step logged and checkpointed."""
+    """8 examples, 4 a step: 2 steps an epoch; every step logged and checkpointed (model: the `tiny_model`)."""
     return build_config(addition.AdditionConfig, {
         "model": "smollm2-135m", "train_digits_max": 2, "test_digits_max": 2, "n_train": 32, "n_test_per_k": 4,
         "save_steps": 1, "lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "learning_rate": 1e-3,
@@ -111,8 +111,8 @@ def steps_trained():
 
 
 @pytest.mark.slow
-def test_restart_warms_up_again_and_a_resume_in_the_second_schedule_skips_the_first(tmp_path):
-    cfg = tiny()
+def test_restart_warms_up_again_and_a_resume_in_the_second_schedule_skips_the_first(tiny_model, tmp_path):
+    cfg = tiny(model=tiny_model)
     model, tokenizer, info, dataset = fresh(cfg)
     dataset = dataset.select(range(8))
     result = train_sft(model, tokenizer, dataset, run_dir=tmp_path, settings=cfg, backend=info.backend,
@@ -164,8 +164,8 @@ def test_restart_warms_up_again_and_a_resume_in_the_second_schedule_skips_the_fi
 
 @pytest.mark.slow
 @pytest.mark.skipif(not TENSORBOARD, reason="tensorboard is not installed: the one-line error is tested instead")
-def test_report_to_tensorboard_writes_events(tmp_path):
-    cfg = tiny(report_to="tensorboard", epochs=1.0, save_steps=2)
+def test_report_to_tensorboard_writes_events(tiny_model, tmp_path):
+    cfg = tiny(model=tiny_model, report_to="tensorboard", epochs=1.0, save_steps=2)
     model, tokenizer, info, dataset = fresh(cfg)
     train_sft(model, tokenizer, dataset.select(range(8)), run_dir=tmp_path, settings=cfg, backend=info.backend)
     assert list(tmp_path.rglob("events.out.tfevents.*"))

@@ -9,6 +9,7 @@ import json
 import math
 
 import pytest
+from conftest import TINY
 
 from helpers import run_notebook
 from helpers.config import ConfigError
@@ -170,8 +171,9 @@ def test_beer_macro_weighted_and_the_f1_of_p_and_r_by_hand():
 
 
 @pytest.fixture(scope="module")
-def svl(tmp_path_factory):
-    run_dir = run_notebook.execute("small_vs_large", "smoke", {"output_root": str(tmp_path_factory.mktemp("svl"))},
+def svl(tiny_model, tmp_path_factory):
+    run_dir = run_notebook.execute("small_vs_large", "smoke", {"output_root": str(tmp_path_factory.mktemp("svl")),
+                                                               "model": tiny_model, "large_model": tiny_model},
                                    log_output=False)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     records = [json.loads(line) for line in (run_dir / "generations.jsonl").read_text().splitlines()]
@@ -181,8 +183,8 @@ def svl(tmp_path_factory):
 @slow
 def test_small_vs_large_table_has_every_configuration_and_the_large_row(svl):
     _, m, records = svl
-    rows = [*small_vs_large.CONFIGURATIONS, "large (smollm2-135m)"]
-    assert list(m["table"]) == rows and m["large_model"] == "large (smollm2-135m)"
+    rows = [*small_vs_large.CONFIGURATIONS, f"large ({TINY})"]
+    assert list(m["table"]) == rows and m["large_model"] == f"large ({TINY})"
     assert all(len(m["table"][r]) == 11 for r in rows)  # beer: P, R, F1, F1 from P and R, the other F1, acc
     assert m["n_test"] == {"gsm8k": 2, "medqa": 2, "beer": 2}
     assert len(records) == 3 * 2 * len(rows)
@@ -253,13 +255,14 @@ def test_open_answer_rating_workbook_has_an_answer_and_rating_column_per_row(svl
 
 
 @pytest.fixture(scope="module")
-def forget(tmp_path_factory, hub_context):
+def forget(tiny_model, tmp_path_factory, hub_context):
     """The smoke run with data_source="hub": every dataset from the hub-shaped server (tests/hub_server.py),
     which serves the rows of the local copies, so the assertions below hold for both sources."""
     with hub_context() as hub:
         mark = hub.served
         run_dir = run_notebook.execute("forgetting", "smoke", {"output_root": str(tmp_path_factory.mktemp("fg")),
-                                                               "data_source": "hub"}, log_output=False)
+                                                               "data_source": "hub", "model": tiny_model},
+                                       log_output=False)
         requests = hub.since(mark)
     return run_dir, json.loads((run_dir / "metrics.json").read_text()), json.loads(
         (run_dir / "generations.json").read_text()), requests

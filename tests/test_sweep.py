@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from conftest import TINY
 
 from helpers.sweep import main
 
@@ -19,8 +20,8 @@ def test_sweep_trains_benchmarks_compiles_and_records_failures(smoke_sweep):
     books, lines, runs = smoke_sweep["books"], smoke_sweep["lines"], smoke_sweep["runs"]
     status = {(r["study"], r["model"]): r["status"] for r in runs}
     assert status == {
-        ("train_math", "smollm2-135m"): "done", ("train_bio", "smollm2-135m"): "done",
-        ("benchmark", "smollm2-135m"): "done",
+        ("train_math", TINY): "done", ("train_bio", TINY): "done",
+        ("benchmark", TINY): "done",
         ("train_math", "org/not-on-this-machine"): "failed", ("train_bio", "org/not-on-this-machine"): "failed",
         ("benchmark", "org/not-on-this-machine"): "skipped",
     }
@@ -30,7 +31,7 @@ def test_sweep_trains_benchmarks_compiles_and_records_failures(smoke_sweep):
     assert " s left" in lines[0] or " min left" in lines[0]  # the progress line: a time left after the first run
 
     summary = json.loads((books / "summary" / "metrics.json").read_text())
-    assert summary["workbooks"] == ["smollm2-135m-bio.xlsx", "smollm2-135m-math.xlsx"]
+    assert summary["workbooks"] == [f"{TINY}-bio.xlsx", f"{TINY}-math.xlsx"]
     rows = {(r["task"], r["stage"]): r for r in summary["summary"]}
     assert set(rows) == {(t, s) for t in ("math", "bio") for s in ("base", "epoch1", "epoch3")}
     for (task, _), row in rows.items():
@@ -42,8 +43,8 @@ def test_sweep_trains_benchmarks_compiles_and_records_failures(smoke_sweep):
     assert all(e["started"] <= e["ended"] for e in log if e["status"] == "done")
 
 
-def test_a_killed_sweep_finishes_on_restart_without_redoing_finished_runs(tmp_path):
-    args = ["--models", "smollm2-135m", "--tasks", "math", "--preset", "smoke",
+def test_a_killed_sweep_finishes_on_restart_without_redoing_finished_runs(tiny_model, tmp_path):
+    args = ["--models", TINY, "--tasks", "math", "--preset", "smoke",
             "--output-root", str(tmp_path / "runs"), "--workbook-dir", str(tmp_path / "books")]
     proc = subprocess.Popen([sys.executable, "-m", "helpers.sweep", *args], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -63,7 +64,7 @@ def test_a_killed_sweep_finishes_on_restart_without_redoing_finished_runs(tmp_pa
     assert [(e["study"], e["status"]) for e in last] == [("train_math", "skipped"), ("benchmark", "done")]
     assert finished[0].stat().st_mtime == first_mtime  # the finished training was not redone
     assert json.loads((tmp_path / "books" / "summary" / "metrics.json").read_text())["workbooks"] == [
-        "smollm2-135m-math.xlsx"]
+        f"{TINY}-math.xlsx"]
 
 
 def test_bad_sweep_arguments(capsys):

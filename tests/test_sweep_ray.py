@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import TINY
 from openpyxl import load_workbook
 
 import helpers.sweep as sweep
@@ -198,7 +199,7 @@ DETERMINISTIC = {"train_math": ["study", "task", "model", "n_examples", "task_ve
 
 
 @pytest.fixture(scope="module")
-def local_ray():
+def local_ray(tiny_model):  # tiny_model first: Ray's workers get the environment of its start (QLORA_MODELS)
     ray = pytest.importorskip("ray")
     for attempt in (1, 2, 3):
         try:  # a loaded machine can miss Ray's fixed start-up deadline (its agent starts too slowly): again
@@ -237,11 +238,11 @@ def sweeps(local_ray, smoke_sweep, tmp_path_factory):
     runs (conftest's smoke_sweep, shared with tests/test_sweep.py)."""
     tmp = tmp_path_factory.mktemp("sweeps")
     books = str(tmp / "books")
-    serial = [r for r in smoke_sweep["runs"] if r["model"] == "smollm2-135m"]
+    serial = [r for r in smoke_sweep["runs"] if r["model"] == TINY]
     killed, lines = [], []
     killer = threading.Thread(target=_kill_when_running, args=(tmp / "ray", "benchmark", "bio", killed))
     killer.start()
-    ray_runs = run_sweep(["smollm2-135m"], ["math", "bio"], preset="smoke", output_root=str(tmp / "ray"),
+    ray_runs = run_sweep([TINY], ["math", "bio"], preset="smoke", output_root=str(tmp / "ray"),
                          workbook_dir=books, compile_ratings=False, log=lines.append, executor="ray")
     killer.join()
     return {"tmp": tmp, "books": books, "serial": serial, "serial_root": smoke_sweep["root"], "ray": ray_runs,
@@ -307,7 +308,7 @@ def test_a_killed_worker_loses_nothing_and_a_rerun_redoes_nothing_finished(sweep
                 if r["status"] == "done"}
     assert not (Path(killed["run_dir"]) / "metrics.json").exists()
 
-    args = ["--models", "smollm2-135m", "--tasks", "math,bio", "--preset", "smoke", "--output-root", str(root),
+    args = ["--models", TINY, "--tasks", "math,bio", "--preset", "smoke", "--output-root", str(root),
             "--workbook-dir", sweeps["books"], "--executor", "ray"]
     assert sweep.main(args) == 0
     log = _log(root)
@@ -318,7 +319,7 @@ def test_a_killed_worker_loses_nothing_and_a_rerun_redoes_nothing_finished(sweep
     assert sum(e["status"] == "running" for e in rerun) == 1
     assert {d: (d / "metrics.json").stat().st_mtime_ns for d in finished} == finished  # nothing redone
     assert (Path(killed["run_dir"]) / "metrics.json").exists()
-    ws = load_workbook(Path(sweeps["books"]) / "smollm2-135m-bio.xlsx")["bio"]
+    ws = load_workbook(Path(sweeps["books"]) / f"{TINY}-bio.xlsx")["bio"]
     assert len([c.value for c in ws["A"]][1:]) == 4  # the re-run's answers, once
     summary = json.loads((Path(sweeps["books"]) / "summary" / "metrics.json").read_text())
-    assert summary["workbooks"] == ["smollm2-135m-bio.xlsx", "smollm2-135m-math.xlsx"]
+    assert summary["workbooks"] == [f"{TINY}-bio.xlsx", f"{TINY}-math.xlsx"]

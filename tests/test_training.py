@@ -1,5 +1,5 @@
-"""Training through the 4-bit path with the embedded model: resume after an interruption, and
-adapters that really change the model."""
+"""Training through the 4-bit path with the tiny random-weight model (tests/conftest.py; the embedded model's
+tokenizer and registry fields): resume after an interruption, and adapters that really change the model."""
 
 import json
 import shutil
@@ -16,9 +16,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def cfg():
+def cfg(tiny_model):
     return build_config(addition.AdditionConfig, {
-        "model": "smollm2-135m", "train_digits_max": 2, "test_digits_max": 2, "n_train": 32, "n_test_per_k": 4,
+        "model": tiny_model, "train_digits_max": 2, "test_digits_max": 2, "n_train": 32, "n_test_per_k": 4,
         "max_steps": 4,
         "save_steps": 2, "lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "learning_rate": 1e-3,
         "lora_targets": ["q_proj", "v_proj"], "gradient_checkpointing": False, "warmup_steps": 0,
