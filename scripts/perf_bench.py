@@ -26,6 +26,11 @@ speed and memory do not depend on weight values), each path in a fresh process:
   `generate_graphs` the same with Unsloth's CUDA-graph decoding step; `--profile` adds where a
   decoding step's time goes (torch.profiler: GPU-busy time against wall time, top kernels).
 
+- `--compile MODES`: the repository path's training once per mode, each in its own process (`COMPILE_MODES`:
+  Unsloth's per-block compile as shipped, without it, with CUDA graphs in those blocks, or the whole model
+  through TrainingArguments(torch_compile=True)); `--pad-multiple N` pads each batch to a multiple of N
+  tokens (few shapes for CUDA graphs); each step's loss is recorded, so the compared runs show their losses.
+
 `--rounds N` measures training N times, each round starting with another path (the first child
 after the checkpoint build compiles with cold caches), and reports the median.
 
@@ -150,7 +155,7 @@ class StepBreakdown:
     def _new_step(self) -> None:
         self.acc = dict.fromkeys(PHASES, 0.0)
         self.phase, self.t = "other", time.perf_counter()
-        self.useful, self.computed = 0, 0
+        self.useful, self.computed, self.loss = 0, 0, None
 
     def switch(self, phase: str) -> str:
         """Charge the time since the last switch to the current phase; returns the phase left."""
@@ -168,6 +173,9 @@ class StepBreakdown:
 
     def _forward_done(self, module, args, kwargs, output) -> None:
         self.switch(self._before_forward)
+        loss = getattr(output, "loss", None)
+        if loss is not None:  # summed on the device like the tokens: a compiled run must train the same losses
+            self.loss = loss.detach().float() if self.loss is None else self.loss + loss.detach().float()
 
     def _close_step(self, state) -> None:
         """End of an optimizer step (after its logging and saving): wait for the GPU, record the step."""
@@ -180,6 +188,8 @@ class StepBreakdown:
         index = len(self.steps)
         step = {"step": state.global_step, **self.acc, "wall": sum(self.acc.values()),
                 "useful_tokens": int(self.useful), "computed_tokens": self.computed,
+                # the step's micro-batch losses summed, as the model returned them
+                "step_loss": round(float(self.loss), 6) if self.loss is not None else None,
                 "profiled": bool(self.profile and self.profile[0] <= index < self.profile[1]),
                 # what a drift could grow with (read outside the step's clock): memory the device holds, and
                 # blocks the Python interpreter holds
@@ -277,6 +287,7 @@ class StepBreakdown:
     def summary(self, skip: int = 0, walls: list[float] | None = None) -> dict:
         """Mean milliseconds a step in each phase (they add up to `wall`) over the steps after `skip`
         that were not profiled, but the last (it saves the final checkpoint); useful tokens/s over them;
+        every step's loss (`losses`, the micro-batches' summed);
         the drift of the step time (the last five steps' median over the median of the five after
         `skip`) and, where profiled, the GPU's busy share of the wall time of the same steps (`walls`:
         those steps' times in another pass over the same rows, when the profile ran in a warm-up pass)."""
@@ -294,6 +305,7 @@ class StepBreakdown:
                "drift_ms": {k: round(1e3 * (statistics.mean(s[k] for s in timed[-5:])
                                             - statistics.mean(s[k] for s in timed[:5])), 2) for k in PHASES},
                "wall_s": [round(s["wall"], 4) for s in self.steps],
+               "losses": [s["step_loss"] for s in self.steps],
                "growth": {k: timed[-1][k] - timed[0][k] for k in ("cuda_mib", "py_blocks") if timed[0][k] is not None}}
         if self.gpu:
             idx = self.gpu["steps"]
@@ -506,6 +518,17 @@ def _result(timer, batch: int, seq: int, short: str, load_s: float, backend: str
 SHORT = {"padded": {"padding_free": False, "group_by_length": False},
          "grouped": {"padding_free": False, "group_by_length": True},
          "padding_free": {"padding_free": True, "group_by_length": False}}
+# `--compile`: what the repository path's training children switch, through the environment Unsloth and
+# accelerate read when they are imported (each mode its own process). Unsloth 2026.10.9 on torch >= 2.7
+# compiles each decoder layer as one torch.compile region (unsloth/models/_block_compile.py); "graphs" adds
+# Inductor's CUDA graphs to those regions (one recording per input shape, at most
+# UNSLOTH_BLOCK_CUDAGRAPHS_MAX_SHAPES, past which the layer kind runs without them: variable lengths need
+# --pad-multiple); "model" is TrainingArguments(torch_compile=True), accelerate compiling the whole model
+# (Unsloth replaces accelerate's compile arguments: dynamic shapes, its Inductor options, no mode).
+COMPILE_MODES = {"unsloth": {}, "eager": {"UNSLOTH_BLOCK_COMPILE": "0"},
+                 "graphs": {"UNSLOTH_BLOCK_CUDAGRAPHS": "1", "UNSLOTH_BLOCK_CUDAGRAPHS_MAX_SHAPES": "16"},
+                 "model": {"ACCELERATE_DYNAMO_BACKEND": "INDUCTOR"}}
+BLOCK_MODES = {0: "eager", 1: "compiled", 2: "compiled, flex outside"}  # _block_compile's _OFF, _FULL, _SPLIT
 PROFILED_STEPS = 2  # steps under torch.profiler for --breakdown: reading a 1B model's events takes seconds a step
 
 
@@ -529,15 +552,63 @@ def parse_variants(text: str) -> list[dict]:
     return out
 
 
-def _two_passes(train_once, n_steps: int, profile: bool) -> tuple[dict, float]:
+def parse_compile(text: str) -> list[str]:
+    """"unsloth,graphs" -> the --compile modes, in order, each once."""
+    modes = list(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    bad = [m for m in modes if m not in COMPILE_MODES]
+    if bad or not modes:
+        raise ValueError(f"--compile {text!r}: choose comma-separated modes from {', '.join(COMPILE_MODES)} "
+                         "(e.g. unsloth,graphs)")
+    return modes
+
+
+def block_modes(model) -> dict:
+    """How many decoder layers ran compiled or eager: Unsloth's per-block compile stamps each layer it
+    tried (a layer whose compile failed falls back to its stock forward and says so once, in the log)."""
+    counts = {}
+    for module in model.modules():
+        mode = module.__dict__.get("_unsloth_block_mode")
+        if mode is not None:
+            counts[BLOCK_MODES.get(mode, str(mode))] = counts.get(BLOCK_MODES.get(mode, str(mode)), 0) + 1
+    return counts
+
+
+@contextlib.contextmanager
+def padded_to_multiple(multiple: int | None):
+    """helpers.sft's collators pad each batch to a multiple of `multiple` tokens inside this block: a
+    few static shapes (buckets) that CUDA graphs can replay, instead of one shape per batch length.
+    The padding carries no label and no attention, so the loss is that of the unbucketed batch."""
+    import helpers.sft
+
+    original = helpers.sft.answer_only_collator
+    if multiple:
+        def bucketed(tokenizer, *, padding_free):
+            collator = original(tokenizer, padding_free=padding_free)
+            collator.inner.pad_to_multiple_of = multiple
+            return collator
+
+        helpers.sft.answer_only_collator = bucketed
+    try:
+        yield
+    finally:
+        helpers.sft.answer_only_collator = original
+
+
+def _two_passes(train_once, n_steps: int, profile: bool, warm: int = 1) -> tuple[dict, float]:
     """Train a pass, then the same pass again (same rows, same order), each with a StepBreakdown: the
     first compiles every shape the second meets and runs PROFILED_STEPS steps before its last under the
     profiler (with `profile`); the second is timed. Returns the second's summary with the first's GPU
-    busy time against the second's wall time of the same steps, and the first pass's seconds."""
+    busy time against the second's wall time of the same steps, and the first pass's seconds. `warm` > 1
+    passes before the timed one: CUDA graph trees run a new shape once eagerly and record it at its second
+    call, so a shape met once in the first pass is recorded in the second."""
     first = StepBreakdown(profile=_profiled(n_steps) if profile else None)
     start = time.perf_counter()
     with first.instrument():
         train_once(first.callback())
+    for _ in range(warm - 1):
+        extra = StepBreakdown()
+        with extra.instrument():
+            train_once(extra.callback())
     first_s = time.perf_counter() - start
     second = StepBreakdown()
     with second.instrument():
@@ -573,7 +644,7 @@ def child_repo(folder: str, spec: dict) -> dict:
     import torch
     from datasets import Dataset
 
-    from helpers.modeling import add_lora, load_model  # noqa: I001  (imports Unsloth before transformers)
+    from helpers.modeling import add_lora, load_model, reset_lora  # noqa: I001  (imports Unsloth before transformers)
     from helpers.sft import train_sft
     from helpers.tasks.forgetting import ForgettingConfig
     from helpers.tasks.instruct import TrainConfig
@@ -588,10 +659,17 @@ def child_repo(folder: str, spec: dict) -> dict:
     def train(rows, cfg, callbacks):
         run_dir = tempfile.mkdtemp()
         try:
-            return train_sft(model, tokenizer, Dataset.from_list(rows), run_dir=run_dir, settings=cfg,
-                             backend=info.backend, resume=False, callbacks=callbacks)
+            with padded_to_multiple(spec.get("pad_multiple")):
+                return train_sft(model, tokenizer, Dataset.from_list(rows), run_dir=run_dir, settings=cfg,
+                                 backend=info.backend, resume=False, callbacks=callbacks)
         finally:
             shutil.rmtree(run_dir, ignore_errors=True)
+
+    def fresh_train(rows, cfg, callbacks):
+        # every pass from the same fresh adapters: the timed pass, and each variant and --compile mode
+        # (another process), trains the same losses as the others over the same batches
+        reset_lora(model, seed=0)
+        return train(rows, cfg, callbacks)
 
     if part == "train" and spec["lengths"] != "full":  # a study's settings on short rows
         base = ForgettingConfig() if spec["lengths"] == "alpaca" else TrainConfig()
@@ -606,12 +684,12 @@ def child_repo(folder: str, spec: dict) -> dict:
                 if torch.cuda.is_available():
                     torch.cuda.reset_peak_memory_stats()
                 summary, first_s = _two_passes(lambda cb, rows=rows, cfg=cfg, report=report:
-                                               report.update(train(rows, cfg, [cb])),
-                                               steps, spec["breakdown"])
+                                               report.update(fresh_train(rows, cfg, [cb])),
+                                               steps, spec["breakdown"], spec.get("warm_passes", 1))
                 out[name] = _run_result(summary, first_s, rows, backend=info.backend, batch=v["batch"],
                                         accum=v["accum"], batching=v["batching"], load_s=round(load_s, 1),
                                         padding_free_used=report["effective"]["padding_free"],
-                                        sampling=report["effective"]["sampling"])
+                                        sampling=report["effective"]["sampling"], block_compile=block_modes(model))
             except Exception as err:  # one measurement's failure must not hide the others
                 out[name] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
         return out
@@ -638,7 +716,7 @@ def child_repo(folder: str, spec: dict) -> dict:
                 out[name] = {**_result(timer, n, seq, short, load_s, info.backend,
                                        _profiled(n_steps)[0] if profile else None),
                              "padding_free_used": report["effective"]["padding_free"],
-                             "sampling": report["effective"]["sampling"]}
+                             "sampling": report["effective"]["sampling"], "block_compile": block_modes(model)}
                 if timed_phases:
                     out[name]["breakdown"] = breakdown.summary(skip=2)
         except Exception as err:  # one measurement's failure must not hide the others
@@ -828,7 +906,8 @@ def run_spec(args, part: str) -> dict:
     return {"part": part, "batch": args.batch, "accum": args.accum, "seq": args.seq, "steps": args.steps,
             "lengths": args.lengths if part == "short" else ("alpaca" if args.forgetting else "full"),
             "lora": args.lora, "variants": args.variants, "breakdown": args.breakdown,
-            "short_batch": args.short_batch, "short_steps": args.short_steps, "gc": not getattr(args, "no_gc", False)}
+            "short_batch": args.short_batch, "short_steps": args.short_steps, "gc": not getattr(args, "no_gc", False),
+            "pad_multiple": getattr(args, "pad_multiple", None), "warm_passes": getattr(args, "warm_passes", 1)}
 
 
 def _child(args, child_args: list[str], env_extra: dict | None = None) -> dict:
@@ -848,19 +927,27 @@ def _train_rows(folder: str, order: list[str], args, repo_part: str = "train") -
     named = repo_part == "train" and (spec["lengths"] != "full" or spec["breakdown"])
     full_name = f"{spec['batch']}x{spec['accum']} full {spec['seq']}"
     data = {"lengths": spec["lengths"], "seq": spec["seq"]}
+    modes = getattr(args, "compile", None) or ["unsloth"]
     for path in order:
         if path == "repo":
-            got = _child(args, ["repo", folder, json.dumps(spec)])
-            if "error" in got:
-                names = (["train"] if spec["lengths"] == "full" else
-                         [f"{v['batch']}x{v['accum']} {v['batching']}" for v in spec["variants"]])
-                got = dict.fromkeys(names if repo_part == "train" else SHORT, got)
-            for k, v in got.items():
-                if repo_part == "short":
-                    rows.append({"part": "short", "path": k, **data, **v})
-                else:
-                    run = (full_name if k == "train" else k) if named else None
-                    rows.append({"part": "train", "path": "repo", **({"run": run} if run else {}), **data, **v})
+            for mode in modes:  # each its own process: Unsloth reads the switches when it is imported
+                got = _child(args, ["repo", folder, json.dumps(spec)], COMPILE_MODES[mode])
+                if "error" in got:
+                    names = (["train"] if spec["lengths"] == "full" else
+                             [f"{v['batch']}x{v['accum']} {v['batching']}" for v in spec["variants"]])
+                    got = dict.fromkeys(names if repo_part == "train" else SHORT, got)
+                # what the run name adds to the batching: the buckets and a --compile mode other than Unsloth's own
+                tail = (f" pad{spec['pad_multiple']}" if spec.get("pad_multiple") else "") + (
+                    f" {mode}" if mode != "unsloth" else "")
+                extra = {"compile": mode, **({"pad_multiple": spec["pad_multiple"]} if spec.get("pad_multiple")
+                                             else {})}
+                for k, v in got.items():
+                    if repo_part == "short":
+                        rows.append({"part": "short", "path": k, **data, **v})
+                    else:
+                        run = (full_name if k == "train" else k) + tail if named else None
+                        rows.append({"part": "train", "path": "repo", **({"run": run} if run else {}), **data,
+                                     **extra, **v})
         else:
             got = _child(args, [f"train:{path}", folder, json.dumps(spec)])
             run = (full_name if spec["lengths"] == "full" else got.get("batching") or "notebook") if named else None
@@ -904,8 +991,14 @@ def _resolve_preset(args, parser) -> None:
             setattr(args, key, value)
     try:
         args.variants = parse_variants(args.variants) if isinstance(args.variants, str) else args.variants
+        if isinstance(getattr(args, "compile", None), str):
+            args.compile = parse_compile(args.compile)
     except ValueError as err:
         parser.error(str(err))
+    if getattr(args, "pad_multiple", None) is not None and args.pad_multiple < 1:
+        parser.error(f"--pad-multiple {args.pad_multiple}: give a positive number of tokens (e.g. 64)")
+    if getattr(args, "warm_passes", 1) < 1:
+        parser.error(f"--warm-passes {args.warm_passes}: give 1 or more passes before the timed one")
     args.deadline = time.time() + args.budget_s if args.budget_s is not None else None
 
 
@@ -947,6 +1040,16 @@ def main() -> None:
                         help="the repository's path without gradient checkpointing (raw Unsloth keeps its notebooks' "
                              "'unsloth' checkpointing): a small model's "
                              "short rows fit without it, and recomputing the forward pass costs launches")
+    parser.add_argument("--compile", default="unsloth",
+                        help="the repository path's training, once per mode, comma-separated: unsloth (as shipped: "
+                             "each decoder layer one torch.compile region), eager (no block compile), graphs (those "
+                             "regions with CUDA graphs), model (TrainingArguments(torch_compile=True))")
+    parser.add_argument("--pad-multiple", type=int, default=None,
+                        help="the repository path pads each batch to a multiple of this many tokens (a few static "
+                             "shapes for CUDA graphs; the padding gets no loss)")
+    parser.add_argument("--warm-passes", type=int, default=1,
+                        help="--forgetting: passes over the same rows before the timed one (CUDA graphs record a "
+                             "shape at its second call)")
     parser.add_argument("--rounds", type=int, default=1, help="training measured this often, in rotated orders")
     parser.add_argument("--short-batch", type=int, default=8, help="batch of the short-sample measurement")
     parser.add_argument("--short-steps", type=int, default=40, help="steps of the short-sample pass (all timed)")
@@ -1123,11 +1226,12 @@ def print_speed_table(results: list[dict]) -> None:
           "compute_loss around the forward; opt: clipping and optimizer; cb+log: callbacks, logging, saving; wait: "
           "for the GPU at the step's end); GPU: kernel-busy ms of the same steps (torch.profiler); syncs: "
           "synchronising CUDA calls a step (one is the measurement's own); drift: median step time of the last "
-          "five steps over the first five's")
-    print(f"{'arch':<15} {'path':<8} {'run':<25} {'tok/s':>7} {'% peak':>7} {'vs raw':>7} {'step':>7} {'GPU':>6} "
-          + " ".join(f"{k:>6}" for k in SPEED_PHASES) + f" {'syncs':>6} {'drift':>6}")
+          "five steps over the first five's; loss: the timed pass's mean step loss (runs over the same batches "
+          "from the same adapters must agree)")
+    print(f"{'arch':<15} {'path':<8} {'run':<28} {'tok/s':>7} {'% peak':>7} {'vs raw':>7} {'step':>7} {'GPU':>6} "
+          + " ".join(f"{k:>6}" for k in SPEED_PHASES) + f" {'syncs':>6} {'drift':>6} {'loss':>8}")
     for r in rows:
-        head = f"{r.get('arch', '-'):<15} {r['path']:<8} {r['run'][:25]:<25}"
+        head = f"{r.get('arch', '-'):<15} {r['path']:<8} {r['run'][:28]:<28}"
         if "error" in r:
             print(f"{head} error: {r['error']}")
             continue
@@ -1139,9 +1243,11 @@ def print_speed_table(results: list[dict]) -> None:
         phases = " ".join(f"{sum(ms.get(p, 0) for p in parts):>6.1f}" if ms else f"{'-':>6}"
                           for parts in SPEED_PHASES.values())
         step = f"{ms['wall']:.1f}" if ms else "-"
+        losses = [x for x in b.get("losses") or [] if x is not None]
+        loss = f"{statistics.mean(losses):.4f}" if losses else "-"
         print(f"{head} {tok:>7} {6 * r['flop_params'] * tok / BF16_DENSE:>7.2%} {vs:>7} {step:>7} "
               f"{gpu.get('busy_ms_per_step', '-'):>6} {phases} {gpu.get('syncs_per_step', '-'):>6} "
-              f"{b.get('drift', '-'):>6}")
+              f"{b.get('drift', '-'):>6} {loss:>8}")
     study = [r for r in rows if r.get("arch") == "tinyllama-1.1b" and r.get("lengths") == "alpaca" and "error" not in r]
     if study:
         n = memory_floor(public_config("tinyllama-1.1b"))["flop_params"]  # the real 32,000-row vocabulary

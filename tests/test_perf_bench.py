@@ -69,14 +69,13 @@ def test_short_table_gains_over_padded_and_tokens_computed(capsys):
 
 
 @pytest.mark.slow
-def test_short_batchings_are_what_they_say_and_see_the_same_tokens(embedded_tokenizer):
+def test_short_batchings_are_what_they_say_and_see_the_same_tokens(embedded_tokenizer, tiny_model):
     """The padded row once came out length-grouped (the training default) and the grouped row was
     timed on its longest batches only: each batching must set both switches, and every one must
-    train on the same rows, all of them timed."""
-    from helpers.modeling import embedded_checkpoint
+    train on the same rows, all of them timed. (The tiny model: the embedded model's tokenizer.)"""
     from helpers.registry import resolve_model
 
-    folder = str(embedded_checkpoint(resolve_model("smollm2-135m")))
+    folder = resolve_model(tiny_model).local_path
     spec = {**perf_bench.run_spec(preset([]), "short"), "seq": 256, "short_batch": 2, "short_steps": 4}
     got = perf_bench.child_repo(folder, spec)
     assert set(got) == {"padded", "grouped", "padding_free"}
@@ -422,3 +421,87 @@ def test_speed_table_ratios_share_of_peak_and_t4_estimate(capsys):
     hours = {k: 6 * n * 50_000 * 110 / (65e12 * (6 * 10**9 * v / 989e12)) / 3600 for k, v in (("repo", 6000),
                                                                                                ("unsloth", 2000))}
     assert f"repo 2x4 grouped {hours['repo']:.1f} h; unsloth notebook padded {hours['unsloth']:.1f} h" in out
+
+
+def test_compile_modes_run_in_their_own_children_with_their_switches(monkeypatch):
+    """--compile: the repository path once per mode, each child with the environment that switches it
+    (Unsloth reads it at import), rows named after the buckets and the mode; raw Unsloth stays as shipped."""
+    calls = []
+
+    def fake_child(args, timeout, cold=False, env_extra=None):
+        calls.append((args, env_extra))
+        return {"8x1 grouped": {"useful_tokens_per_s": 10}} if args[0] == "repo" else {"batching": "notebook"}
+
+    monkeypatch.setattr(perf_bench, "run_child", fake_child)
+    ns = preset(["--forgetting"])
+    ns.compile, ns.pad_multiple = perf_bench.parse_compile("unsloth,graphs,model"), 64
+    rows = perf_bench._train_rows("ckpt", ["repo", "unsloth"], ns, "train")
+    assert [env for _, env in calls] == [{}, {"UNSLOTH_BLOCK_CUDAGRAPHS": "1",
+                                              "UNSLOTH_BLOCK_CUDAGRAPHS_MAX_SHAPES": "16"},
+                                         {"ACCELERATE_DYNAMO_BACKEND": "INDUCTOR"}, None]
+    assert all(json.loads(args[2])["pad_multiple"] == 64 for args, _ in calls)
+    assert [(r["path"], r["run"], r.get("compile")) for r in rows] == [
+        ("repo", "8x1 grouped pad64", "unsloth"), ("repo", "8x1 grouped pad64 graphs", "graphs"),
+        ("repo", "8x1 grouped pad64 model", "model"), ("unsloth", "notebook", None)]
+
+
+@pytest.mark.parametrize("flag,bad,hint", [("--compile", "unsloth,graph", "unsloth,graphs"),
+                                           ("--compile", ",", "unsloth,graphs"), ("--pad-multiple", "0", "64"),
+                                           ("--warm-passes", "0", "1 or more")])
+def test_bad_compile_pad_multiple_or_warm_passes_is_a_one_line_error(monkeypatch, capsys, flag, bad, hint):
+    monkeypatch.setattr(sys, "argv", ["perf_bench.py", "--tokenizer", "x", "--forgetting", flag, bad])
+    with pytest.raises(SystemExit) as err:
+        perf_bench.main()
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.value.code == 2 and flag in message and hint in message
+
+
+def test_warm_passes_train_the_same_pass_before_the_timed_one():
+    calls = []
+    summary, _ = perf_bench._two_passes(calls.append, n_steps=4, profile=False, warm=3)
+    assert len(calls) == 4 and len({id(cb) for cb in calls}) == 4  # 3 warm passes, then the timed one
+    assert "error" in summary  # no step ran: nothing timed
+
+
+def test_buckets_pad_to_the_multiple_without_loss_or_attention(embedded_tokenizer):
+    """--pad-multiple: helpers.sft's collator pads each batch to a multiple of the tokens asked (static shapes
+    for CUDA graphs) with no label and no attention on the padding, and only inside the block."""
+    import helpers.sft
+
+    rows = perf_bench.length_rows(embedded_tokenizer, 4, 1024, "alpaca")
+    plain = helpers.sft.answer_only_collator(embedded_tokenizer, padding_free=False)(rows)
+    with perf_bench.padded_to_multiple(64):
+        bucketed = helpers.sft.answer_only_collator(embedded_tokenizer, padding_free=False)(rows)
+    after = helpers.sft.answer_only_collator(embedded_tokenizer, padding_free=False)(rows)
+    width = plain["input_ids"].shape[1]
+    assert width % 64 != 0 and bucketed["input_ids"].shape[1] == -(-width // 64) * 64
+    assert after["input_ids"].shape == plain["input_ids"].shape  # restored after the block
+    for key in ("input_ids", "labels", "attention_mask"):
+        assert torch.equal(bucketed[key][:, :width], plain[key])
+    assert (bucketed["labels"][:, width:] == -100).all() and (bucketed["attention_mask"][:, width:] == 0).all()
+
+
+def test_step_breakdown_records_each_steps_loss_and_the_table_prints_their_mean(embedded_tokenizer, tmp_path,
+                                                                                 capsys):
+    breakdown = perf_bench.StepBreakdown()
+    with breakdown.instrument():
+        losses, _, _, _ = train_tiny(embedded_tokenizer, tmp_path, callbacks=[breakdown.callback()])
+    expected = [round(float(losses[2 * i] + losses[2 * i + 1]), 6) for i in range(4)]  # 2 micro-batches a step
+    assert [s["step_loss"] for s in breakdown.steps] == pytest.approx(expected, abs=1e-5)
+    summary = breakdown.summary(skip=1)
+    assert summary["losses"] == [s["step_loss"] for s in breakdown.steps]
+    assert summary["ms"]["loss"] < summary["ms"]["wall"]  # the loss phase's time, not the loss
+    row = {"arch": "tiny", "part": "train", "path": "repo", "run": "2x2 grouped pad64 graphs", "flop_params": 10**6,
+           "lengths": "alpaca", "seq": 128, "tokens_per_row": 100.0, "breakdown": summary}
+    perf_bench.print_speed_table([row])
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("tiny"))
+    assert line.split()[2:6] == ["2x2", "grouped", "pad64", "graphs"]
+    assert float(line.split()[-1]) == pytest.approx(statistics.mean(expected), abs=1e-4)
+
+
+def test_block_modes_count_the_layers_unsloth_stamped():
+    layers = torch.nn.ModuleList([torch.nn.Linear(2, 2) for _ in range(4)])
+    for layer, mode in zip(layers, (1, 1, 0, 2)):
+        layer.__dict__["_unsloth_block_mode"] = mode
+    assert perf_bench.block_modes(layers) == {"compiled": 2, "eager": 1, "compiled, flex outside": 1}
+    assert perf_bench.block_modes(torch.nn.Linear(2, 2)) == {}
