@@ -33,9 +33,13 @@ demo test: export HF_HUB_OFFLINE ?= 1
 demo: install  ## notebooks/addition.ipynb with the embedded model, demo-sized (CPU, minutes)
 	$(PY) -m helpers.run_notebook addition --preset demo --quiet
 
+# Workers of `make test` (pytest-xdist, --dist loadfile: a file's tests on one worker; tests/conftest.py keeps
+# the files that share the smoke sweep together). 2: the two cores of CI; 0: one process, as plain `pytest` runs.
+TEST_WORKERS ?= 2
+
 test: install  ## unit, static and notebook smoke tests (what CI runs)
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
 test-fast: export HF_HUB_OFFLINE ?= 1
 test-fast: install  ## the inner loop: ruff and every test not marked slow (no notebook run, no model training)

@@ -8,19 +8,25 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test`: one worker a core, so one thread a worker and its kernels
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # (two torch processes of two threads on two cores: ~10x slower)
 
-# Fixtures shared across modules: their tests go to one worker (pytest -n, --dist loadgroup), which computes them once.
-SHARED = ("smoke_sweep",)
+# `make test` runs on two workers with --dist loadfile: a file's tests run on one worker, so a module-scoped fixture
+# (a notebook run that several tests read) is computed once. These files share a session fixture (smoke_sweep,
+# six notebook runs): one worker takes all three.
+SHARED_FILES = {"tests/test_outputs.py", "tests/test_sweep.py", "tests/test_sweep_ray.py"}
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (--dist loadgroup) a test runs on the worker of its group: a module's tests share one,
-    so a module-scoped fixture (a notebook run that several tests read) is computed once; the tests of a
-    fixture in SHARED share another."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            shared = [name for name in SHARED if name in item.fixturenames]
-            item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.nodeid.split("::")[0]))
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's loadfile scheduling with SHARED_FILES as one file. (Its xdist_group marks are not used: with
+    pytest 9 and xdist 3.8 they do not keep a group on one worker.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedFiles(LoadFileScheduling):
+        def _split_scope(self, nodeid):
+            scope = super()._split_scope(nodeid)
+            return "smoke_sweep" if scope in SHARED_FILES else scope
+
+    return SharedFiles(config, log)
 
 
 @pytest.fixture(scope="session")
@@ -101,8 +107,9 @@ TINY = "smollm2-tiny"  # the `tiny_model` fixture's registry name
 def tiny_model(tmp_path_factory):
     """Registers `smollm2-tiny` for this session and every kernel it starts (QLORA_MODELS): the embedded
     model's tokenizer, chat template and registry fields, with 2 layers of width 64 and random weights (6M
-    parameters, most of them the embedding and output layer). The notebook smoke runs that test what a run writes, not what a
-    model answers, use it: a step costs milliseconds instead of seconds on a CPU. Returns the name."""
+    parameters, most of them the embedding and output layer). The notebook smoke runs that test what a run
+    writes, not what a model answers, use it: a step costs milliseconds instead of seconds on a CPU. Returns
+    the name."""
     import dataclasses
 
     import torch
