@@ -14,6 +14,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test`: one worker a core, so 
 SHARED_FILES = {"tests/test_outputs.py", "tests/test_sweep.py", "tests/test_sweep_ray.py"}
 
 
+@pytest.hookimpl(optionalhook=True)  # without pytest-xdist (pytest -p no:xdist, or not installed) it is not called
 def pytest_xdist_make_scheduler(config, log):
     """xdist's loadfile scheduling with SHARED_FILES as one file. (Its xdist_group marks are not used: with
     pytest 9 and xdist 3.8 they do not keep a group on one worker.)"""
