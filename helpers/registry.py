@@ -61,7 +61,8 @@ def _registry(path: str, extra: str | None) -> dict[str, ModelSpec]:
 
 
 def _read_models(path: Path) -> dict[str, ModelSpec]:
-    raw = (yaml.safe_load(path.read_text()) or {}).get("models")
+    data = yaml.safe_load(path.read_text())
+    raw = data.get("models") if isinstance(data, dict) else None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: no `models:` mapping of name -> fields (configs/models.yaml shows the layout)")
     known = [f.name for f in dataclasses.fields(ModelSpec) if f.name != "name"]

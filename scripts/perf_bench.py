@@ -48,6 +48,7 @@ runs the small-model measurement of issue 20.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import functools
 import json
@@ -565,12 +566,8 @@ def parse_compile(text: str) -> list[str]:
 def block_modes(model) -> dict:
     """How many decoder layers ran compiled or eager: Unsloth's per-block compile stamps each layer it
     tried (a layer whose compile failed falls back to its stock forward and says so once, in the log)."""
-    counts = {}
-    for module in model.modules():
-        mode = module.__dict__.get("_unsloth_block_mode")
-        if mode is not None:
-            counts[BLOCK_MODES.get(mode, str(mode))] = counts.get(BLOCK_MODES.get(mode, str(mode)), 0) + 1
-    return counts
+    modes = (module.__dict__.get("_unsloth_block_mode") for module in model.modules())
+    return dict(collections.Counter(BLOCK_MODES.get(mode, str(mode)) for mode in modes if mode is not None))
 
 
 @contextlib.contextmanager

@@ -115,6 +115,7 @@ def tiny_model(tmp_path_factory):
 
     import torch
     import yaml
+    from hub_server import SHRINK  # the hub model's tiny dimensions
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from helpers.modeling import embedded_checkpoint
@@ -125,8 +126,7 @@ def tiny_model(tmp_path_factory):
     config = AutoConfig.from_pretrained(source)
     # untied: with the output layer = the embedding, greedy decoding repeats the prompt's last token ("\n"), and
     # every answer is empty; untied, an answer is max_new_tokens of words that depend on the question
-    config.update(dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                       num_key_value_heads=2, head_dim=16, tie_word_embeddings=False))
+    config.update({**SHRINK, "tie_word_embeddings": False})
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(config).save_pretrained(folder)
     AutoTokenizer.from_pretrained(source).save_pretrained(folder)  # the cached copy's: special tokens fixed

@@ -118,6 +118,11 @@ def test_qlora_models_adds_and_replaces_registry_entries(tmp_path, monkeypatch):
     monkeypatch.setenv("QLORA_MODELS", str(flat))
     with pytest.raises(ConfigError, match=r"flat.yaml: no `models:` mapping of name -> fields"):
         load_registry()
+    listed = tmp_path / "listed.yaml"
+    listed.write_text("- my-model\n")  # a list, not a mapping
+    monkeypatch.setenv("QLORA_MODELS", str(listed))
+    with pytest.raises(ConfigError, match=r"listed.yaml: no `models:` mapping"):
+        load_registry()
     monkeypatch.delenv("QLORA_MODELS")
     assert resolve_model("qwen-2-7b").hub_id == "unsloth/Qwen2-7B-bnb-4bit"
     with pytest.raises(ConfigError, match="unknown model 'my-model'"):

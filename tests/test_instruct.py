@@ -59,6 +59,14 @@ def test_benchmark_batch_size_zero_means_auto_and_negative_is_refused():
         study_config("benchmark", {"eval_batch_size": -1})
 
 
+@pytest.fixture(scope="module")
+def math_run(tiny_model, tmp_path_factory):
+    """train_math (smoke, the local copy) once for the tests below: its own checks, and the benchmark's run."""
+    root = tmp_path_factory.mktemp("instruct") / "runs"
+    return run_notebook.execute("train_math", "smoke", {"output_root": str(root), "model": tiny_model},
+                                log_output=False)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("study, source", [("train_math", "local"), ("train_bio", "hub")])
 def test_train_notebook_keeps_epoch1_and_epoch3_of_one_run(study, source, tiny_model, tmp_path, request):
@@ -67,8 +75,9 @@ def test_train_notebook_keeps_epoch1_and_epoch3_of_one_run(study, source, tiny_m
     # the hub: a fresh HF cache, so the kernel fetches the dataset itself whatever other tests fetched
     with request.getfixturevalue("hub_context")() if source == "hub" else contextlib.nullcontext() as hub:
         mark = hub.served if hub else 0
-        run_dir = run_notebook.execute(study, "smoke", {"output_root": str(tmp_path), "dataset_source": source,
-                                                        "model": tiny_model}, log_output=False)
+        run_dir = request.getfixturevalue("math_run") if study == "train_math" else run_notebook.execute(
+            study, "smoke", {"output_root": str(tmp_path), "dataset_source": source, "model": tiny_model},
+            log_output=False)
     m = json.loads((run_dir / "metrics.json").read_text())
     assert m["task"] == study.removeprefix("train_") and m["dataset_source"] == source
     if hub:  # the kernel fetched the dataset's one JSON file
@@ -85,12 +94,11 @@ def test_train_notebook_keeps_epoch1_and_epoch3_of_one_run(study, source, tiny_m
 
 
 @pytest.mark.slow
-def test_benchmark_stages_raw_files_workbook_and_ratings_survive_a_rerun(tiny_model, tmp_path):
+def test_benchmark_stages_raw_files_workbook_and_ratings_survive_a_rerun(tiny_model, math_run, tmp_path):
     from openpyxl import load_workbook
 
-    root, books = tmp_path / "runs", tmp_path / "books"
-    train_dir = run_notebook.execute("train_math", "smoke", {"output_root": str(root), "model": tiny_model},
-                                     log_output=False)
+    train_dir, books = math_run, tmp_path / "books"
+    root = train_dir.parent.parent  # <output_root>/train_math/<run>: the benchmark finds it there
     params = {"output_root": str(root), "workbook_dir": str(books), "model": tiny_model}
     run_dir = run_notebook.execute("benchmark", "smoke", params, log_output=False)
     m = json.loads((run_dir / "metrics.json").read_text())
