@@ -10,7 +10,7 @@ import contextlib
 import torch
 from tqdm.auto import tqdm
 
-from helpers.modeling import UNSLOTH
+from helpers.modeling import UNSLOTH, cover_context
 from helpers.sft import encode_prompt, render_prompt
 
 
@@ -43,6 +43,7 @@ def generate(model, tokenizer, prompts: list, *, chat: bool, stop_token_ids: lis
     split in half and retried. `min_new_tokens` holds the stop tokens back that long (benchmarks of
     speed on random weights)."""
     encoded = encode_prompts(tokenizer, prompts, chat=chat)
+    cover_context(model, max((len(x) for x in encoded), default=0) + max_new_tokens)
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     batch_size = batch_size if batch_size >= 1 else auto_batch_size(model, encoded, max_new_tokens)
     answers = [""] * len(prompts)

@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from helpers.generation import encode_text, inference_mode, prefix_token_id, right_padded
+from helpers.modeling import cover_context
 
 
 def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
@@ -56,6 +57,7 @@ def continuation_logliks(model, tokenizer, requests: list[tuple[str, str]], *, b
     for x, cont in inputs:
         first[x] = min(first.get(x, len(x) - len(cont)), len(x) - len(cont))
     distinct = sorted(first, key=len, reverse=True)
+    cover_context(model, max(map(len, distinct), default=0))
     tables = {}
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

@@ -208,6 +208,18 @@ def stop_token_ids(tokenizer, stop_strings) -> list[int]:
     return ids
 
 
+def cover_context(model, tokens: int) -> None:
+    """Let an Unsloth model read `tokens` tokens. Unsloth keeps the max_seq_length it was loaded with on the
+    model and every module, and cuts longer inputs to it (a warning, then a shape error in generation): a
+    study that trains on short rows (addition: 64 tokens) evaluates longer prompts (the worked examples).
+    Raised, as Unsloth's own loader sets it; never lowered. A transformers model has no such limit."""
+    if (getattr(model, "max_seq_length", None) or tokens) >= tokens:
+        return
+    for module in [model, *model.modules()]:
+        if getattr(module, "max_seq_length", None) is not None and module.max_seq_length < tokens:
+            module.max_seq_length = tokens
+
+
 def add_lora(model, info: ModelInfo, *, r: int, alpha: int, dropout: float, targets: list,
              seed: int, gradient_checkpointing: bool = True):
     """Wrap `model` with fresh LoRA adapters (B = 0, so the wrapped model still equals the base)."""
