@@ -49,8 +49,9 @@ def output_path(path) -> Path:
     keep = os.environ.get(OUTPUT_ROOT_ENV)
     return (Path(keep).expanduser().parent if keep else REPO_ROOT) / path
 
-# Keys that steer where/how a run is kept, not what it computes: left out of the run's hash.
-RUN_CONTROL_KEYS = {"output_root", "run_name", "resume", "report_to", "teacher_concurrency"}
+# Keys that steer where/how a run is kept or how fast it goes, not what it computes: left out of the run's hash
+# (cuda_graphs: the same losses, tests/test_cuda_graphs.py and PERFORMANCE.md; a run resumes with it on or off).
+RUN_CONTROL_KEYS = {"output_root", "run_name", "resume", "report_to", "teacher_concurrency", "cuda_graphs"}
 # Settings added after runs were made: left out of the hash at these values, so those runs keep their folders.
 HASH_NEUTRAL = {"group_by_length": False, "stage_schedule": "snapshot"}
 # trainer loggers a run may add (each needs its package installed: tensorboard, wandb)
@@ -157,6 +158,8 @@ class StudyConfig:
             raise ConfigError("model is empty: give a registry name (configs/models.yaml), a hub id or a path")
         if self.report_to not in REPORT_TO:
             raise ConfigError(f"report_to must be one of {', '.join(REPORT_TO)}, got {self.report_to!r}")
+        if getattr(self, "cuda_graphs", False) and self.padding_free:  # the studies that have it (addition, forgetting)
+            raise ConfigError("cuda_graphs needs padded batches of few shapes: set padding_free = False")
 
 
 @dataclasses.dataclass

@@ -46,6 +46,8 @@ class ModelInfo:
     load_in_4bit: bool
     max_seq_length: int
     stop_token_ids: list
+    # Unsloth's per-layer CUDA graphs in training (add_lora's cuda_graphs): False on the transformers path
+    cuda_graphs: bool = False
 
 
 def compute_dtype() -> torch.dtype:
@@ -208,6 +210,38 @@ def stop_token_ids(tokenizer, stop_strings) -> list[int]:
     return ids
 
 
+# Whether Unsloth's per-layer compile records CUDA graphs, as the first add_lora of this process set it:
+# Unsloth wraps each decoder-layer class once a process, with the options it finds then.
+_BLOCK_GRAPHS: list = []
+
+
+def set_block_cuda_graphs(on: bool, max_seq_length: int, block_compile=None) -> None:
+    """Turn Inductor's CUDA graphs in Unsloth's per-layer compile on or off before the layers are wrapped
+    (Unsloth reads UNSLOTH_BLOCK_CUDAGRAPHS only when it is imported, and `import helpers` imports it first).
+    A new batch shape is recorded again, so train_sft pads batches to multiples of helpers.sft.GRAPH_BUCKET
+    tokens, and Unsloth's cap on recorded shapes (past which a layer kind runs without graphs) is raised to
+    what `max_seq_length` allows: a full and a last, shorter batch per multiple. A second call that asks
+    otherwise is refused: the layers keep the first setting."""
+    from helpers.sft import GRAPH_BUCKET
+
+    if _BLOCK_GRAPHS and _BLOCK_GRAPHS[0] != on:
+        raise ConfigError(f"cuda_graphs={on} after a model of this process was set up with cuda_graphs="
+                          f"{_BLOCK_GRAPHS[0]}: restart the kernel (Runtime > Restart session) to change it")
+    if block_compile is None:
+        from unsloth.models import _block_compile as block_compile
+    block_compile._COMPILE_OPTIONS["triton.cudagraphs"] = on
+    if on:
+        shapes = 2 * -(-max_seq_length // GRAPH_BUCKET)
+        block_compile._CUDAGRAPH_MAX_SHAPES = max(block_compile._CUDAGRAPH_MAX_SHAPES, shapes)
+    _BLOCK_GRAPHS[:] = [on]
+
+
+def block_cuda_graphs_on() -> bool:
+    """Whether training in this process replays Unsloth's per-layer CUDA graphs: set by add_lora (its
+    `cuda_graphs`, or UNSLOTH_BLOCK_CUDAGRAPHS=1 in the environment), with the per-layer compile on."""
+    return bool(_BLOCK_GRAPHS and _BLOCK_GRAPHS[0]) and os.environ.get("UNSLOTH_BLOCK_COMPILE", "1") != "0"
+
+
 def cover_context(model, tokens: int) -> None:
     """Let an Unsloth model read `tokens` tokens. Unsloth keeps the max_seq_length it was loaded with on the
     model and every module, and cuts longer inputs to it (a warning, then a shape error in generation): a
@@ -221,14 +255,19 @@ def cover_context(model, tokens: int) -> None:
 
 
 def add_lora(model, info: ModelInfo, *, r: int, alpha: int, dropout: float, targets: list,
-             seed: int, gradient_checkpointing: bool = True):
-    """Wrap `model` with fresh LoRA adapters (B = 0, so the wrapped model still equals the base)."""
+             seed: int, gradient_checkpointing: bool = True, cuda_graphs: bool = False):
+    """Wrap `model` with fresh LoRA adapters (B = 0, so the wrapped model still equals the base).
+    `cuda_graphs`: Unsloth's per-layer CUDA graphs while training (GPU, Unsloth path; ignored on the
+    transformers path, and `info.cuda_graphs` says which)."""
     if info.backend == "unsloth":
         # Unsloth 2026.10.9 compiles each decoder block; on torch 2.11 Inductor fails on Gemma's and
         # Gemma 2's blocks at the first step (AssertionError in post_grad, docs/findings.md): keep them eager,
         # for the whole process (Unsloth reads the variable again at training time).
         if getattr(model.config, "model_type", "").startswith("gemma"):
             os.environ["UNSLOTH_BLOCK_COMPILE"] = "0"
+        set_block_cuda_graphs(bool(cuda_graphs) or os.environ.get("UNSLOTH_BLOCK_CUDAGRAPHS") == "1",
+                              info.max_seq_length)
+        info.cuda_graphs = block_cuda_graphs_on()
         return FastLanguageModel.get_peft_model(
             model, r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), bias="none",
             use_gradient_checkpointing="unsloth" if gradient_checkpointing else False,

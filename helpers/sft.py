@@ -108,15 +108,39 @@ class AnswerOnlyCollator:
         return batch
 
 
-def answer_only_collator(tokenizer, *, padding_free: bool) -> AnswerOnlyCollator:
+def answer_only_collator(tokenizer, *, padding_free: bool, pad_to_multiple_of: int | None = None) -> AnswerOnlyCollator:
     """TRL's collator on pre-tokenized rows (labels kept as given: -100 on the prompt). With
     `padding_free` the batch is one row of the examples end to end, with position ids restarting
     at 0 for each: no pad tokens; the first token of each example gets no label (nothing precedes
-    it), so the loss is that of the padded batch (tests/test_padding_free.py)."""
+    it), so the loss is that of the padded batch (tests/test_padding_free.py). `pad_to_multiple_of`
+    rounds a padded batch's length up (pad tokens get no label and no attention: the same loss)."""
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     return AnswerOnlyCollator(DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id,
-                                                              padding_free=padding_free))
+                                                              padding_free=padding_free,
+                                                              pad_to_multiple_of=pad_to_multiple_of))
+
+
+# With Unsloth's per-layer CUDA graphs a batch is padded to a multiple of this many tokens: few shapes, each recorded
+# once (rows of up to 64 tokens, the addition study's, all take one shape).
+GRAPH_BUCKET = 64
+
+
+def graph_pad_multiple(settings, backend: str) -> int | None:
+    """Tokens a padded batch's length is rounded up to when training replays Unsloth's per-layer CUDA graphs
+    (add_lora's cuda_graphs): GRAPH_BUCKET, or max_seq_length when shorter; else None (each batch padded to
+    its longest row). A new batch shape is recorded again, so the graphs pay only over few shapes
+    (PERFORMANCE.md, third and fourth rounds)."""
+    if backend != "unsloth":
+        return None
+    from helpers.modeling import block_cuda_graphs_on
+
+    return min(GRAPH_BUCKET, settings.max_seq_length) if block_cuda_graphs_on() else None
+
+
+def length_buckets(lengths, multiple: int) -> int:
+    """How many batch lengths rows of `lengths` tokens can give when padded to a multiple of `multiple`."""
+    return len({-(-n // multiple) for n in lengths})
 
 
 def padding_free_ok(model, backend: str) -> bool:
@@ -319,7 +343,17 @@ def sft_trainer(model, tokenizer, dataset, *, run_dir, settings, backend: str, s
         # waits for the GPU at every micro-batch. Unsloth's SFTConfig already turns it off.
         logging_nan_inf_filter=trl_step_metrics,
     )
-    collator = answer_only_collator(tokenizer, padding_free=settings.padding_free and padding_free_ok(model, backend))
+    multiple = graph_pad_multiple(settings, backend)
+    if multiple and settings.padding_free:
+        raise ConfigError("cuda_graphs needs padded batches of few shapes: set padding_free = False")
+    buckets = length_buckets(map(len, dataset["input_ids"]), multiple) if multiple else 0
+    if buckets > 1 and not settings.gradient_checkpointing:
+        # without checkpointing the graphs follow a whole step's sequence of shapes: each new one is recorded again
+        print(f"warning: cuda_graphs without gradient_checkpointing pays only when every row pads to one length "
+              f"(here {buckets} multiples of {multiple} tokens; measured 5.6x slower on an H200): set "
+              "gradient_checkpointing = True or cuda_graphs = False")
+    collator = answer_only_collator(tokenizer, padding_free=settings.padding_free and padding_free_ok(model, backend),
+                                    pad_to_multiple_of=multiple)
     trainer = _project_trainer(SFTTrainer, lean=not trl_step_metrics and backend != "unsloth")(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer, data_collator=collator,
         callbacks=[*([_stage_callback(run_dir, set(stage_epochs))] if stage_epochs else []), *callbacks] or None)
@@ -419,6 +453,7 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
             "batch_size": trainer.args.per_device_train_batch_size,
             "grad_accum": trainer.args.gradient_accumulation_steps,
             "padding_free": collator.inner.padding_free,  # TRL's own flag refuses a custom collator
+            "pad_to_multiple_of": collator.inner.pad_to_multiple_of,  # GRAPH_BUCKET with cuda_graphs
             "sampling": trainer.args.train_sampling_strategy,
             "adapter_dtype": sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()
                                      if p.requires_grad}),

@@ -56,6 +56,7 @@ COMMENTS = {
         "max_new_tokens": "GSM8K answer length (cut at the next 'Question:' as lm-eval does)",
         "lm_eval": "also run lm-evaluation-harness on the same items, its numbers beside ours",
         "lm_eval_limit": "items per lm-eval task (0: all)",
+        "cuda_graphs": "GPU: Unsloth's per-layer CUDA graphs, batches padded to 64-token multiples",
     },
     "small_vs_large": {
         **SHARED_COMMENTS,
@@ -175,7 +176,7 @@ print(data["hellaswag"][0])'''),
     ("code", '''with timer("load"):
     llm, tokenizer, info = load_model(cfg.model, max_seq_length=cfg.max_seq_length, load_in_4bit=cfg.load_in_4bit)
     llm = add_lora(llm, info, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, targets=cfg.lora_targets,
-                   seed=cfg.seed, gradient_checkpointing=cfg.gradient_checkpointing)
+                   seed=cfg.seed, gradient_checkpointing=cfg.gradient_checkpointing, cuda_graphs=cfg.cuda_graphs)
 write_run_record(run_dir, cfg, study="forgetting", model_info=info)
 with timer("eval_base"), llm.disable_adapter():  # adapters off: the base model
     base, base_items = forgetting.evaluate(llm, tokenizer, info, data, cfg, desc="base")

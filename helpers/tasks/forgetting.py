@@ -117,6 +117,9 @@ class ForgettingConfig(InstructConfig):
     max_new_tokens: int = 256
     lm_eval: bool = False
     lm_eval_limit: int = 0
+    # Unsloth's per-layer CUDA graphs (GPU only; batches padded to multiples of 64 tokens): TinyLlama 1.85x with
+    # gradient checkpointing on an H200, the same losses (PERFORMANCE.md); off by default: not measured on a T4
+    cuda_graphs: bool = False
 
     def validate(self) -> None:
         super().validate()

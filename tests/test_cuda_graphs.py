@@ -1,0 +1,98 @@
+"""`cuda_graphs` (the addition and forgetting notebooks): Unsloth's per-layer CUDA graphs, set before the layers
+are wrapped, one setting a process, and batches padded to multiples of 64 tokens (few shapes; the addition rows
+all one) with the loss unchanged. The graphs themselves need a GPU: scripts/gpu/demo_graphs.sh, PERFORMANCE.md
+(fourth round)."""
+
+import types
+
+import pytest
+import torch
+from conftest import TINY
+
+from helpers import modeling
+from helpers.config import ConfigError, build_config, config_hash
+from helpers.sft import GRAPH_BUCKET, answer_only_collator, graph_pad_multiple, length_buckets, sft_trainer
+from helpers.tasks.addition import AdditionConfig
+from helpers.tasks.forgetting import ForgettingConfig
+
+
+@pytest.fixture
+def graphs_state(monkeypatch):
+    """A fresh process's state: no model set up yet."""
+    monkeypatch.setattr(modeling, "_BLOCK_GRAPHS", [])
+    monkeypatch.delenv("UNSLOTH_BLOCK_COMPILE", raising=False)
+    return modeling._BLOCK_GRAPHS
+
+
+def test_set_block_cuda_graphs_sets_unsloths_options_once_a_process(graphs_state):
+    block_compile = types.SimpleNamespace(_COMPILE_OPTIONS={"triton.cudagraphs": False, "shape_padding": True},
+                                          _CUDAGRAPH_MAX_SHAPES=8)
+    modeling.set_block_cuda_graphs(True, 1024, block_compile)
+    assert block_compile._COMPILE_OPTIONS == {"triton.cudagraphs": True, "shape_padding": True}
+    # a full and a shorter last batch for each of the 16 multiples of 64 tokens up to 1024
+    assert block_compile._CUDAGRAPH_MAX_SHAPES == 32 and modeling.block_cuda_graphs_on()
+    modeling.set_block_cuda_graphs(True, 64, block_compile)  # the same again (a re-run cell) is fine
+    assert block_compile._CUDAGRAPH_MAX_SHAPES == 32  # never lowered
+    with pytest.raises(ConfigError, match="restart the kernel") as err:
+        modeling.set_block_cuda_graphs(False, 64, block_compile)
+    assert "\n" not in str(err.value)
+    assert block_compile._COMPILE_OPTIONS["triton.cudagraphs"] is True and modeling.block_cuda_graphs_on()
+
+
+def test_off_leaves_unsloths_shape_cap(graphs_state):
+    block_compile = types.SimpleNamespace(_COMPILE_OPTIONS={"triton.cudagraphs": False}, _CUDAGRAPH_MAX_SHAPES=8)
+    modeling.set_block_cuda_graphs(False, 1024, block_compile)
+    assert block_compile._CUDAGRAPH_MAX_SHAPES == 8 and not modeling.block_cuda_graphs_on()
+
+
+def test_batches_are_padded_to_buckets_only_when_graphs_are_on_the_unsloth_path(graphs_state, monkeypatch):
+    addition, forgetting = AdditionConfig(cuda_graphs=True), ForgettingConfig(cuda_graphs=True)
+    assert graph_pad_multiple(addition, "transformers") is None and graph_pad_multiple(addition, "unsloth") is None
+    graphs_state[:] = [True]
+    assert graph_pad_multiple(addition, "unsloth") == GRAPH_BUCKET == 64
+    assert graph_pad_multiple(forgetting, "unsloth") == 64 and graph_pad_multiple(forgetting, "transformers") is None
+    assert graph_pad_multiple(AdditionConfig(max_seq_length=48), "unsloth") == 48  # never past max_seq_length
+    monkeypatch.setenv("UNSLOTH_BLOCK_COMPILE", "0")  # Gemma: layers eager, so no graphs and no padding
+    assert not modeling.block_cuda_graphs_on() and graph_pad_multiple(addition, "unsloth") is None
+
+
+def test_length_buckets_counts_the_padded_lengths():
+    assert length_buckets([35, 54, 64], 64) == 1  # the addition demo's rows: one shape
+    assert length_buckets([35, 65, 128, 129], 64) == 3
+
+
+def test_cuda_graphs_with_padding_free_is_a_one_line_error(graphs_state, embedded_tokenizer, tmp_path):
+    for study in (AdditionConfig, ForgettingConfig):
+        with pytest.raises(ConfigError, match="set padding_free = False"):
+            build_config(study, {"cuda_graphs": True, "padding_free": True})
+    graphs_state[:] = [True]  # the same refusal where train_sft builds its collator (a config not validated)
+    settings = AdditionConfig(padding_free=True, max_steps=1)
+    with pytest.raises(ConfigError, match="set padding_free = False"):
+        sft_trainer(None, embedded_tokenizer, [], run_dir=tmp_path, settings=settings, backend="unsloth")
+    assert not any(tmp_path.iterdir())
+
+
+def test_cuda_graphs_does_not_change_the_run_folder():
+    """A speed switch, not a setting of what is computed: a run started with it resumes without it."""
+    assert config_hash(AdditionConfig(cuda_graphs=True)) == config_hash(AdditionConfig())
+    assert config_hash(ForgettingConfig(cuda_graphs=True)) == config_hash(ForgettingConfig())
+
+
+def test_batches_padded_to_max_seq_length_give_the_same_loss(tiny_model, embedded_tokenizer):
+    """What cuda_graphs trains on: batches a multiple of 64 wide, the padding without label or attention."""
+    from transformers import AutoModelForCausalLM
+
+    from helpers.registry import resolve_model
+    from helpers.sft import tokenize_example
+
+    rows = [tokenize_example(embedded_tokenizer, f"What is {a} + {b}? ", f"{a + b}", chat=False, max_length=64)
+            for a, b in [(3, 4), (123456, 7654321), (55, 66)]]
+    plain = answer_only_collator(embedded_tokenizer, padding_free=False)(rows)
+    fixed = answer_only_collator(embedded_tokenizer, padding_free=False, pad_to_multiple_of=64)(rows)
+    assert plain["input_ids"].shape[1] < 64 and fixed["input_ids"].shape == (3, 64)
+    width = plain["input_ids"].shape[1]
+    assert (fixed["labels"][:, width:] == -100).all() and (fixed["attention_mask"][:, width:] == 0).all()
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(TINY).local_path, dtype=torch.float32)
+    with torch.no_grad():
+        loss_plain, loss_fixed = model(**plain).loss, model(**fixed).loss
+    assert torch.isfinite(loss_plain) and loss_fixed.item() == pytest.approx(loss_plain.item(), abs=1e-5)
