@@ -13,6 +13,8 @@ speed and memory do not depend on weight values), each path in a fresh process:
   in each `--variants` batching, raw Unsloth as its notebooks set it up (logging every step, rows in
   random order, Unsloth's own padding choice), over the same rows; each runs its pass twice and the
   second is timed (useful tokens/s).
+- `--demo`: the same at the addition notebook's `make demo` settings (configs/presets/demo/addition.yaml: batch,
+  accumulation, max_seq_length, LoRA, no gradient checkpointing) on the demo's own training rows (`addition_rows`).
 - short: the repository's path (one process) on Orca-like or Alpaca-like lengths (`--lengths`),
   padded, length-grouped and padding-free over the same rows (useful tokens/s).
 - `--breakdown`: where each step's wall time goes (`StepBreakdown`): host time per phase (data, forward,
@@ -38,6 +40,8 @@ after the checkpoint build compiles with cold caches), and reports the median.
         --tokenizer .gpu/tokenizer --layers 8 --out perf.json
     python scripts/perf_bench.py --archs tinyllama-1.1b --tokenizer .gpu/tokenizer --forgetting --breakdown \\
         --parts train --paths repo,unsloth --variants 2x4:grouped,8x1:grouped --out forgetting.json
+    python scripts/perf_bench.py --model-dir CKPT --demo --breakdown --parts train --paths repo,unsloth \\
+        --compile unsloth,graphs --out demo.json
     python scripts/perf_bench.py --length-table alpaca        # no GPU: the lengths and their padding
     python scripts/perf_bench.py --summarize a.json b.json    # one table of earlier --out files
 
@@ -381,6 +385,54 @@ def alpaca_lengths(n: int, max_len: int, seed: int = 0) -> list[tuple[int, int]]
 
 
 LENGTHS = {"orca": orca_lengths, "alpaca": alpaca_lengths}
+# what length_rows makes: random ids at LENGTHS' lengths, or "addition", the addition demo's real rows (they need a
+# tokenizer, so they are not in LENGTHS, whose lengths --length-table counts without one)
+ROW_KINDS = (*LENGTHS, "addition")
+DEMO_PRESET = ("addition", "demo")  # `make demo`: configs/presets/demo/addition.yaml
+
+
+@contextlib.contextmanager
+def _light_helpers():
+    """Imports of helpers inside this block leave out Unsloth: `import helpers` imports helpers.modeling (and
+    Unsloth, which patches transformers) on a GPU machine, which the parent process (it only builds
+    checkpoints and starts the measurements) and the plain-transformers child must not; the others keep it."""
+    backend = os.environ.get("QLORA_BACKEND")
+    os.environ["QLORA_BACKEND"] = "transformers"
+    try:
+        yield
+    finally:
+        if backend is None:
+            del os.environ["QLORA_BACKEND"]
+        else:
+            os.environ["QLORA_BACKEND"] = backend
+
+
+def demo_config(**overrides):
+    """The addition notebook's config in `make demo`: helpers.tasks.addition.AdditionConfig built from
+    configs/presets/demo/addition.yaml as helpers.run_notebook does, with `overrides` on top."""
+    with _light_helpers():
+        from helpers.config import build_config, load_preset
+        from helpers.tasks.addition import AdditionConfig
+    return build_config(AdditionConfig, {**load_preset(*DEMO_PRESET), **overrides})
+
+
+def addition_rows(tokenizer, n: int, max_len: int) -> list[dict]:
+    """The addition demo's first `n` training rows, as its notebook builds them (make_problems on the demo's
+    config with n_train = n and its seed, training_pairs, then build_sft_dataset's rows: plain text, cut at
+    `max_len`, the rows with no answer token left dropped): real prompts and sums, loss on the answer."""
+    with _light_helpers():
+        from helpers.sft import IGNORE_INDEX, tokenize_example
+        from helpers.tasks.addition import make_problems, training_pairs
+    cfg = demo_config()
+    # validate() wants one problem a training digit count at least; make_problems spreads n_train over them
+    cfg = demo_config(n_train=max(n, cfg.train_digits_max - cfg.train_digits_min + 1))
+    train, _ = make_problems(cfg)
+    rows = [tokenize_example(tokenizer, p, a, chat=False, max_length=max_len) for p, a in training_pairs(train, cfg)]
+    rows = [r for r in rows if any(x != IGNORE_INDEX for x in r["labels"])]
+    if len(rows) < n:
+        raise ValueError(f"the addition demo gives {len(rows)} training rows with an answer token within {max_len} "
+                         f"tokens, fewer than the {n} asked: raise --seq")
+    return rows[:n]
 
 
 def template_tokens(tokenizer) -> tuple[int, int]:
@@ -395,9 +447,11 @@ def template_tokens(tokenizer) -> tuple[int, int]:
 
 def length_rows(tokenizer, n: int, max_len: int, lengths: str = "orca") -> list[dict]:
     """Random token ids at `lengths` ("orca", or "alpaca" plus the tokenizer's chat-template tokens),
-    loss on the answer."""
+    loss on the answer; "addition": the addition demo's real rows (`addition_rows`)."""
     import random
 
+    if lengths == "addition":
+        return addition_rows(tokenizer, n, max_len)
     extra = template_tokens(tokenizer) if lengths == "alpaca" else (0, 0)
     rng, rows = random.Random(1), []
     for prompt, answer in LENGTHS[lengths](n, max_len - sum(extra)):
@@ -579,10 +633,8 @@ def padded_to_multiple(multiple: int | None):
 
     original = helpers.sft.answer_only_collator
     if multiple:
-        def bucketed(tokenizer, *, padding_free):
-            collator = original(tokenizer, padding_free=padding_free)
-            collator.inner.pad_to_multiple_of = multiple
-            return collator
+        def bucketed(tokenizer, *, padding_free, pad_to_multiple_of=None):  # replaces cuda_graphs' max_seq_length
+            return original(tokenizer, padding_free=padding_free, pad_to_multiple_of=multiple)
 
         helpers.sft.answer_only_collator = bucketed
     try:
@@ -629,7 +681,7 @@ def _run_result(summary: dict, first_s: float, rows: list[dict], **extra) -> dic
 def child_repo(folder: str, spec: dict) -> dict:
     """The repository's path (helpers.modeling + helpers.sft.train_sft, as the notebooks run), one
     process, the model loaded once. spec["part"] "train" with spec["lengths"] "full": full-length rows
-    (median step after two warm-up steps); "train" with "orca"/"alpaca" lengths: each spec["variants"]
+    (median step after two warm-up steps); "train" with "orca"/"alpaca"/"addition" lengths: each spec["variants"]
     batching over the same rows (`_two_passes`); "short": those lengths padded in random order, padded in
     length-grouped batches and padding-free (useful tokens/s). Each short batching runs one pass over the
     same `short_batch` x `short_steps` rows twice and times the second: a shorter warm-up left compiles
@@ -669,7 +721,8 @@ def child_repo(folder: str, spec: dict) -> dict:
         return train(rows, cfg, callbacks)
 
     if part == "train" and spec["lengths"] != "full":  # a study's settings on short rows
-        base = ForgettingConfig() if spec["lengths"] == "alpaca" else TrainConfig()
+        base = (ForgettingConfig() if spec["lengths"] == "alpaca" else demo_config() if spec["lengths"] == "addition"
+                else TrainConfig())
         for v in spec["variants"]:
             name = f"{v['batch']}x{v['accum']} {v['batching']}"
             cfg = dataclasses.replace(base, batch_size=v["batch"], grad_accum=v["accum"], max_steps=steps,
@@ -727,7 +780,7 @@ UNSLOTH_NOTEBOOK_BATCH = (2, 4)
 
 def child_train(path: str, folder: str, spec: dict) -> dict:
     """One training measurement of raw Unsloth or plain transformers + peft + bitsandbytes. Full-length
-    rows (spec["lengths"] "full"): the median step after two warm-up steps. Short rows ("orca"/"alpaca"):
+    rows (spec["lengths"] "full"): the median step after two warm-up steps. Short rows ("orca"/"alpaca"/"addition"):
     set up as Unsloth's notebooks do it (SFTConfig of their Alpaca notebook: logging every step, weight
     decay, seed 3407; rows in random order; no collator given, so Unsloth picks padded or padding-free
     batches itself), over the same rows as the repository's path, two passes (`_two_passes`)."""
@@ -901,7 +954,8 @@ def _timeout(args) -> int:
 def run_spec(args, part: str) -> dict:
     """What a training child measures (its JSON argument)."""
     return {"part": part, "batch": args.batch, "accum": args.accum, "seq": args.seq, "steps": args.steps,
-            "lengths": args.lengths if part == "short" else ("alpaca" if args.forgetting else "full"),
+            "lengths": args.lengths if part == "short" else ("alpaca" if args.forgetting else
+                                                              "addition" if getattr(args, "demo", False) else "full"),
             "lora": args.lora, "variants": args.variants, "breakdown": args.breakdown,
             "short_batch": args.short_batch, "short_steps": args.short_steps, "gc": not getattr(args, "no_gc", False),
             "pad_multiple": getattr(args, "pad_multiple", None), "warm_passes": getattr(args, "warm_passes", 1)}
@@ -916,8 +970,8 @@ def _child(args, child_args: list[str], env_extra: dict | None = None) -> dict:
 
 def _train_rows(folder: str, order: list[str], args, repo_part: str = "train") -> list[dict]:
     """`repo_part` "train": the train part through every path in `order` (full-length rows, or with
-    --forgetting Alpaca-like rows, the repository's path in each --variants batching); "short": the
-    repository's path alone, the short samples in each batching."""
+    --forgetting Alpaca-like rows or --demo's addition rows, the repository's path in each --variants batching);
+    "short": the repository's path alone, the short samples in each batching."""
     spec, rows = run_spec(args, repo_part), []
     # a row with a `run` goes to the speed table (print_speed_table); the lengths and sequence say which rows
     # saw the same data
@@ -960,26 +1014,30 @@ def _generate_row(folder: str, part: str, args) -> dict:
         args, ["generate", folder, str(args.single), str(args.new_tokens), str(int(args.profile))], env)}
 
 
+def _study_preset(cfg, lengths: str, steps: int) -> dict:
+    """A study config's training settings as perf_bench's: batch, accumulation, max_seq_length, its batching, LoRA."""
+    batching = "padding_free" if cfg.padding_free else "grouped" if cfg.group_by_length else "padded"
+    return {"batch": cfg.batch_size, "accum": cfg.grad_accum, "seq": cfg.max_seq_length, "steps": steps,
+            "lengths": lengths, "variants": f"{cfg.batch_size}x{cfg.grad_accum}:{batching}",
+            "lora": {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "dropout": cfg.lora_dropout,
+                     "targets": list(cfg.lora_targets)}}
+
+
 def _resolve_preset(args, parser) -> None:
-    """Fill the settings left unset: the forgetting study's (--forgetting) or the train part's defaults."""
+    """Fill the settings left unset: the forgetting study's (--forgetting), the addition demo's (--demo) or the
+    train part's defaults."""
+    demo = getattr(args, "demo", False)
+    if demo and args.forgetting:
+        parser.error("--demo and --forgetting are two presets: give one of them")
     if args.forgetting:
-        # helpers.modeling imports Unsloth on a GPU machine (seconds, and it patches transformers): this
-        # process only builds checkpoints and starts the measurements, so not here; the children keep it
-        backend = os.environ.get("QLORA_BACKEND")
-        os.environ["QLORA_BACKEND"] = "transformers"
-        try:
+        with _light_helpers():  # this process only builds checkpoints and starts the measurements
             from helpers.tasks.forgetting import ForgettingConfig
-        finally:
-            if backend is None:
-                del os.environ["QLORA_BACKEND"]
-            else:
-                os.environ["QLORA_BACKEND"] = backend
-        f = ForgettingConfig()
-        batching = "padding_free" if f.padding_free else "grouped" if f.group_by_length else "padded"
-        preset = {"batch": f.batch_size, "accum": f.grad_accum, "seq": f.max_seq_length, "steps": 12,
-                  "lengths": "alpaca", "variants": f"{f.batch_size}x{f.grad_accum}:{batching}",
-                  "lora": {"r": f.lora_r, "alpha": f.lora_alpha, "dropout": f.lora_dropout,
-                           "targets": list(f.lora_targets)}}
+        preset = _study_preset(ForgettingConfig(), "alpaca", 12)
+    elif demo:
+        cfg = demo_config()
+        preset = _study_preset(cfg, "addition", 30)
+        # the demo trains without gradient checkpointing (on a CPU it only costs time): so does the repository's path
+        args.no_gc = getattr(args, "no_gc", False) or not cfg.gradient_checkpointing
     else:
         preset = {"batch": 4, "accum": 1, "seq": 1024, "steps": 8, "lengths": "orca", "variants": "8x1:grouped",
                   "lora": {"r": 16, "alpha": 16, "dropout": 0.0, "targets": SEVEN}}
@@ -1021,16 +1079,20 @@ def main() -> None:
     parser.add_argument("--forgetting", action="store_true",
                         help="the forgetting study's defaults (batch, accumulation, max_seq_length, LoRA) on "
                              "Alpaca-like lengths for the train part")
+    parser.add_argument("--demo", action="store_true",
+                        help="the addition demo's settings (make demo: batch, accumulation, max_seq_length, LoRA, no "
+                             "gradient checkpointing) on its real training rows for the train part")
     parser.add_argument("--batch", type=int, default=None, help="micro-batch of the train part (default 4)")
     parser.add_argument("--accum", type=int, default=None, help="gradient accumulation of the train part's short "
-                        "rows (--forgetting; full-length rows: 1)")
+                        "rows (--forgetting, --demo; full-length rows: 1)")
     parser.add_argument("--seq", type=int, default=None, help="tokens a row (full-length rows) or the cut (1024)")
-    parser.add_argument("--steps", type=int, default=None, help="optimizer steps a measurement (8; --forgetting 12)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="optimizer steps a measurement (8; --forgetting 12; --demo 30)")
     parser.add_argument("--variants", default=None,
-                        help="--forgetting: the repository path's batchings, BATCHxACCUM:BATCHING comma-separated "
-                             "(padded, grouped, padding_free; default the study's, 2x4:grouped)")
-    parser.add_argument("--lengths", choices=sorted(LENGTHS), default=None,
-                        help="lengths of the short part (orca; --forgetting: alpaca)")
+                        help="--forgetting, --demo: the repository path's batchings, BATCHxACCUM:BATCHING "
+                             "comma-separated (padded, grouped, padding_free; default the study's, e.g. 8x1:grouped)")
+    parser.add_argument("--lengths", choices=sorted(ROW_KINDS), default=None,
+                        help="lengths of the short part (orca; --forgetting: alpaca; --demo: addition, its real rows)")
     parser.add_argument("--breakdown", action="store_true",
                         help="train part: where each step's time goes (host phases, GPU busy, synchronisations)")
     parser.add_argument("--no-gc", action="store_true",
@@ -1045,8 +1107,8 @@ def main() -> None:
                         help="the repository path pads each batch to a multiple of this many tokens (a few static "
                              "shapes for CUDA graphs; the padding gets no loss)")
     parser.add_argument("--warm-passes", type=int, default=1,
-                        help="--forgetting: passes over the same rows before the timed one (CUDA graphs record a "
-                             "shape at its second call)")
+                        help="--forgetting, --demo: passes over the same rows before the timed one (CUDA graphs "
+                             "record a shape at its second call)")
     parser.add_argument("--rounds", type=int, default=1, help="training measured this often, in rotated orders")
     parser.add_argument("--short-batch", type=int, default=8, help="batch of the short-sample measurement")
     parser.add_argument("--short-steps", type=int, default=40, help="steps of the short-sample pass (all timed)")

@@ -1,7 +1,8 @@
 """scripts/perf_bench.py: the reduction of repeated rounds (the median per architecture and path, the
 failed rounds left out, the table's ratios taken from those medians), the short-sample measurement on
 the embedded model (each batching what it says, all over the same rows), the forgetting study's
-architectures and Alpaca-like lengths, the step breakdown on a CPU; helpers.sft's trainer without TRL's
+architectures and Alpaca-like lengths, the addition demo's preset and rows (--demo), the step breakdown
+on a CPU; helpers.sft's trainer without TRL's
 per-step metrics (the same losses as with them)."""
 
 import argparse
@@ -98,7 +99,8 @@ def test_padding_overhead_by_hand_and_grouping_lowers_it():
 
 def preset(argv: list[str]) -> argparse.Namespace:
     """perf_bench's settings after main() resolves them, for a command line `argv`."""
-    ns = argparse.Namespace(forgetting="--forgetting" in argv, batch=None, accum=None, seq=None, steps=None,
+    ns = argparse.Namespace(forgetting="--forgetting" in argv, demo="--demo" in argv, batch=None, accum=None,
+                            seq=None, steps=None,
                             lengths=None, variants=None, breakdown="--breakdown" in argv, short_batch=8,
                             short_steps=40, timeout=9, cold=False, budget_s=None)
     for flag, value in zip(argv, argv[1:]):
@@ -162,6 +164,107 @@ def test_forgetting_rows_are_named_after_their_batching_and_data(monkeypatch):
                                                      ("unsloth", "notebook")]
     assert all((r["lengths"], r["seq"]) == ("alpaca", 1024) for r in rows)
     assert json.loads(calls[1][2])["lengths"] == "alpaca" and calls[1][0] == "train:unsloth"
+
+
+def demo_config(**overrides):
+    """The addition notebook's config under `make demo`, built as helpers.run_notebook builds it."""
+    from helpers.config import build_config, load_preset
+    from helpers.tasks.addition import AdditionConfig
+
+    return build_config(AdditionConfig, {**load_preset("addition", "demo"), **overrides})
+
+
+def test_demo_preset_is_the_addition_demos_config_and_flags_override_it():
+    cfg, ns = demo_config(), preset(["--demo"])
+    spec = perf_bench.run_spec(ns, "train")
+    assert (spec["batch"], spec["accum"], spec["seq"], spec["steps"], spec["lengths"]) == (
+        cfg.batch_size, cfg.grad_accum, cfg.max_seq_length, 30, "addition") == (8, 1, 64, 30, "addition")
+    assert spec["lora"] == {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "dropout": cfg.lora_dropout,
+                            "targets": cfg.lora_targets} == {"r": 16, "alpha": 16, "dropout": 0.0,
+                                                             "targets": perf_bench.SEVEN}
+    assert spec["variants"] == [{"batch": 8, "accum": 1, "batching": "grouped"}]  # the notebook's group_by_length
+    # the demo trains without gradient checkpointing: so does the repository's path
+    assert cfg.gradient_checkpointing is False and ns.no_gc is True and spec["gc"] is False
+    # raw Unsloth's notebook batching (2 x 4) takes the same 8 examples an update as the demo's 8 x 1
+    assert spec["batch"] * spec["accum"] == math.prod(perf_bench.UNSLOTH_NOTEBOOK_BATCH) == 8
+    assert perf_bench.run_spec(ns, "short")["lengths"] == "addition"
+    ns = preset(["--demo", "--batch", "2", "--steps", "5"])
+    assert (ns.batch, ns.accum, ns.seq, ns.steps) == (2, 1, 64, 5)
+    assert perf_bench.run_spec(preset([]), "train")["gc"] is True  # without --demo: checkpointing on
+
+
+def test_demo_and_forgetting_together_is_a_one_line_error(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["perf_bench.py", "--tokenizer", "x", "--demo", "--forgetting"])
+    with pytest.raises(SystemExit) as err:
+        perf_bench.main()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert err.value.code == 2 and "--demo" in lines[-1] and "--forgetting" in lines[-1]
+    assert lines[-1].startswith("perf_bench.py: error: ")  # argparse's usage, then the one line
+
+
+def test_addition_rows_are_the_demos_notebook_rows(embedded_tokenizer):
+    """--demo's rows are the addition notebook's (make_problems, training_pairs, build_sft_dataset at
+    max_seq_length, plain text): real prompts and sums, loss on the answer and its end-of-text token."""
+    from helpers.sft import build_sft_dataset
+    from helpers.tasks import addition
+
+    tok = embedded_tokenizer
+    rows = perf_bench.length_rows(tok, 16, 64, "addition")
+    cfg = demo_config(n_train=16)
+    train, _ = addition.make_problems(cfg)
+    pairs = addition.training_pairs(train, cfg)
+    notebook = build_sft_dataset(tok, pairs, chat=False, max_length=cfg.max_seq_length)
+    assert len(rows) == len(notebook) == 16
+    assert [r["input_ids"] for r in rows] == notebook["input_ids"]
+    assert [r["labels"] for r in rows] == notebook["labels"]
+    assert all(len(r["input_ids"]) == len(r["labels"]) <= 64 for r in rows)
+    for r, (prompt, answer) in zip(rows, pairs):
+        n = len(tok(prompt)["input_ids"])
+        assert r["labels"][:n] == [-100] * n and -100 not in r["labels"][n:]  # loss on the answer only
+        assert tok.decode(r["input_ids"][n:]) == answer + tok.eos_token  # the whole sum: no row was cut
+        a, b = prompt.rsplit("Question: ", 1)[1].split("=")[0].split("+")
+        assert answer == f" {int(a) + int(b)}"  # a real problem and its sum
+    # fewer rows than training digit counts (1..7): the first of the smallest set the config allows
+    assert perf_bench.length_rows(tok, 3, 64, "addition") == perf_bench.length_rows(tok, 7, 64, "addition")[:3]
+    with pytest.raises(ValueError, match="raise --seq"):  # a cut that leaves no answer token: no rows
+        perf_bench.length_rows(tok, 4, 8, "addition")
+
+
+def test_demo_rows_are_named_after_their_batching_and_data_and_the_speed_table_takes_them(monkeypatch, capsys):
+    calls = fake_children(monkeypatch)
+    rows = perf_bench._train_rows("ckpt", ["repo", "unsloth"], preset(["--demo"]), "train")
+    assert [(r["path"], r["run"]) for r in rows] == [("repo", "8x1 grouped"), ("unsloth", "notebook")]
+    assert all((r["lengths"], r["seq"]) == ("addition", 64) for r in rows)
+    assert json.loads(calls[1][2])["lengths"] == "addition" and calls[1][0] == "train:unsloth"
+
+    def row(path, run, tokens):
+        return {"arch": "tinyllama-1.1b", "part": "train", "path": path, "run": run, "flop_params": 10**9,
+                "lengths": "addition", "seq": 64, "tokens_per_row": 30.0, "useful_tokens_per_s": tokens}
+
+    perf_bench.print_speed_table([row("repo", "8x1 grouped", 6000), row("unsloth", "notebook padded", 2000)])
+    out = capsys.readouterr().out
+    repo = next(line for line in out.splitlines() if line.startswith("tinyllama-1.1b") and " repo " in line)
+    assert repo.split()[4:7] == ["6000", "3.64%", "3.00x"]
+    assert "T4 estimate" not in out  # the estimate is the forgetting study's run (Alpaca-like rows)
+
+
+@pytest.mark.slow
+def test_demo_train_part_runs_the_demos_config_on_its_rows(embedded_tokenizer, tiny_model):
+    """The repository path's child at --demo's settings on a CPU: the demo's config (8 x 1, length-grouped)
+    trains on the addition rows, every step timed over them."""
+    from helpers.registry import resolve_model
+
+    folder = resolve_model(tiny_model).local_path
+    spec = {**perf_bench.run_spec(preset(["--demo"]), "train"), "steps": 3}
+    got = perf_bench.child_repo(folder, spec)
+    assert set(got) == {"8x1 grouped"}
+    run = got["8x1 grouped"]
+    assert "error" not in run, run
+    assert (run["batch"], run["accum"], run["batching"], run["sampling"], run["padding_free_used"]) == (
+        8, 1, "grouped", "group_by_length", False)
+    rows = perf_bench.length_rows(embedded_tokenizer, 8 * 3, 64, "addition")
+    assert run["tokens_per_row"] == round(sum(len(r["input_ids"]) for r in rows) / len(rows), 1)
+    assert run["breakdown"]["steps"] == 2 and all(math.isfinite(x) for x in run["breakdown"]["losses"])
 
 
 def test_a_spent_budget_skips_the_measurement(monkeypatch):

@@ -1,6 +1,7 @@
-# Sourced by small_speed.sh, small_batching.sh and small_compile.sh, with their arguments: numbered perf_bench
-# measurements that share TOTAL_S seconds, wheel installation included (the device allows 600 a command). Each
-# gets what is left; a later one is skipped and says so, and can run in a second call that names its number.
+# Sourced by small_speed.sh, small_batching.sh, small_compile.sh and demo_graphs.sh, with their arguments:
+# numbered perf_bench measurements that share TOTAL_S seconds, wheel installation included (the device allows
+# 600 a command). Each gets what is left; a later one is skipped and says so, and can run in a second call
+# that names its number.
 # Set before sourcing: PREFIX (results: $OUT/<PREFIX>_<N>.json and .log), ALL (the numbers run when none are
 # named), TOTAL_DEFAULT and CHILD_DEFAULT (seconds for everything, and per perf_bench child: CHILD_S overrides).
 set -uo pipefail
