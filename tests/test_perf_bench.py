@@ -237,11 +237,8 @@ def test_demo_rows_are_named_after_their_batching_and_data_and_the_speed_table_t
     assert all((r["lengths"], r["seq"]) == ("addition", 64) for r in rows)
     assert json.loads(calls[1][2])["lengths"] == "addition" and calls[1][0] == "train:unsloth"
 
-    def row(path, run, tokens):
-        return {"arch": "tinyllama-1.1b", "part": "train", "path": path, "run": run, "flop_params": 10**9,
-                "lengths": "addition", "seq": 64, "tokens_per_row": 30.0, "useful_tokens_per_s": tokens}
-
-    perf_bench.print_speed_table([row("repo", "8x1 grouped", 6000), row("unsloth", "notebook padded", 2000)])
+    perf_bench.print_speed_table([speed_row("repo", "8x1 grouped", 6000, "addition", 64, 30.0),
+                                  speed_row("unsloth", "notebook padded", 2000, "addition", 64, 30.0)])
     out = capsys.readouterr().out
     repo = next(line for line in out.splitlines() if line.startswith("tinyllama-1.1b") and " repo " in line)
     assert repo.split()[4:7] == ["6000", "3.64%", "3.00x"]
@@ -511,12 +508,15 @@ def test_step_breakdown_on_a_cpu_and_its_table_line(embedded_tokenizer, tmp_path
     assert set(summary["growth"]) == {"py_blocks"} and set(summary["drift_ms"]) == set(perf_bench.PHASES)
 
 
-def test_speed_table_ratios_share_of_peak_and_t4_estimate(capsys):
-    def row(path, run, tokens):
-        return {"arch": "tinyllama-1.1b", "part": "train", "path": path, "run": run, "flop_params": 10**9,
-                "lengths": "alpaca", "seq": 1024, "tokens_per_row": 110.0, "useful_tokens_per_s": tokens}
+def speed_row(path, run, tokens, lengths="alpaca", seq=1024, tokens_per_row=110.0):
+    """A training row of the speed table: a 1B model's useful tokens/s on `lengths` rows."""
+    return {"arch": "tinyllama-1.1b", "part": "train", "path": path, "run": run, "flop_params": 10**9,
+            "lengths": lengths, "seq": seq, "tokens_per_row": tokens_per_row, "useful_tokens_per_s": tokens}
 
-    perf_bench.print_speed_table([row("repo", "2x4 grouped", 6000), row("unsloth", "notebook padded", 2000)])
+
+def test_speed_table_ratios_share_of_peak_and_t4_estimate(capsys):
+    perf_bench.print_speed_table([speed_row("repo", "2x4 grouped", 6000),
+                                  speed_row("unsloth", "notebook padded", 2000)])
     out = capsys.readouterr().out
     repo = next(line for line in out.splitlines() if line.startswith("tinyllama-1.1b") and " repo " in line)
     assert repo.split()[4:7] == ["6000", "3.64%", "3.00x"]  # 6 x 1e9 x 6000 / 989e12; 6000 / 2000
