@@ -3,6 +3,7 @@ are wrapped, one setting a process, and batches padded to multiples of 64 tokens
 all one) with the loss unchanged. The graphs themselves need a GPU: scripts/gpu/demo_graphs.sh, PERFORMANCE.md
 (fourth round)."""
 
+import dataclasses
 import types
 
 import pytest
@@ -96,3 +97,26 @@ def test_batches_padded_to_max_seq_length_give_the_same_loss(tiny_model, embedde
     with torch.no_grad():
         loss_plain, loss_fixed = model(**plain).loss, model(**fixed).loss
     assert torch.isfinite(loss_plain) and loss_fixed.item() == pytest.approx(loss_plain.item(), abs=1e-5)
+
+
+def test_the_trainer_pads_to_buckets_and_warns_without_checkpointing(graphs_state, tiny_model, tmp_path, capsys):
+    """With graphs on (the Unsloth path), the collator pads to multiples of 64; over rows of several multiples and
+    without gradient checkpointing the trainer says why that is slow. (The trainer is built, not trained: on a
+    CPU there is no Unsloth.)"""
+    from helpers.modeling import add_lora, load_model
+    from helpers.sft import build_sft_dataset
+
+    model, tokenizer, info = load_model(tiny_model, max_seq_length=256, load_in_4bit=False)
+    model = add_lora(model, info, r=4, alpha=8, dropout=0.0, targets=["q_proj"], seed=0, gradient_checkpointing=False)
+    pairs = [("Say it once. ", "yes"), ("Repeat this long line, please. " * 20, "no")]  # 1 and 3 multiples of 64
+    dataset = build_sft_dataset(tokenizer, pairs, chat=False, max_length=256)
+    graphs_state[:] = [True]
+    settings = ForgettingConfig(max_steps=1, gradient_checkpointing=False, max_seq_length=256, report_to="none")
+    trainer = sft_trainer(model, tokenizer, dataset, run_dir=tmp_path, settings=settings, backend="unsloth")
+    assert trainer.data_collator.inner.pad_to_multiple_of == 64
+    assert trainer.data_collator([dataset[0]])["input_ids"].shape == (1, 64)
+    warning = capsys.readouterr().out
+    assert "set gradient_checkpointing = True or cuda_graphs = False" in warning and "here 2 multiples" in warning, warning
+    settings = dataclasses.replace(settings, gradient_checkpointing=True)
+    sft_trainer(model, tokenizer, dataset, run_dir=tmp_path, settings=settings, backend="unsloth")
+    assert "cuda_graphs" not in capsys.readouterr().out  # with checkpointing each shape is recorded once

@@ -9,7 +9,7 @@
 #      2 with cuda_graphs true, 3 as shipped; metrics.json and loss_curve.json come back as nb_N_*.json
 #   4: TinyLlama at the forgetting study's defaults (8 x 1, gradient checkpointing): as shipped, with cuda_graphs
 #      (batches padded to 64-token multiples), raw Unsloth
-PREFIX=d ALL="1 2 3 4" TOTAL_DEFAULT=560 CHILD_DEFAULT=200
+PREFIX=d ALL="1 2 3 4" TOTAL_DEFAULT=560 CHILD_DEFAULT=300  # raw Unsloth took over 150 s on the demo rows
 source scripts/gpu/measure.sh "$@"
 ckpt=/tmp/ckpt/smollm2-135m
 measure 1 smollm2-135m --demo --paths repo,unsloth --compile unsloth,graphs
