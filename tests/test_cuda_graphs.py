@@ -116,7 +116,8 @@ def test_the_trainer_pads_to_buckets_and_warns_without_checkpointing(graphs_stat
     assert trainer.data_collator.inner.pad_to_multiple_of == 64
     assert trainer.data_collator([dataset[0]])["input_ids"].shape == (1, 64)
     warning = capsys.readouterr().out
-    assert "set gradient_checkpointing = True or cuda_graphs = False" in warning and "here 2 multiples" in warning, warning
+    assert "set gradient_checkpointing = True or cuda_graphs = False" in warning, warning
+    assert "here 2 multiples of 64 tokens" in warning
     settings = dataclasses.replace(settings, gradient_checkpointing=True)
     sft_trainer(model, tokenizer, dataset, run_dir=tmp_path, settings=settings, backend="unsloth")
     assert "cuda_graphs" not in capsys.readouterr().out  # with checkpointing each shape is recorded once
