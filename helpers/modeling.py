@@ -213,17 +213,18 @@ def stop_token_ids(tokenizer, stop_strings) -> list[int]:
 # Whether Unsloth's per-layer compile records CUDA graphs, as the first add_lora of this process set it:
 # Unsloth wraps each decoder-layer class once a process, with the options it finds then.
 _BLOCK_GRAPHS: list = []
+# With those graphs helpers.sft pads a batch to a multiple of this many tokens: few shapes, each recorded once
+# (rows of up to 64 tokens, the addition study's, all take one shape).
+GRAPH_BUCKET = 64
 
 
 def set_block_cuda_graphs(on: bool, max_seq_length: int, block_compile=None) -> None:
     """Turn Inductor's CUDA graphs in Unsloth's per-layer compile on or off before the layers are wrapped
     (Unsloth reads UNSLOTH_BLOCK_CUDAGRAPHS only when it is imported, and `import helpers` imports it first).
-    A new batch shape is recorded again, so train_sft pads batches to multiples of helpers.sft.GRAPH_BUCKET
+    A new batch shape is recorded again, so train_sft pads batches to multiples of GRAPH_BUCKET
     tokens, and Unsloth's cap on recorded shapes (past which a layer kind runs without graphs) is raised to
     what `max_seq_length` allows: a full and a last, shorter batch per multiple. A second call that asks
     otherwise is refused: the layers keep the first setting."""
-    from helpers.sft import GRAPH_BUCKET
-
     if _BLOCK_GRAPHS and _BLOCK_GRAPHS[0] != on:
         raise ConfigError(f"cuda_graphs={on} after a model of this process was set up with cuda_graphs="
                           f"{_BLOCK_GRAPHS[0]}: restart the kernel (Runtime > Restart session) to change it")

@@ -121,11 +121,6 @@ def answer_only_collator(tokenizer, *, padding_free: bool, pad_to_multiple_of: i
                                                               pad_to_multiple_of=pad_to_multiple_of))
 
 
-# With Unsloth's per-layer CUDA graphs a batch is padded to a multiple of this many tokens: few shapes, each recorded
-# once (rows of up to 64 tokens, the addition study's, all take one shape).
-GRAPH_BUCKET = 64
-
-
 def graph_pad_multiple(settings, backend: str) -> int | None:
     """Tokens a padded batch's length is rounded up to when training replays Unsloth's per-layer CUDA graphs
     (add_lora's cuda_graphs): GRAPH_BUCKET, or max_seq_length when shorter; else None (each batch padded to
@@ -133,7 +128,7 @@ def graph_pad_multiple(settings, backend: str) -> int | None:
     (PERFORMANCE.md, third and fourth rounds)."""
     if backend != "unsloth":
         return None
-    from helpers.modeling import block_cuda_graphs_on
+    from helpers.modeling import GRAPH_BUCKET, block_cuda_graphs_on
 
     return min(GRAPH_BUCKET, settings.max_seq_length) if block_cuda_graphs_on() else None
 

@@ -12,7 +12,8 @@ from conftest import TINY
 
 from helpers import modeling
 from helpers.config import ConfigError, build_config, config_hash
-from helpers.sft import GRAPH_BUCKET, answer_only_collator, graph_pad_multiple, length_buckets, sft_trainer
+from helpers.modeling import GRAPH_BUCKET
+from helpers.sft import answer_only_collator, graph_pad_multiple, length_buckets, sft_trainer
 from helpers.tasks.addition import AdditionConfig
 from helpers.tasks.forgetting import ForgettingConfig
 
