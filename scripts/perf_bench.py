@@ -19,7 +19,9 @@ speed and memory do not depend on weight values), each path in a fresh process:
   padded, length-grouped and padding-free over the same rows (useful tokens/s).
 - `--breakdown`: where each step's wall time goes (`StepBreakdown`): host time per phase (data, forward,
   backward, clipping, optimizer, callbacks, logging, waiting for the GPU), the GPU's busy time
-  (torch.profiler, kernels) and the host's synchronisations per step; on a CPU the host phases alone.
+  (torch.profiler, kernels), the kernels themselves (how many a step, their mean length, the time of each
+  kind: matmul, 4-bit dequantize, compiled, optimizer, ...; the longest) and the host's synchronisations
+  per step; on a CPU the host phases alone.
 - the floor: what a QLoRA step of the checkpoint holds before any activation (NF4 weights, bf16
   embeddings, fp32 adapters with gradients and 8-bit Adam states), counted from its config;
   `--memory-floor` prints it for the public configs without a GPU.
@@ -134,6 +136,40 @@ def kernel_busy_us(intervals) -> float:
     return busy
 
 
+# What a CUDA kernel does, from its name (first match wins): where a small model's GPU time goes
+KERNEL_KINDS = (("optimizer", ("optimizer", "multi_tensor_apply")),  # bitsandbytes' 8-bit Adam; torch's foreach
+                ("4-bit dequantize", ("dequantize", "kgemm_4bit")),
+                ("attention", ("flash", "fmha", "attention", "attn")),
+                ("matmul", ("gemm", "nvjet", "cutlass", "gemv", "xmma", "matmul")),
+                ("compiled (Inductor)", ("triton_",)),
+                ("elementwise", ("elementwise",)),
+                ("reduction", ("reduce",)),
+                ("copy", ("memcpy", "memset", "copy", "cat")))
+
+
+def kernel_kind(name: str) -> str:
+    """KERNEL_KINDS' kind of a kernel name, or "other" (Unsloth's own Triton kernels, norms, embeddings...)."""
+    low = name.lower()
+    return next((kind for kind, marks in KERNEL_KINDS if any(m in low for m in marks)), "other")
+
+
+def kernel_table(kernels, n_steps: int, top: int = 12) -> dict:
+    """Per step, from (name, microseconds) of every kernel the profiler saw over `n_steps` steps: how many
+    kernels and their mean length (a step of many short kernels is bound by launching them), the time of
+    each kind (KERNEL_KINDS) and the `top` kernels by time, as [name, ms, calls]."""
+    kinds, names = collections.Counter(), {}
+    for name, us in kernels:
+        kinds[kernel_kind(name)] += us
+        total, calls = names.get(name, (0.0, 0))
+        names[name] = (total + us, calls + 1)
+    total_us = sum(kinds.values())
+    return {"kernels_per_step": round(len(kernels) / n_steps, 1),
+            "mean_kernel_us": round(total_us / len(kernels), 2) if kernels else None,
+            "kind_ms_per_step": {k: round(v / 1e3 / n_steps, 2) for k, v in kinds.most_common()},
+            "top_kernels": [[name[:70], round(us / 1e3 / n_steps, 3), round(calls / n_steps, 1)]
+                            for name, (us, calls) in sorted(names.items(), key=lambda x: -x[1][0])[:top]]}
+
+
 class StepBreakdown:
     """Where each optimizer step's wall time goes on the host: one clock switched between PHASES by
     hooks on the model's forward, wrappers around the trainer's data loading, backward, clipping,
@@ -215,13 +251,15 @@ class StepBreakdown:
 
         self._prof.stop()
         events = self._prof.events()
-        kernels = [(e.time_range.start, e.time_range.end) for e in events if e.device_type == DeviceType.CUDA]
+        cuda = [e for e in events if e.device_type == DeviceType.CUDA]
+        kernels = [(e.time_range.start, e.time_range.end) for e in cuda]
         syncs = [e for e in events if e.device_type == DeviceType.CPU and e.name in SYNC_CALLS]
         self.gpu = {"steps": list(range(*self.profile)), "busy_s": kernel_busy_us(kernels) / 1e6,
                     # with the one at the end of each step that this measurement adds; None: the profiler
                     # recorded no CUDA runtime call at all
                     "syncs_per_step": round(len(syncs) / n_steps, 2) if syncs else None,
-                    "sync_ms_per_step": round(sum(e.time_range.elapsed_us() for e in syncs) / 1e3 / n_steps, 2)}
+                    "sync_ms_per_step": round(sum(e.time_range.elapsed_us() for e in syncs) / 1e3 / n_steps, 2),
+                    **kernel_table([(e.name, e.time_range.elapsed_us()) for e in cuda], n_steps)}
         self._prof = None
 
     def callback(self):
@@ -1307,6 +1345,7 @@ def print_speed_table(results: list[dict]) -> None:
         print(f"{head} {tok:>7} {6 * r['flop_params'] * tok / BF16_DENSE:>7.2%} {vs:>7} {step:>7} "
               f"{gpu.get('busy_ms_per_step', '-'):>6} {phases} {gpu.get('syncs_per_step', '-'):>6} "
               f"{b.get('drift', '-'):>6} {loss:>8}")
+    print_kernel_tables(rows)
     study = [r for r in rows if r.get("arch") == "tinyllama-1.1b" and r.get("lengths") == "alpaca" and "error" not in r]
     if study:
         n = memory_floor(public_config("tinyllama-1.1b"))["flop_params"]  # the real 32,000-row vocabulary
@@ -1317,6 +1356,21 @@ def print_speed_table(results: list[dict]) -> None:
               f"{study[0]['tokens_per_row']} tokens, one epoch: {flops / 1e15:,.0f} PFLOP) at "
               f"{T4_FP16_DENSE / 1e12:.0f} TFLOP/s fp16 x each run's measured share of peak: {'; '.join(cells)} "
               "(the study reports about 14 h)")
+
+
+def print_kernel_tables(rows: list[dict]) -> None:
+    """For each run profiled with --breakdown: its kernels a step, their mean length, the GPU time of each kind
+    (KERNEL_KINDS) and the longest kernels."""
+    profiled = [r for r in rows if ((r.get("breakdown") or {}).get("gpu") or {}).get("kind_ms_per_step")]
+    if profiled:
+        print("\nGPU kernels of the profiled steps, a step: how many, their mean length, ms by kind, the longest")
+    for r in profiled:
+        gpu = r["breakdown"]["gpu"]
+        kinds = ", ".join(f"{kind} {ms}" for kind, ms in gpu["kind_ms_per_step"].items())
+        print(f"{r.get('arch', '-')} {r['path']} {r['run']}: {gpu['kernels_per_step']} kernels of "
+              f"{gpu['mean_kernel_us']} us on average; ms: {kinds}")
+        for name, ms, calls in gpu["top_kernels"][:5]:
+            print(f"    {ms:>8} {calls:>7}  {name}")
 
 
 if __name__ == "__main__":

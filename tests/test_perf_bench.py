@@ -397,6 +397,24 @@ def test_kernel_busy_time_counts_overlapping_kernels_once():
     assert perf_bench.kernel_busy_us([]) == 0
 
 
+def test_kernel_table_counts_kinds_and_the_longest_kernels_a_step(capsys):
+    names = {"nvjet_tst_128x256_64x4_2x1_v_bz_coopA_TNN": "matmul", "sm90_xmma_gemm_bf16bf16_bf16f32": "matmul",
+             "triton_poi_fused_add_mul_silu_0": "compiled (Inductor)", "kDequantizeBlockwise<__nv_bfloat16, 512>":
+             "4-bit dequantize", "void kOptimizer8bit2StateBlockwise<...>": "optimizer",
+             "void at::native::vectorized_elementwise_kernel<4, ...>": "elementwise",
+             "pytorch_flash::flash_fwd_kernel<...>": "attention", "_rms_layernorm_forward": "other"}
+    assert {name: perf_bench.kernel_kind(name) for name in names} == names
+    kernels = [("triton_poi_fused_add_0", 10.0)] * 6 + [("nvjet_tst_gemm", 100.0)] * 2 + [("kOptimizer8bit", 4.0)] * 2
+    table = perf_bench.kernel_table(kernels, n_steps=2, top=2)
+    assert table["kernels_per_step"] == 5 and table["mean_kernel_us"] == 26.8
+    assert table["kind_ms_per_step"] == {"matmul": 0.1, "compiled (Inductor)": 0.03, "optimizer": 0.0}
+    assert table["top_kernels"] == [["nvjet_tst_gemm", 0.1, 1.0], ["triton_poi_fused_add_0", 0.03, 3.0]]
+    row = {"arch": "tiny", "part": "train", "path": "repo", "run": "8x1 grouped", "breakdown": {"gpu": table}}
+    perf_bench.print_kernel_tables([row])
+    out = capsys.readouterr().out
+    assert "tiny repo 8x1 grouped: 5.0 kernels of 26.8 us on average; ms: matmul 0.1, compiled (Inductor) 0.03" in out
+
+
 def tiny_lora_model(tokenizer):
     """A two-layer random llama with LoRA on the embedded vocabulary: a CPU trains it in a second."""
     from peft import LoraConfig, get_peft_model
