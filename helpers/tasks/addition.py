@@ -48,8 +48,8 @@ class AdditionConfig(StudyConfig):
     n_shots: int = 3
     max_seq_length: int = 64
     max_new_tokens: int = 24
-    # Unsloth's per-layer CUDA graphs (GPU only; batches padded to 64 tokens, one shape here): the 135M step 4.7x
-    # raw Unsloth on an H200 (PERFORMANCE.md); off by default: a 7B step is bound by the GPU, not by launches
+    # Unsloth's per-layer CUDA graphs (GPU only; batches padded to 64 tokens, one shape here): the 135M demo's
+    # training 1.70x faster on an H200, the same losses (PERFORMANCE.md); off by default: a 7B step is GPU-bound
     cuda_graphs: bool = False
 
     def validate(self) -> None:
