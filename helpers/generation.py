@@ -160,6 +160,7 @@ def mean_embeddings(model, tokenizer, texts: list[str], *, batch_size: int = 16)
     with inference_mode(model):
         for start in range(0, len(texts), batch_size):
             encoded = [tokenizer(t)["input_ids"] or [pad_id] for t in texts[start:start + batch_size]]
+            cover_context(model, max(map(len, encoded)))  # Unsloth would cut a longer text (and its mask not)
             ids, mask = right_padded(encoded, pad_id)
             out = model(input_ids=ids.to(device), attention_mask=mask.to(device), output_hidden_states=True)
             hidden = out.hidden_states[-1].float().cpu()

@@ -1,6 +1,7 @@
 """Unsloth keeps the max_seq_length a model was loaded with and cuts longer inputs to it: the addition notebook
 (64-token training rows, 112-token evaluation prompts with worked examples) stopped in its first evaluation on a
-GPU. generate() and the log-likelihood scorer raise the limit before reading (helpers.modeling.cover_context)."""
+GPU. generate(), the log-likelihood scorer and mean_embeddings raise the limit before reading
+(helpers.modeling.cover_context)."""
 
 import torch
 from conftest import TINY
@@ -24,11 +25,12 @@ def test_cover_context_raises_unsloths_length_limit_and_never_lowers_it():
 
 def test_generation_and_scoring_cover_their_longest_input(tiny_model, embedded_tokenizer):
     """On a GPU the addition notebook (trained on 64-token rows) stopped in its first evaluation: Unsloth cut
-    the 112-token prompts to the model's max_seq_length and the shapes no longer matched. generate() and the
-    log-likelihood scorer now raise that limit before reading (here on a CPU model given Unsloth's attribute)."""
+    the 112-token prompts to the model's max_seq_length and the shapes no longer matched. generate(), the
+    log-likelihood scorer and mean_embeddings now raise that limit before reading (here on a CPU model given
+    Unsloth's attribute)."""
     from transformers import AutoModelForCausalLM
 
-    from helpers.generation import generate
+    from helpers.generation import generate, mean_embeddings
     from helpers.loglik import continuation_logliks
     from helpers.registry import resolve_model
 
@@ -41,3 +43,5 @@ def test_generation_and_scoring_cover_their_longest_input(tiny_model, embedded_t
     assert n_prompt > 8 and all(m.max_seq_length == n_prompt + 5 for m in model.modules())
     continuation_logliks(model, embedded_tokenizer, [(prompt * 3, " 579")])
     assert model.max_seq_length > 3 * n_prompt - 3
+    mean_embeddings(model, embedded_tokenizer, ["short", prompt * 5])  # mmlu_teacher's targeted questions
+    assert model.max_seq_length == len(embedded_tokenizer(prompt * 5)["input_ids"])
