@@ -671,7 +671,7 @@ def padded_to_multiple(multiple: int | None):
 
     original = helpers.sft.answer_only_collator
     if multiple:
-        def bucketed(tokenizer, *, padding_free, pad_to_multiple_of=None):  # replaces cuda_graphs' max_seq_length
+        def bucketed(tokenizer, *, padding_free, pad_to_multiple_of=None):  # replaces cuda_graphs' GRAPH_BUCKET
             return original(tokenizer, padding_free=padding_free, pad_to_multiple_of=multiple)
 
         helpers.sft.answer_only_collator = bucketed
