@@ -248,7 +248,8 @@ def cover_context(model, tokens: int) -> None:
     model and every module, and cuts longer inputs to it (a warning, then a shape error in generation): a
     study that trains on short rows (addition: 64 tokens) evaluates longer prompts (the worked examples).
     Raised, as Unsloth's own loader sets it; never lowered. A transformers model has no such limit."""
-    if (getattr(model, "max_seq_length", None) or tokens) >= tokens:
+    limit = getattr(model, "max_seq_length", None)
+    if limit is None or limit >= tokens:
         return
     for module in [model, *model.modules()]:
         if getattr(module, "max_seq_length", None) is not None and module.max_seq_length < tokens:

@@ -56,6 +56,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import dataclasses
 import functools
 import json
 import math
@@ -463,7 +464,7 @@ def addition_rows(tokenizer, n: int, max_len: int) -> list[dict]:
         from helpers.tasks.addition import make_problems, training_pairs
     cfg = demo_config()
     # validate() wants one problem a training digit count at least; make_problems spreads n_train over them
-    cfg = demo_config(n_train=max(n, cfg.train_digits_max - cfg.train_digits_min + 1))
+    cfg = dataclasses.replace(cfg, n_train=max(n, cfg.train_digits_max - cfg.train_digits_min + 1))
     train, _ = make_problems(cfg)
     rows = [tokenize_example(tokenizer, p, a, chat=False, max_length=max_len) for p, a in training_pairs(train, cfg)]
     rows = [r for r in rows if any(x != IGNORE_INDEX for x in r["labels"])]
@@ -726,8 +727,6 @@ def child_repo(folder: str, spec: dict) -> dict:
     for new shapes in the timed pass (H200: a 16 s step in 40), and timing only some steps would compare
     different examples (grouped steps hold similar lengths, some all long). It groups within
     mega-batches of min(short_steps / 4, 50) steps (a long run: 50)."""
-    import dataclasses
-
     import torch
     from datasets import Dataset
 

@@ -80,7 +80,7 @@ def test_cuda_graphs_does_not_change_the_run_folder():
     assert config_hash(ForgettingConfig(cuda_graphs=True)) == config_hash(ForgettingConfig())
 
 
-def test_batches_padded_to_max_seq_length_give_the_same_loss(tiny_model, embedded_tokenizer):
+def test_batches_padded_to_64_tokens_give_the_same_loss(tiny_model, embedded_tokenizer):
     """What cuda_graphs trains on: batches a multiple of 64 wide, the padding without label or attention."""
     from transformers import AutoModelForCausalLM
 

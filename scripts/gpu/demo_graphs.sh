@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 20, fourth round: the 135M addition demo with Unsloth's per-layer CUDA graphs (the addition notebook's
-# cuda_graphs: every batch padded to max_seq_length, one shape). Results: PERFORMANCE.md, "Small models, fourth
-# round". Prepare here: bash scripts/prepare_gpu_carry.sh. On the device machine (carry .whl and .gpu):
+# cuda_graphs: batches padded to multiples of 64 tokens, one shape for its rows). Results: PERFORMANCE.md,
+# "Small models, fourth round". Prepare here: bash scripts/prepare_gpu_carry.sh. On the device machine (carry
+# .whl and .gpu):
 #   bash scripts/gpu/demo_graphs.sh N [N ...]
 #   1: perf_bench.py --demo (the demo's real training rows and settings): the repository's path as shipped and
 #      with CUDA graphs, raw Unsloth as its notebooks set it up (2 x 4), one process each
