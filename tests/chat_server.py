@@ -67,14 +67,22 @@ class ChatServer:
                     action = server.script.pop(0) if server.script else None
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                self._request = request
                 try:
                     if server.latency:
                         time.sleep(server.latency(request))
                     return self._answer(request, action)
                 finally:
-                    with server._lock:
+                    self._done()  # a dropped connection, or an error: no reply was written
+
+            def _done(self):
+                """The request leaves the server's count and gets its `answered` time, once, before
+                its reply is written: after, the client may read the reply, return and look at
+                `requests` (or send its next request) before this thread gets the lock."""
+                with server._lock:
+                    if self._request["answered"] is None:
                         server.in_flight -= 1
-                        request["answered"] = time.monotonic()
+                        self._request["answered"] = time.monotonic()
 
             def _answer(self, request, action):
                 if self.path != "/v1/chat/completions":
@@ -95,12 +103,14 @@ class ChatServer:
                 if action[0] == "body":
                     return self._send(200, action[1])
                 if action[0] == "drop":
+                    self._done()
                     self.close_connection = True
                     self.connection.close()
                     return None
                 raise ValueError(f"unknown action {action}")
 
             def _send(self, code, body, headers=None):
+                self._done()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
