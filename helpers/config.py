@@ -53,7 +53,11 @@ def output_path(path) -> Path:
 # (cuda_graphs: the same losses, tests/test_cuda_graphs.py and PERFORMANCE.md; a run resumes with it on or off).
 RUN_CONTROL_KEYS = {"output_root", "run_name", "resume", "report_to", "teacher_concurrency", "cuda_graphs"}
 # Settings added after runs were made: left out of the hash at these values, so those runs keep their folders.
-HASH_NEUTRAL = {"group_by_length": False, "stage_schedule": "snapshot"}
+HASH_NEUTRAL = {"group_by_length": False, "stage_schedule": "snapshot", "optim": "auto"}
+# the trainer's optimizer (transformers' `optim` names). "auto": the study's stated optimizer where it states one
+# (STATED_OPTIM on its config), else adamw_8bit on a GPU (Unsloth's notebooks); adamw_torch on a CPU either way.
+# The 8-bit ones are bitsandbytes' (also on a CPU); "paged_" keeps the same arithmetic, its states in paged memory.
+OPTIMIZERS = ("auto", "adamw_8bit", "paged_adamw_8bit", "adamw_torch", "adamw_torch_fused")
 # trainer loggers a run may add (each needs its package installed: tensorboard, wandb)
 REPORT_TO = ("none", "tensorboard", "wandb")
 
@@ -131,6 +135,7 @@ class StudyConfig:
     # Batches of similar lengths, padded: little padding, compiled kernels (PERFORMANCE.md, short samples).
     group_by_length: bool = True
     padding_free: bool = False  # a batch's examples end to end instead (same loss; slower where measured)
+    optim: str = "auto"  # OPTIMIZERS
     save_steps: int = 50
     eval_batch_size: int = 32
     max_new_tokens: int = 32
@@ -156,6 +161,9 @@ class StudyConfig:
             raise ConfigError("lora_targets is empty: name the projections to adapt, e.g. ['q_proj', 'v_proj']")
         if not str(self.model).strip():
             raise ConfigError("model is empty: give a registry name (configs/models.yaml), a hub id or a path")
+        if self.optim not in OPTIMIZERS:
+            raise ConfigError(f"optim must be one of {', '.join(OPTIMIZERS)}, got {self.optim!r}"
+                              f"{similar_names(str(self.optim), OPTIMIZERS)}")
         if self.report_to not in REPORT_TO:
             raise ConfigError(f"report_to must be one of {', '.join(REPORT_TO)}, got {self.report_to!r}")
         if getattr(self, "cuda_graphs", False) and self.padding_free:  # the studies that have it (addition, forgetting)

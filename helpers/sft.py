@@ -121,6 +121,15 @@ def answer_only_collator(tokenizer, *, padding_free: bool, pad_to_multiple_of: i
                                                               pad_to_multiple_of=pad_to_multiple_of))
 
 
+def resolve_optim(settings, on_gpu: bool) -> str:
+    """The transformers `optim` a run trains with: settings.optim, or for "auto" (helpers.config.OPTIMIZERS)
+    the study's stated optimizer (its config's STATED_OPTIM) or adamw_8bit on a GPU, adamw_torch on a CPU."""
+    optim = getattr(settings, "optim", "auto")
+    if optim != "auto":
+        return optim
+    return getattr(settings, "STATED_OPTIM", "adamw_8bit") if on_gpu else "adamw_torch"
+
+
 def graph_pad_multiple(settings, backend: str) -> int | None:
     """Tokens a padded batch's length is rounded up to when training replays Unsloth's per-layer CUDA graphs
     (add_lora's cuda_graphs): GRAPH_BUCKET, or max_seq_length when shorter; else None (each batch padded to
@@ -322,7 +331,7 @@ def sft_trainer(model, tokenizer, dataset, *, run_dir, settings, backend: str, s
         bf16=on_gpu and dtype == torch.bfloat16,
         fp16=on_gpu and dtype == torch.float16,
         use_cpu=not on_gpu,
-        optim="adamw_8bit" if on_gpu else "adamw_torch",
+        optim=resolve_optim(settings, on_gpu),
         gradient_checkpointing=settings.gradient_checkpointing and backend != "unsloth",
         max_length=settings.max_seq_length,
         packing=False,
@@ -450,6 +459,7 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
             "padding_free": collator.inner.padding_free,  # TRL's own flag refuses a custom collator
             "pad_to_multiple_of": collator.inner.pad_to_multiple_of,  # GRAPH_BUCKET with cuda_graphs
             "sampling": trainer.args.train_sampling_strategy,
+            "optim": str(getattr(trainer.args.optim, "value", trainer.args.optim)),
             "adapter_dtype": sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()
                                      if p.requires_grad}),
         },

@@ -58,6 +58,7 @@ import collections
 import contextlib
 import dataclasses
 import functools
+import itertools
 import json
 import math
 import os
@@ -646,14 +647,24 @@ def parse_variants(text: str) -> list[dict]:
     return out
 
 
+def parse_choices(flag: str, text: str, known, example: str) -> list[str]:
+    """"a,b" -> the choices of `flag`, in order, each once; ValueError names the known ones."""
+    chosen = list(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    if not chosen or any(m not in known for m in chosen):
+        raise ValueError(f"{flag} {text!r}: choose comma-separated values from {', '.join(known)} (e.g. {example})")
+    return chosen
+
+
 def parse_compile(text: str) -> list[str]:
     """"unsloth,graphs" -> the --compile modes, in order, each once."""
-    modes = list(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
-    bad = [m for m in modes if m not in COMPILE_MODES]
-    if bad or not modes:
-        raise ValueError(f"--compile {text!r}: choose comma-separated modes from {', '.join(COMPILE_MODES)} "
-                         "(e.g. unsloth,graphs)")
-    return modes
+    return parse_choices("--compile", text, COMPILE_MODES, "unsloth,graphs")
+
+
+def parse_optim(text: str) -> list[str]:
+    """"auto,adamw_torch_fused" -> the --optim optimizers (helpers.config.OPTIMIZERS), in order, each once."""
+    with _light_helpers():
+        from helpers.config import OPTIMIZERS
+    return parse_choices("--optim", text, OPTIMIZERS, "auto,adamw_torch_fused")
 
 
 def block_modes(model) -> dict:
@@ -764,7 +775,7 @@ def child_repo(folder: str, spec: dict) -> dict:
             name = f"{v['batch']}x{v['accum']} {v['batching']}"
             cfg = dataclasses.replace(base, batch_size=v["batch"], grad_accum=v["accum"], max_steps=steps,
                                       save_steps=10**6, max_seq_length=seq, gradient_checkpointing=spec.get("gc", True),
-                                      **SHORT[v["batching"]])
+                                      optim=spec.get("optim", "auto"), **SHORT[v["batching"]])
             rows = length_rows(tokenizer, v["batch"] * v["accum"] * steps, seq, spec["lengths"])
             report = {}
             try:
@@ -776,7 +787,8 @@ def child_repo(folder: str, spec: dict) -> dict:
                 out[name] = _run_result(summary, first_s, rows, backend=info.backend, batch=v["batch"],
                                         accum=v["accum"], batching=v["batching"], load_s=round(load_s, 1),
                                         padding_free_used=report["effective"]["padding_free"],
-                                        sampling=report["effective"]["sampling"], block_compile=block_modes(model))
+                                        sampling=report["effective"]["sampling"], optim=report["effective"]["optim"],
+                                        block_compile=block_modes(model))
             except Exception as err:  # one measurement's failure must not hide the others
                 out[name] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
         return out
@@ -791,7 +803,8 @@ def child_repo(folder: str, spec: dict) -> dict:
     for name, short, n, n_steps, overrides in runs:
         cfg = dataclasses.replace(TrainConfig(), batch_size=n, grad_accum=1, max_steps=n_steps, warmup_steps=0,
                                   save_steps=10**6, max_seq_length=seq, lora_targets=lora["targets"],
-                                  gradient_checkpointing=spec.get("gc", True), **overrides)
+                                  gradient_checkpointing=spec.get("gc", True), optim=spec.get("optim", "auto"),
+                                  **overrides)
         rows = length_rows(tokenizer, n * n_steps, seq, spec["lengths"]) if short else random_rows(tokenizer,
                                                                                                    n * n_steps, seq)
         timer, timed_phases = step_timer(model), spec["breakdown"] and not short
@@ -803,7 +816,8 @@ def child_repo(folder: str, spec: dict) -> dict:
                 out[name] = {**_result(timer, n, seq, short, load_s, info.backend,
                                        _profiled(n_steps)[0] if profile else None),
                              "padding_free_used": report["effective"]["padding_free"],
-                             "sampling": report["effective"]["sampling"], "block_compile": block_modes(model)}
+                             "sampling": report["effective"]["sampling"], "optim": report["effective"]["optim"],
+                             "block_compile": block_modes(model)}
                 if timed_phases:
                     out[name]["breakdown"] = breakdown.summary(skip=2)
         except Exception as err:  # one measurement's failure must not hide the others
@@ -995,7 +1009,8 @@ def run_spec(args, part: str) -> dict:
                                                               "addition" if getattr(args, "demo", False) else "full"),
             "lora": args.lora, "variants": args.variants, "breakdown": args.breakdown,
             "short_batch": args.short_batch, "short_steps": args.short_steps, "gc": not getattr(args, "no_gc", False),
-            "pad_multiple": getattr(args, "pad_multiple", None), "warm_passes": getattr(args, "warm_passes", 1)}
+            "pad_multiple": getattr(args, "pad_multiple", None), "warm_passes": getattr(args, "warm_passes", 1),
+            "optim": "auto"}
 
 
 def _child(args, child_args: list[str], env_extra: dict | None = None) -> dict:
@@ -1016,17 +1031,19 @@ def _train_rows(folder: str, order: list[str], args, repo_part: str = "train") -
     full_name = f"{spec['batch']}x{spec['accum']} full {spec['seq']}"
     data = {"lengths": spec["lengths"], "seq": spec["seq"]}
     modes = getattr(args, "compile", None) or ["unsloth"]
+    optims = getattr(args, "optim", None) or ["auto"]
     for path in order:
         if path == "repo":
-            for mode in modes:  # each its own process: Unsloth reads the switches when it is imported
-                got = _child(args, ["repo", folder, json.dumps(spec)], COMPILE_MODES[mode])
+            # each its own process: Unsloth reads the switches when it is imported
+            for mode, optim in itertools.product(modes, optims):
+                got = _child(args, ["repo", folder, json.dumps({**spec, "optim": optim})], COMPILE_MODES[mode])
                 if "error" in got:
                     names = (["train"] if spec["lengths"] == "full" else
                              [f"{v['batch']}x{v['accum']} {v['batching']}" for v in spec["variants"]])
                     got = dict.fromkeys(names if repo_part == "train" else SHORT, got)
                 # what the run name adds to the batching: the buckets and a --compile mode other than Unsloth's own
                 tail = (f" pad{spec['pad_multiple']}" if spec.get("pad_multiple") else "") + (
-                    f" {mode}" if mode != "unsloth" else "")
+                    f" {mode}" if mode != "unsloth" else "") + (f" {optim}" if optim != "auto" else "")
                 extra = {"compile": mode, **({"pad_multiple": spec["pad_multiple"]} if spec.get("pad_multiple")
                                              else {})}
                 for k, v in got.items():
@@ -1085,6 +1102,8 @@ def _resolve_preset(args, parser) -> None:
         args.variants = parse_variants(args.variants) if isinstance(args.variants, str) else args.variants
         if isinstance(getattr(args, "compile", None), str):
             args.compile = parse_compile(args.compile)
+        if isinstance(getattr(args, "optim", None), str):
+            args.optim = parse_optim(args.optim)
     except ValueError as err:
         parser.error(str(err))
     if getattr(args, "pad_multiple", None) is not None and args.pad_multiple < 1:
@@ -1140,6 +1159,9 @@ def main() -> None:
                         help="the repository path's training, once per mode, comma-separated: unsloth (as shipped: "
                              "each decoder layer one torch.compile region), eager (no block compile), graphs (those "
                              "regions with CUDA graphs), model (TrainingArguments(torch_compile=True))")
+    parser.add_argument("--optim", default="auto",
+                        help="the repository path's training, once per optimizer, comma-separated (helpers.config."
+                             "OPTIMIZERS): auto (adamw_8bit on a GPU), adamw_torch_fused, paged_adamw_8bit, ...")
     parser.add_argument("--pad-multiple", type=int, default=None,
                         help="the repository path pads each batch to a multiple of this many tokens (a few static "
                              "shapes for CUDA graphs; the padding gets no loss)")

@@ -566,7 +566,28 @@ def test_compile_modes_run_in_their_own_children_with_their_switches(monkeypatch
         ("repo", "8x1 grouped pad64 model", "model"), ("unsloth", "notebook", None)]
 
 
+def test_optimizers_train_in_their_own_children_with_the_optimizer_in_the_spec(monkeypatch):
+    """--optim: the repository path once per optimizer (and per --compile mode), the row named after it;
+    "auto" keeps the study's name, and raw Unsloth keeps its notebook's optimizer."""
+    calls = []
+
+    def fake_child(args, timeout, cold=False, env_extra=None):
+        calls.append(args)
+        return {"8x1 grouped": {"useful_tokens_per_s": 10}} if args[0] == "repo" else {"batching": "notebook"}
+
+    monkeypatch.setattr(perf_bench, "run_child", fake_child)
+    ns = preset(["--demo"])
+    ns.compile, ns.optim = perf_bench.parse_compile("unsloth,graphs"), perf_bench.parse_optim("auto,adamw_torch_fused")
+    rows = perf_bench._train_rows("ckpt", ["repo", "unsloth"], ns, "train")
+    assert [(a[0], json.loads(a[2]).get("optim")) for a in calls] == [
+        ("repo", "auto"), ("repo", "adamw_torch_fused"), ("repo", "auto"), ("repo", "adamw_torch_fused"),
+        ("train:unsloth", "auto")]
+    assert [r["run"] for r in rows] == ["8x1 grouped", "8x1 grouped adamw_torch_fused", "8x1 grouped graphs",
+                                        "8x1 grouped graphs adamw_torch_fused", "notebook"]
+
+
 @pytest.mark.parametrize("flag,bad,hint", [("--compile", "unsloth,graph", "unsloth,graphs"),
+                                           ("--optim", "adamw_fused", "auto,adamw_torch_fused"),
                                            ("--compile", ",", "unsloth,graphs"), ("--pad-multiple", "0", "64"),
                                            ("--warm-passes", "0", "1 or more")])
 def test_bad_compile_pad_multiple_or_warm_passes_is_a_one_line_error(monkeypatch, capsys, flag, bad, hint):

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable
+from typing import Callable, ClassVar
 
 from helpers.config import ConfigError, InstructConfig, check_secret_env_params
 from helpers.data import HubData, load_records
@@ -432,6 +432,9 @@ def answer_all(backend, prompts: list[str], max_tokens: int) -> tuple[list[str],
 class SmallVsLargeConfig(InstructConfig):
     """small_vs_large: the five Dr.ICL configurations and a large model's row on three tasks."""
 
+    # optim "auto" on a GPU: the study trained with "a paged optimizer", 8- or 32-bit not stated; paged AdamW 8-bit
+    # computes what adamw_8bit (the default before `optim` existed) computed, so earlier runs resume unchanged
+    STATED_OPTIM: ClassVar[str] = "paged_adamw_8bit"
     model: str = "mistral-7b-instruct-v3"  # the study's small model; the CPU presets name the embedded one
     # beer style has no hub copy (BeerAdvocate is not on the hub under a stable id): by default the two
     # tasks the hub has; add "beer" with data_source set to a folder holding your copy
