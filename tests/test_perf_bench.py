@@ -454,16 +454,17 @@ def train_tiny(tokenizer, run_dir, **kw):
 
 
 def test_trainer_without_trl_step_metrics_trains_the_same_losses(embedded_tokenizer, tmp_path):
-    """helpers.sft leaves out TRL's per-step metrics (host work at every micro-batch): the losses, the
-    logged ones and the trained adapters must be bit-identical to the reference path that keeps them."""
+    """helpers.sft leaves out TRL's per-step metrics (host work at every micro-batch) and computes the output
+    layer only where a label follows: the trained adapters must be bit-identical to the reference path that
+    keeps both, the losses the same up to the order of float32 sums (a mean of about 10.8: 1e-6)."""
     ref_losses, ref, ref_state, ref_lora = train_tiny(embedded_tokenizer, tmp_path / "ref", trl_step_metrics=True)
     losses, lean, state, lora = train_tiny(embedded_tokenizer, tmp_path / "lean")
     assert len(losses) == len(ref_losses) == 8  # 4 steps x 2 micro-batches
-    assert all(torch.equal(a, b) for a, b in zip(losses, ref_losses))
-    assert [h["loss"] for h in state["log_history"] if "loss" in h] == [
-        h["loss"] for h in ref_state["log_history"] if "loss" in h]
-    assert (lean["train_loss"], lean["loss_first"], lean["loss_last"]) == (ref["train_loss"], ref["loss_first"],
-                                                                          ref["loss_last"])
+    assert torch.allclose(torch.stack(losses), torch.stack(ref_losses), rtol=0, atol=4e-6)
+    assert [h["loss"] for h in state["log_history"] if "loss" in h] == pytest.approx(
+        [h["loss"] for h in ref_state["log_history"] if "loss" in h], rel=0, abs=4e-6)
+    assert [lean[k] for k in ("train_loss", "loss_first", "loss_last")] == pytest.approx(
+        [ref[k] for k in ("train_loss", "loss_first", "loss_last")], rel=0, abs=4e-6)
     assert all(torch.equal(lora[k], ref_lora[k]) for k in ref_lora)
     assert state["total_flos"] == ref_state["total_flos"] > 0  # counted once instead of at every micro-batch
     assert "mean_token_accuracy" in ref_state["log_history"][0]  # the switch does take TRL's metrics out
