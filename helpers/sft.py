@@ -282,10 +282,10 @@ def answer_positions(labels: torch.Tensor) -> dict:
 
 def _project_trainer(trainer_cls, lean: bool):
     """`trainer_cls` with the seeded length grouping (GroupedSampler) and, with `lean`, without host
-    work the trainer does at every micro-batch for metrics alone (same losses, bit for bit:
-    tests/test_perf_bench.py). TRL's compute_loss takes the entropy and the token accuracy over the
-    whole vocabulary and counts the tokens, reading three numbers back from the device (on a GPU,
-    three waits for it; on a CPU, the embedded model at 8 x 64 tokens: 0.44 s of an 8.4 s step);
+    work the trainer does at every micro-batch for metrics alone (the same adapters, bit for bit, and the same
+    losses up to the order of float32 sums: tests/test_perf_bench.py). TRL's compute_loss takes the entropy
+    and the token accuracy over the whole vocabulary and counts the tokens, reading three numbers back from
+    the device (on a GPU, three waits for it; on a CPU, the embedded model at 8 x 64 tokens: 0.44 s of an 8.4 s step);
     Unsloth's SFTTrainer already leaves them out. Trainer counts 6 x tokens x num_parameters() for
     `total_flos`, walking every parameter each time (9-13 ms for a LoRA-wrapped 135M or 1.1B model
     on a CPU core; Unsloth counts once too): counted once here. And the output layer runs only where a label
@@ -311,7 +311,7 @@ def _project_trainer(trainer_cls, lean: bool):
             inputs["use_cache"] = False  # as TRL's: no key/value cache while training
             if getattr(self, "_answer_logits", None) is None:
                 self._answer_logits = answer_logits_ok(self.accelerator.unwrap_model(model))
-            if self._answer_logits and not return_outputs:
+            if self._answer_logits and not return_outputs and "labels" in inputs:
                 inputs = {**inputs, **answer_positions(inputs["labels"])}
             return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
