@@ -1009,8 +1009,7 @@ def run_spec(args, part: str) -> dict:
                                                               "addition" if getattr(args, "demo", False) else "full"),
             "lora": args.lora, "variants": args.variants, "breakdown": args.breakdown,
             "short_batch": args.short_batch, "short_steps": args.short_steps, "gc": not getattr(args, "no_gc", False),
-            "pad_multiple": getattr(args, "pad_multiple", None), "warm_passes": getattr(args, "warm_passes", 1),
-            "optim": "auto"}
+            "pad_multiple": getattr(args, "pad_multiple", None), "warm_passes": getattr(args, "warm_passes", 1)}
 
 
 def _child(args, child_args: list[str], env_extra: dict | None = None) -> dict:

@@ -3,9 +3,9 @@ path): the answer is a few tokens of each row, the output layer the widest matri
 and the gradients must be those of the whole batch."""
 
 import torch
-from test_perf_bench import perf_bench, tiny_lora_model, tiny_settings
+from tiny_training import perf_bench, tiny_lora_model, tiny_settings
 
-from helpers.sft import IGNORE_INDEX, answer_logits_ok, answer_positions
+from helpers.sft import IGNORE_INDEX, answer_logits_ok, answer_only_collator, answer_positions
 
 X = IGNORE_INDEX
 
@@ -19,21 +19,6 @@ def test_positions_by_hand():
     assert answer_positions(torch.full((2, 3), X)) == {}  # nothing to predict: the full path
 
 
-def batch(tokenizer, padding_side: str):
-    texts = [("Add 12 and 30.", " 42"), ("What is 7 plus 5 plus 1?", " 13"), ("Sum 1 and 1.", " 2 is the sum")]
-    rows = [tokenizer(p + a)["input_ids"] for p, a in texts]
-    prompt = [len(tokenizer(p)["input_ids"]) for p, _ in texts]
-    width = max(map(len, rows))
-    ids, labels, mask = [], [], []
-    for row, n in zip(rows, prompt):
-        pad = [tokenizer.pad_token_id] * (width - len(row))
-        side = (lambda a, b: a + b) if padding_side == "right" else (lambda a, b: b + a)
-        ids.append(side(row, pad))
-        labels.append(side([X] * n + row[n:], [X] * len(pad)))
-        mask.append(side([1] * len(row), [0] * len(pad)))
-    return {k: torch.tensor(v) for k, v in (("input_ids", ids), ("labels", labels), ("attention_mask", mask))}
-
-
 def loss_and_grads(model, inputs, n):
     model.zero_grad()
     widths = []
@@ -44,11 +29,12 @@ def loss_and_grads(model, inputs, n):
     return loss.detach(), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}, widths[0]
 
 
-def test_the_loss_and_gradients_are_the_whole_batchs_for_either_padding_side(embedded_tokenizer):
+def test_the_loss_and_gradients_are_the_whole_batchs_padded_or_padding_free(embedded_tokenizer):
     model = tiny_lora_model(embedded_tokenizer)
     assert answer_logits_ok(model)
-    for side in ("right", "left"):
-        inputs = batch(embedded_tokenizer, side)
+    rows = perf_bench.length_rows(embedded_tokenizer, 3, 128, "alpaca")
+    for padding_free in (False, True):
+        inputs = answer_only_collator(embedded_tokenizer, padding_free=padding_free)(rows)
         n = (inputs["labels"] != X).sum()
         full, full_grads, full_width = loss_and_grads(model, inputs, n)
         kept = answer_positions(inputs["labels"])

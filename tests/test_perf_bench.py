@@ -3,10 +3,9 @@ failed rounds left out, the table's ratios taken from those medians), the short-
 the embedded model (each batching what it says, all over the same rows), the forgetting study's
 architectures and Alpaca-like lengths, the addition demo's preset and rows (--demo), the step breakdown
 on a CPU; helpers.sft's trainer without TRL's
-per-step metrics (the same losses as with them)."""
+per-step metrics (the same adapters as with them; tests/tiny_training.py)."""
 
 import argparse
-import dataclasses
 import json
 import math
 import statistics
@@ -19,6 +18,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 import perf_bench  # noqa: E402
+import tiny_training  # noqa: E402
+from tiny_training import train_tiny  # noqa: E402
 
 
 def row(path, tokens, peak, round_, arch="llama"):
@@ -415,44 +416,6 @@ def test_kernel_table_counts_kinds_and_the_longest_kernels_a_step(capsys):
     assert "tiny repo 8x1 grouped: 5.0 kernels of 26.8 us on average; ms: matmul 0.1, compiled (Inductor) 0.03" in out
 
 
-def tiny_lora_model(tokenizer):
-    """A two-layer random llama with LoRA on the embedded vocabulary: a CPU trains it in a second."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
-                         tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id)
-    return get_peft_model(LlamaForCausalLM(config), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
-                                                               target_modules=["q_proj", "v_proj"],
-                                                               task_type="CAUSAL_LM"))
-
-
-def tiny_settings(**kw):
-    from helpers.tasks.instruct import TrainConfig
-
-    return dataclasses.replace(TrainConfig(), batch_size=2, grad_accum=2, max_steps=4, warmup_steps=0, save_steps=2,
-                               learning_rate=1e-2, max_seq_length=128, **kw)
-
-
-def train_tiny(tokenizer, run_dir, **kw):
-    """(micro-batch losses, train_sft's report, the trainer's log history, LoRA weights after)."""
-    from datasets import Dataset
-
-    from helpers.sft import train_sft
-
-    model, losses = tiny_lora_model(tokenizer), []
-    hook = model.register_forward_hook(lambda module, args, out: losses.append(out.loss.detach().clone()))
-    rows = perf_bench.length_rows(tokenizer, 16, 128, "alpaca")
-    report = train_sft(model, tokenizer, Dataset.from_list(rows), run_dir=run_dir, settings=tiny_settings(),
-                       backend="transformers", resume=False, **kw)
-    hook.remove()
-    state = json.loads((Path(run_dir) / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
-    lora = {k: v.clone() for k, v in model.state_dict().items() if "lora_" in k}
-    return losses, report, state, lora
-
-
 def test_trainer_without_trl_step_metrics_trains_the_same_losses(embedded_tokenizer, tmp_path):
     """helpers.sft leaves out TRL's per-step metrics (host work at every micro-batch) and computes the output
     layer only where a label follows: the trained adapters must be bit-identical to the reference path that
@@ -474,10 +437,10 @@ def test_trainer_without_trl_step_metrics_trains_the_same_losses(embedded_tokeni
 def test_a_nan_loss_is_reported(embedded_tokenizer, tmp_path, monkeypatch):
     """transformers' logging_nan_inf_filter replaced a NaN loss by the running mean in the logged losses,
     so train_sft's check never saw it; the reference path (trl_step_metrics) still filters."""
-    real = tiny_lora_model
+    real = tiny_training.tiny_lora_model
 
-    def poisoned(tokenizer):
-        model, calls = real(tokenizer), []
+    def poisoned(tokenizer, *args):
+        model, calls = real(tokenizer, *args), []
 
         def nan_at_third(module, args, out):
             calls.append(1)
@@ -488,7 +451,7 @@ def test_a_nan_loss_is_reported(embedded_tokenizer, tmp_path, monkeypatch):
         model.register_forward_hook(nan_at_third)
         return model
 
-    monkeypatch.setattr(sys.modules[__name__], "tiny_lora_model", poisoned)
+    monkeypatch.setattr(tiny_training, "tiny_lora_model", poisoned)
     with pytest.raises(FloatingPointError, match="training loss became nan"):
         train_tiny(embedded_tokenizer, tmp_path / "lean")
     _, report, _, _ = train_tiny(embedded_tokenizer, tmp_path / "ref", trl_step_metrics=True)
@@ -582,7 +545,7 @@ def test_optimizers_train_in_their_own_children_with_the_optimizer_in_the_spec(m
     rows = perf_bench._train_rows("ckpt", ["repo", "unsloth"], ns, "train")
     assert [(a[0], json.loads(a[2]).get("optim")) for a in calls] == [
         ("repo", "auto"), ("repo", "adamw_torch_fused"), ("repo", "auto"), ("repo", "adamw_torch_fused"),
-        ("train:unsloth", "auto")]
+        ("train:unsloth", None)]  # raw Unsloth: its notebooks' optimizer
     assert [r["run"] for r in rows] == ["8x1 grouped", "8x1 grouped adamw_torch_fused", "8x1 grouped graphs",
                                         "8x1 grouped graphs adamw_torch_fused", "notebook"]
 
