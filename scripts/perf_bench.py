@@ -239,6 +239,9 @@ class StepBreakdown:
                 "cuda_mib": round(torch.cuda.memory_allocated() / 2**20, 1) if self.cuda else None,
                 "py_blocks": sys.getallocatedblocks()}
         self.steps.append(step)
+        # for the parent, should this child run out of time: what its steps took so far (`partial_steps`)
+        line = {"index": index, "wall": round(step["wall"], 4), "useful": step["useful_tokens"]}
+        print("PERF-STEP " + json.dumps(line), file=sys.stderr, flush=True)
         if self.profile and index + 1 == self.profile[0]:
             from torch.profiler import ProfilerActivity, profile
 
@@ -982,8 +985,9 @@ def run_child(args: list[str], timeout: int, cold: bool = False, env_extra: dict
                    UNSLOTH_COMPILE_LOCATION=os.path.join(fresh, "unsloth"))
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout} s"}
+    except subprocess.TimeoutExpired as err:
+        partial = partial_steps(err.stderr)
+        return {"error": f"timed out after {timeout} s", **({"partial": partial} if partial else {})}
     finally:
         if fresh:
             shutil.rmtree(fresh, ignore_errors=True)
@@ -992,6 +996,29 @@ def run_child(args: list[str], timeout: int, cold: bool = False, env_extra: dict
             return json.loads(line[5:])
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
     return {"error": tail[0][:300]}
+
+
+def partial_steps(stderr) -> dict | None:
+    """What a timed-out child's StepBreakdown steps took (its "PERF-STEP" lines; a pass starts again at index
+    0): the passes begun, and the last pass's steps, their median wall seconds and useful tokens/s, the first two
+    left out where there are more (compiling). None if no step finished."""
+    if isinstance(stderr, bytes):
+        stderr = stderr.decode(errors="replace")
+    passes: list[list[dict]] = []
+    for line in (stderr or "").splitlines():
+        if line.startswith("PERF-STEP "):
+            step = json.loads(line[10:])
+            if step["index"] == 0 or not passes:
+                passes.append([])
+            passes[-1].append(step)
+    if not passes:
+        return None
+    last = passes[-1]
+    timed = last[2:] if len(last) > 2 else last
+    wall = sum(s["wall"] for s in timed)
+    return {"passes_begun": len(passes), "last_pass_steps": len(last),
+            "median_step_s": round(statistics.median(s["wall"] for s in timed), 4),
+            "useful_tokens_per_s": round(sum(s["useful"] for s in timed) / wall, 1) if wall else None}
 
 
 def _timeout(args) -> int:

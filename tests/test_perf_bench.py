@@ -611,3 +611,18 @@ def test_block_modes_count_the_layers_unsloth_stamped():
         layer.__dict__["_unsloth_block_mode"] = mode
     assert perf_bench.block_modes(layers) == {"compiled": 2, "eager": 1, "compiled, flex outside": 1}
     assert perf_bench.block_modes(torch.nn.Linear(2, 2)) == {}
+
+
+def test_timed_out_child_keeps_its_steps(tmp_path):
+    """A child that runs out of time still tells what its finished steps took (the last pass, compiling steps
+    left out), so a slow path gives a bound instead of nothing."""
+    script = tmp_path / "slow_child.py"
+    walls = [[5.0, 4.0, 0.5, 0.7, 0.9], [3.0, 0.2, 0.4, 0.3]]  # two passes: the second is the one reported
+    lines = [f"PERF-STEP {json.dumps({'index': i, 'wall': w, 'useful': 100})}" for p in walls for i, w in enumerate(p)]
+    script.write_text("import sys, time\n" + "".join(f"print({line!r}, file=sys.stderr, flush=True)\n"
+                                                    for line in lines) + "time.sleep(60)\n")
+    got = perf_bench.run_child([], timeout=3, script=str(script))
+    assert got["error"] == "timed out after 3 s"
+    assert got["partial"] == {"passes_begun": 2, "last_pass_steps": 4, "median_step_s": 0.35,
+                              "useful_tokens_per_s": round(200 / 0.7, 1)}
+    assert perf_bench.partial_steps(b"no steps here\n") is None
