@@ -1216,8 +1216,11 @@ def main() -> None:
         results = []
         for name in args.summarize:
             try:
-                results += json.load(open(name))["results"]
-            except (OSError, ValueError, KeyError) as err:
+                got = json.load(open(name))
+                # a perf_bench --out file, or a dated record under benchmarks/perf/ that keeps several in "runs"
+                results += [r for run in got["runs"].values() for r in run.get("results", [])] if "runs" in got \
+                    else got["results"]
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
                 parser.error(f"--summarize {name}: not a perf_bench --out file ({type(err).__name__}: {err})")
         return print_speed_table(results)
     unknown = set(args.parts.split(",")) - {"train", "short", "generate", "generate_graphs"}
@@ -1377,7 +1380,10 @@ def print_speed_table(results: list[dict]) -> None:
     for r in rows:
         head = f"{r.get('arch', '-'):<15} {r['path']:<8} {r['run'][:28]:<28}"
         if "error" in r:
-            print(f"{head} error: {r['error']}")
+            part = r.get("partial")
+            print(f"{head} error: {r['error']}" + (
+                f" ({part['last_pass_steps']} steps of pass {part['passes_begun']} done: median"
+                f" {part['median_step_s']} s, {part['useful_tokens_per_s']} useful tokens/s)" if part else ""))
             continue
         tok, b = _tokens_per_s(r), r.get("breakdown") or {}
         ref = next((x for x in rows if x.get("arch") == r.get("arch") and x["path"] == "unsloth" and "error" not in x

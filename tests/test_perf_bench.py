@@ -626,3 +626,27 @@ def test_timed_out_child_keeps_its_steps(tmp_path):
     assert got["partial"] == {"passes_begun": 2, "last_pass_steps": 4, "median_step_s": 0.35,
                               "useful_tokens_per_s": round(200 / 0.7, 1)}
     assert perf_bench.partial_steps(b"no steps here\n") is None
+
+
+def test_summarize_reads_dated_records(tmp_path, monkeypatch, capsys):
+    """--summarize takes both a perf_bench --out file and a dated record under benchmarks/perf/ (several runs,
+    some of them notebook records without speed rows), and a timed-out row shows the steps it finished."""
+    row = {"arch": "smollm2-135m", "path": "repo", "part": "train", "run": "8x1 grouped", "lengths": "addition",
+           "seq": 64, "useful_tokens_per_s": 1234.5, "computed_per_useful": 1.0, "flop_params": 1.0e8}
+    slow = {"arch": "smollm2-135m", "path": "unsloth", "part": "train", "run": "notebook", "lengths": "addition",
+            "seq": 64, "error": "timed out after 9 s",
+            "partial": {"passes_begun": 2, "last_pass_steps": 7, "median_step_s": 1.93, "useful_tokens_per_s": 185.0}}
+    record = tmp_path / "record.json"
+    record.write_text(json.dumps({"date": "2026-12-07", "runs": {"1: demo": {"settings": {}, "results": [row]},
+                                                                "2: notebook": {"train": {}}}}))
+    out_file = tmp_path / "d_1.json"
+    out_file.write_text(json.dumps({"settings": {}, "results": [slow]}))
+    monkeypatch.setattr(sys, "argv", ["perf_bench.py", "--summarize", str(record), str(out_file)])
+    perf_bench.main()
+    lines = capsys.readouterr().out.splitlines()
+    assert any("1234" in line and "8x1 grouped" in line for line in lines)
+    assert any("timed out after 9 s (7 steps of pass 2 done: median 1.93 s, 185.0 useful tokens/s)" in line
+               for line in lines)
+    monkeypatch.setattr(sys, "argv", ["perf_bench.py", "--summarize", str(tmp_path / "none.json")])
+    with pytest.raises(SystemExit):
+        perf_bench.main()

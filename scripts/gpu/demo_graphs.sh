@@ -27,6 +27,6 @@ notebook() {  # notebook N OVERRIDES...: the demo notebook in what is left (addi
 notebook 2 -p cuda_graphs true
 notebook 3
 measure 4 tinyllama-1.1b --forgetting --steps 10 --paths repo,unsloth --compile unsloth,graphs
-measure 5 smollm2-135m --demo --paths repo --compile graphs --optim auto,adamw_torch_fused
-measure 6 tinyllama-1.1b --forgetting --steps 10 --paths repo --compile graphs --optim auto,adamw_torch_fused
+measure 5 smollm2-135m --demo --paths repo --compile graphs --optim adamw_torch_fused,auto
+measure 6 tinyllama-1.1b --forgetting --steps 10 --paths repo --compile graphs --optim adamw_torch_fused,auto
 finish
