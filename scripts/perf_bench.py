@@ -751,7 +751,7 @@ def child_repo(folder: str, spec: dict) -> dict:
 
     part, seq, lora, steps = spec["part"], spec["seq"], spec["lora"], spec["steps"]
     start = time.time()
-    model, tokenizer, info = load_model(folder, max_seq_length=seq)
+    model, tokenizer, info = load_model(folder, max_seq_length=seq, load_in_4bit=spec.get("load_in_4bit", True))
     model = add_lora(model, info, r=lora["r"], alpha=lora["alpha"], dropout=lora["dropout"], targets=lora["targets"],
                      seed=0, gradient_checkpointing=spec.get("gc", True))
     load_s, out = time.time() - start, {}
@@ -848,7 +848,7 @@ def child_train(path: str, folder: str, spec: dict) -> dict:
         from unsloth import FastLanguageModel
 
         model, tokenizer = FastLanguageModel.from_pretrained(folder, max_seq_length=seq, dtype=None,
-                                                             load_in_4bit=True)
+                                                             load_in_4bit=spec.get("load_in_4bit", True))
         model = FastLanguageModel.get_peft_model(model, r=lora["r"], lora_alpha=lora["alpha"],
                                                  lora_dropout=lora["dropout"], target_modules=lora["targets"],
                                                  bias="none", random_state=0, use_gradient_checkpointing="unsloth",
@@ -859,11 +859,16 @@ def child_train(path: str, folder: str, spec: dict) -> dict:
         from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
         tokenizer = AutoTokenizer.from_pretrained(folder)
+        four_bit = spec.get("load_in_4bit", True)
         quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                   bnb_4bit_compute_dtype=torch.bfloat16)
+                                   bnb_4bit_compute_dtype=torch.bfloat16) if four_bit else None
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16, quantization_config=quant,
                                                      device_map={"": 0})
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+        if four_bit:
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.enable_input_require_grads()
         model = get_peft_model(model, LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
                                                  target_modules=lora["targets"], bias="none", task_type="CAUSAL_LM"))
     import torch
@@ -1036,7 +1041,8 @@ def run_spec(args, part: str) -> dict:
                                                               "addition" if getattr(args, "demo", False) else "full"),
             "lora": args.lora, "variants": args.variants, "breakdown": args.breakdown,
             "short_batch": args.short_batch, "short_steps": args.short_steps, "gc": not getattr(args, "no_gc", False),
-            "pad_multiple": getattr(args, "pad_multiple", None), "warm_passes": getattr(args, "warm_passes", 1)}
+            "pad_multiple": getattr(args, "pad_multiple", None), "warm_passes": getattr(args, "warm_passes", 1),
+            "load_in_4bit": not getattr(args, "bf16_weights", False)}
 
 
 def _child(args, child_args: list[str], env_extra: dict | None = None) -> dict:
@@ -1055,8 +1061,9 @@ def _train_rows(folder: str, order: list[str], args, repo_part: str = "train") -
     # saw the same data
     named = repo_part == "train" and (spec["lengths"] != "full" or spec["breakdown"])
     full_name = f"{spec['batch']}x{spec['accum']} full {spec['seq']}"
-    data = {"lengths": spec["lengths"], "seq": spec["seq"]}
+    data = {"lengths": spec["lengths"], "seq": spec["seq"], **({} if spec["load_in_4bit"] else {"load_in_4bit": False})}
     modes = getattr(args, "compile", None) or ["unsloth"]
+    weights = "" if spec["load_in_4bit"] else " bf16"  # what the run name adds with --bf16-weights
     optims = getattr(args, "optim", None) or ["auto"]
     for path in order:
         if path == "repo":
@@ -1068,7 +1075,7 @@ def _train_rows(folder: str, order: list[str], args, repo_part: str = "train") -
                              [f"{v['batch']}x{v['accum']} {v['batching']}" for v in spec["variants"]])
                     got = dict.fromkeys(names if repo_part == "train" else SHORT, got)
                 # what the run name adds to the batching: the buckets and a --compile mode other than Unsloth's own
-                tail = (f" pad{spec['pad_multiple']}" if spec.get("pad_multiple") else "") + (
+                tail = (f" pad{spec['pad_multiple']}" if spec.get("pad_multiple") else "") + weights + (
                     f" {mode}" if mode != "unsloth" else "") + (f" {optim}" if optim != "auto" else "")
                 extra = {"compile": mode, **({"pad_multiple": spec["pad_multiple"]} if spec.get("pad_multiple")
                                              else {})}
@@ -1081,7 +1088,8 @@ def _train_rows(folder: str, order: list[str], args, repo_part: str = "train") -
                                      **extra, **v})
         else:
             got = _child(args, [f"train:{path}", folder, json.dumps(spec)])
-            run = (full_name if spec["lengths"] == "full" else got.get("batching") or "notebook") if named else None
+            run = (full_name if spec["lengths"] == "full" else got.get("batching") or "notebook") + weights \
+                if named else None
             rows.append({"part": "train", "path": path, **({"run": run} if run else {}), **data, **got})
     return rows
 
@@ -1139,7 +1147,8 @@ def _resolve_preset(args, parser) -> None:
     args.deadline = time.time() + args.budget_s if args.budget_s is not None else None
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (main's; tests/test_perf_bench.py parses the scripts/gpu/ measurements with it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--archs", nargs="+", default=["llama-3.1-8b", "mistral-7b-v3", "gemma-2-9b", "qwen-2-7b"])
     parser.add_argument("--tokenizer", help="tokenizer folder of the random checkpoints (required to measure)")
@@ -1188,6 +1197,9 @@ def main() -> None:
     parser.add_argument("--optim", default="auto",
                         help="the repository path's training, once per optimizer, comma-separated (helpers.config."
                              "OPTIMIZERS): auto (adamw_8bit on a GPU), adamw_torch_fused, paged_adamw_8bit, ...")
+    parser.add_argument("--bf16-weights", action="store_true",
+                        help="LoRA on bf16 weights instead of 4-bit ones (the studies' load_in_4bit = False), on "
+                             "every path: the 16-bit path of a small model that fits without quantization")
     parser.add_argument("--pad-multiple", type=int, default=None,
                         help="the repository path pads each batch to a multiple of this many tokens (a few static "
                              "shapes for CUDA graphs; the padding gets no loss)")
@@ -1205,6 +1217,11 @@ def main() -> None:
     parser.add_argument("--cold", action="store_true", help="every measurement with empty compile caches")
     parser.add_argument("--profile", action="store_true", help="generation: where a decoding step's time goes")
     parser.add_argument("--out", default=None, help="write all results as JSON here")
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     if args.padding_table:
         return print_length_table("orca", n=10_000)

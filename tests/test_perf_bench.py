@@ -103,7 +103,8 @@ def preset(argv: list[str]) -> argparse.Namespace:
     ns = argparse.Namespace(forgetting="--forgetting" in argv, demo="--demo" in argv, batch=None, accum=None,
                             seq=None, steps=None,
                             lengths=None, variants=None, breakdown="--breakdown" in argv, short_batch=8,
-                            short_steps=40, timeout=9, cold=False, budget_s=None)
+                            short_steps=40, timeout=9, cold=False, budget_s=None,
+                            bf16_weights="--bf16-weights" in argv)
     for flag, value in zip(argv, argv[1:]):
         if flag in ("--batch", "--steps", "--budget-s"):
             setattr(ns, flag[2:].replace("-", "_"), int(value))
@@ -650,3 +651,48 @@ def test_summarize_reads_dated_records(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["perf_bench.py", "--summarize", str(tmp_path / "none.json")])
     with pytest.raises(SystemExit):
         perf_bench.main()
+
+
+def test_bf16_weights_reach_every_child_and_name_the_rows(monkeypatch):
+    """--bf16-weights: every path's child loads the weights in bf16 (the spec's load_in_4bit), and the rows say
+    so in their run names and fields; without it the spec keeps 4-bit weights."""
+    calls = []
+
+    def fake_child(args, timeout, cold=False, env_extra=None):
+        calls.append(args)
+        return {"8x1 grouped": {"useful_tokens_per_s": 10}} if args[0] == "repo" else {"batching": "notebook"}
+
+    monkeypatch.setattr(perf_bench, "run_child", fake_child)
+    ns = preset(["--forgetting", "--bf16-weights"])
+    ns.compile = perf_bench.parse_compile("unsloth,graphs")
+    rows = perf_bench._train_rows("ckpt", ["repo", "unsloth"], ns, "train")
+    assert [json.loads(a[2])["load_in_4bit"] for a in calls] == [False, False, False]
+    assert [(r["run"], r["load_in_4bit"]) for r in rows] == [
+        ("8x1 grouped bf16", False), ("8x1 grouped bf16 graphs", False), ("notebook bf16", False)]
+    assert perf_bench.run_spec(preset(["--forgetting"]), "train")["load_in_4bit"] is True
+
+
+def test_gpu_scripts_measurements_parse():
+    """Every `measure N ARCH ARGS` of scripts/gpu/*.sh is a command line perf_bench accepts (as measure.sh
+    completes it): a typo there would cost a device call, found only on the GPU. Each script runs in bash with
+    measure.sh's functions replaced by ones that print their arguments."""
+    import pathlib
+    import re
+    import subprocess
+
+    stubs = ("wanted=' '; left() { echo 999; }; finish() { :; }; addition_notebook() { :; }\n"
+             "measure() { printf 'MEASURE'; for a in \"$@\"; do printf '\\t%s' \"$a\"; done; printf '\\n'; }\n")
+    calls = []
+    for path in sorted(pathlib.Path("scripts/gpu").glob("*.sh")):
+        if "\nmeasure " not in path.read_text():  # measure.sh itself, and scripts without measurements
+            continue
+        body = re.sub(r"^source .*$", "", path.read_text(), flags=re.M)
+        out = subprocess.run(["bash", "-c", stubs + body], capture_output=True, text=True, check=True).stdout
+        calls += [(path.name, *line.split("\t")[1:]) for line in out.splitlines() if line.startswith("MEASURE\t")]
+    assert len(calls) >= 20
+    parser = perf_bench.build_parser()
+    for name, n, _arch, *rest in calls:
+        args = parser.parse_args(["--model-dir", "ckpt", "--parts", "train", "--breakdown", "--timeout", "60", *rest])
+        perf_bench._resolve_preset(args, parser)  # a bad --compile, --optim, --variants ... exits here
+        assert args.steps >= 1 and args.batch >= 1, (name, n)
+    assert ("demo_graphs.sh", "7", "tinyllama-1.1b") in {c[:3] for c in calls}

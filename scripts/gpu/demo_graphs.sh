@@ -12,7 +12,9 @@
 #      (batches padded to 64-token multiples), raw Unsloth
 #   5-6: the optimizer (`optim`): bitsandbytes' 8-bit AdamW (auto) against torch's fused AdamW, with CUDA graphs:
 #      5 the demo's rows (as 1), 6 TinyLlama at the forgetting defaults (as 4)
-PREFIX=d ALL="1 2 3 4 5 6" TOTAL_DEFAULT=560 CHILD_DEFAULT=300  # raw Unsloth took over 150 s on the demo rows
+#   7: TinyLlama at the forgetting defaults on bf16 weights (load_in_4bit = False: a 1.1B model fits a T4 without
+#      quantization), as shipped and with cuda_graphs
+PREFIX=d ALL="1 2 3 4 5 6 7" TOTAL_DEFAULT=560 CHILD_DEFAULT=300  # raw Unsloth took over 150 s on the demo rows
 source scripts/gpu/measure.sh "$@"
 measure 1 smollm2-135m --demo --paths repo,unsloth --compile unsloth,graphs
 
@@ -29,4 +31,5 @@ notebook 3
 measure 4 tinyllama-1.1b --forgetting --steps 10 --paths repo,unsloth --compile unsloth,graphs
 measure 5 smollm2-135m --demo --paths repo --compile graphs --optim adamw_torch_fused,auto
 measure 6 tinyllama-1.1b --forgetting --steps 10 --paths repo --compile graphs --optim adamw_torch_fused,auto
+measure 7 tinyllama-1.1b --forgetting --steps 10 --paths repo --compile graphs,unsloth --bf16-weights
 finish
