@@ -257,10 +257,14 @@ def cover_context(model, tokens: int) -> None:
 
 
 def add_lora(model, info: ModelInfo, *, r: int, alpha: int, dropout: float, targets: list,
-             seed: int, gradient_checkpointing: bool = True, cuda_graphs: bool = False):
+             seed: int, gradient_checkpointing: bool = True, cuda_graphs: bool = False,
+             checkpoint_offload: bool = True):
     """Wrap `model` with fresh LoRA adapters (B = 0, so the wrapped model still equals the base).
     `cuda_graphs`: Unsloth's per-layer CUDA graphs while training (GPU, Unsloth path; ignored on the
-    transformers path, and `info.cuda_graphs` says which)."""
+    transformers path, and `info.cuda_graphs` says which). `checkpoint_offload` (Unsloth path): True gives
+    Unsloth "unsloth" checkpointing, which moves each layer's saved input to host memory when the model was
+    loaded with max_seq_length >= 512 (Unsloth 2026.10.9's own rule); False keeps them on the GPU (its plain
+    checkpointing): the same gradients, no copies to and from the host."""
     if info.backend == "unsloth":
         # Unsloth 2026.10.9 compiles each decoder block; on torch 2.11 Inductor fails on Gemma's and
         # Gemma 2's blocks at the first step (AssertionError in post_grad, docs/findings.md): keep them eager,
@@ -272,7 +276,8 @@ def add_lora(model, info: ModelInfo, *, r: int, alpha: int, dropout: float, targ
         info.cuda_graphs = block_cuda_graphs_on()
         return FastLanguageModel.get_peft_model(
             model, r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), bias="none",
-            use_gradient_checkpointing="unsloth" if gradient_checkpointing else False,
+            use_gradient_checkpointing=(("unsloth" if checkpoint_offload else True) if gradient_checkpointing
+                                        else False),
             random_state=seed, max_seq_length=info.max_seq_length,
         )
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training

@@ -753,7 +753,8 @@ def child_repo(folder: str, spec: dict) -> dict:
     start = time.time()
     model, tokenizer, info = load_model(folder, max_seq_length=seq, load_in_4bit=spec.get("load_in_4bit", True))
     model = add_lora(model, info, r=lora["r"], alpha=lora["alpha"], dropout=lora["dropout"], targets=lora["targets"],
-                     seed=0, gradient_checkpointing=spec.get("gc", True))
+                     seed=0, gradient_checkpointing=spec.get("gc", True),
+                     checkpoint_offload=spec.get("gc_offload", True))
     load_s, out = time.time() - start, {}
 
     def train(rows, cfg, callbacks):
@@ -1042,7 +1043,8 @@ def run_spec(args, part: str) -> dict:
             "lora": args.lora, "variants": args.variants, "breakdown": args.breakdown,
             "short_batch": args.short_batch, "short_steps": args.short_steps, "gc": not getattr(args, "no_gc", False),
             "pad_multiple": getattr(args, "pad_multiple", None), "warm_passes": getattr(args, "warm_passes", 1),
-            "load_in_4bit": not getattr(args, "bf16_weights", False)}
+            "load_in_4bit": not getattr(args, "bf16_weights", False),
+            "gc_offload": not getattr(args, "gc_on_gpu", False)}
 
 
 def _child(args, child_args: list[str], env_extra: dict | None = None) -> dict:
@@ -1076,6 +1078,7 @@ def _train_rows(folder: str, order: list[str], args, repo_part: str = "train") -
                     got = dict.fromkeys(names if repo_part == "train" else SHORT, got)
                 # what the run name adds to the batching: the buckets and a --compile mode other than Unsloth's own
                 tail = (f" pad{spec['pad_multiple']}" if spec.get("pad_multiple") else "") + weights + (
+                    "" if spec["gc_offload"] else " gc-gpu") + (
                     f" {mode}" if mode != "unsloth" else "") + (f" {optim}" if optim != "auto" else "")
                 extra = {"compile": mode, **({"pad_multiple": spec["pad_multiple"]} if spec.get("pad_multiple")
                                              else {})}
@@ -1200,6 +1203,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bf16-weights", action="store_true",
                         help="LoRA on bf16 weights instead of 4-bit ones (the studies' load_in_4bit = False), on "
                              "every path: the 16-bit path of a small model that fits without quantization")
+    parser.add_argument("--gc-on-gpu", action="store_true",
+                        help="the repository's path with Unsloth's plain gradient checkpointing: saved layer inputs "
+                             "stay on the GPU (as shipped, Unsloth moves them to host memory from max_seq_length "
+                             "512 up); raw Unsloth keeps its notebooks' setting")
     parser.add_argument("--pad-multiple", type=int, default=None,
                         help="the repository path pads each batch to a multiple of this many tokens (a few static "
                              "shapes for CUDA graphs; the padding gets no loss)")

@@ -122,3 +122,21 @@ def test_the_trainer_pads_to_buckets_and_warns_without_checkpointing(graphs_stat
     settings = dataclasses.replace(settings, gradient_checkpointing=True)
     sft_trainer(model, tokenizer, dataset, run_dir=tmp_path, settings=settings, backend="unsloth")
     assert "cuda_graphs" not in capsys.readouterr().out  # with checkpointing each shape is recorded once
+
+
+@pytest.mark.parametrize("checkpointing,offload,expected", [(True, True, "unsloth"), (True, False, True),
+                                                            (False, True, False), (False, False, False)])
+def test_checkpoint_offload_picks_unsloths_checkpointing(graphs_state, monkeypatch, checkpointing, offload, expected):
+    """add_lora on the Unsloth path: "unsloth" checkpointing as shipped (Unsloth offloads saved layer inputs to
+    the host from max_seq_length 512 up), its plain checkpointing with checkpoint_offload=False, none without."""
+    got = {}
+    fake = types.SimpleNamespace(get_peft_model=lambda model, **kw: got.update(kw) or model)
+    monkeypatch.setattr(modeling, "FastLanguageModel", fake, raising=False)
+    monkeypatch.setattr(modeling, "set_block_cuda_graphs", lambda on, max_seq_length: None)
+    info = modeling.ModelInfo(spec=None, source="x", backend="unsloth", dtype="bfloat16", load_in_4bit=True,
+                              max_seq_length=1024, stop_token_ids=[])
+    model = types.SimpleNamespace(config=types.SimpleNamespace(model_type="llama"))
+    assert modeling.add_lora(model, info, r=4, alpha=8, dropout=0.0, targets=["q_proj"], seed=0,
+                             gradient_checkpointing=checkpointing, checkpoint_offload=offload) is model
+    value = got["use_gradient_checkpointing"]
+    assert value == expected and type(value) is type(expected)  # True, not "unsloth" (both truthy)

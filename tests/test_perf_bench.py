@@ -672,6 +672,24 @@ def test_bf16_weights_reach_every_child_and_name_the_rows(monkeypatch):
     assert perf_bench.run_spec(preset(["--forgetting"]), "train")["load_in_4bit"] is True
 
 
+def test_gc_on_gpu_reaches_the_repository_children_only(monkeypatch):
+    """--gc-on-gpu: the repository's children keep checkpoints on the GPU (spec gc_offload False) and their rows
+    say so; raw Unsloth's child gets the spec too but trains as its notebooks do (it never reads gc_offload)."""
+    calls = []
+
+    def fake_child(args, timeout, cold=False, env_extra=None):
+        calls.append(args)
+        return {"8x1 grouped": {"useful_tokens_per_s": 10}} if args[0] == "repo" else {"batching": "notebook"}
+
+    monkeypatch.setattr(perf_bench, "run_child", fake_child)
+    ns = preset(["--forgetting"])
+    ns.gc_on_gpu, ns.compile = True, perf_bench.parse_compile("unsloth,graphs")
+    rows = perf_bench._train_rows("ckpt", ["repo", "unsloth"], ns, "train")
+    assert [json.loads(a[2])["gc_offload"] for a in calls if a[0] == "repo"] == [False, False]
+    assert [r["run"] for r in rows] == ["8x1 grouped gc-gpu", "8x1 grouped gc-gpu graphs", "notebook"]
+    assert perf_bench.run_spec(preset(["--forgetting"]), "train")["gc_offload"] is True
+
+
 def test_gpu_scripts_measurements_parse():
     """Every `measure N ARCH ARGS` of scripts/gpu/*.sh is a command line perf_bench accepts (as measure.sh
     completes it): a typo there would cost a device call, found only on the GPU. Each script runs in bash with

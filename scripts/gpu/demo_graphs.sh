@@ -14,7 +14,10 @@
 #      5 the demo's rows (as 1), 6 TinyLlama at the forgetting defaults (as 4)
 #   7: TinyLlama at the forgetting defaults on bf16 weights (load_in_4bit = False: a 1.1B model fits a T4 without
 #      quantization), as shipped and with cuda_graphs
-PREFIX=d ALL="1 2 3 4 5 6 7" TOTAL_DEFAULT=560 CHILD_DEFAULT=300  # raw Unsloth took over 150 s on the demo rows
+#   8: TinyLlama at the forgetting defaults with the saved layer inputs kept on the GPU (--gc-on-gpu: Unsloth's
+#      plain checkpointing instead of its offloading one, which it picks at max_seq_length 1024), as shipped and
+#      with cuda_graphs
+PREFIX=d ALL="1 2 3 4 5 6 7 8" TOTAL_DEFAULT=560 CHILD_DEFAULT=300  # raw Unsloth took over 150 s on the demo rows
 source scripts/gpu/measure.sh "$@"
 measure 1 smollm2-135m --demo --paths repo,unsloth --compile unsloth,graphs
 
@@ -32,4 +35,5 @@ measure 4 tinyllama-1.1b --forgetting --steps 10 --paths repo,unsloth --compile 
 measure 5 smollm2-135m --demo --paths repo --compile graphs --optim adamw_torch_fused,auto
 measure 6 tinyllama-1.1b --forgetting --steps 10 --paths repo --compile graphs --optim adamw_torch_fused,auto
 measure 7 tinyllama-1.1b --forgetting --steps 10 --paths repo --compile graphs,unsloth --bf16-weights
+measure 8 tinyllama-1.1b --forgetting --steps 10 --paths repo --compile graphs,unsloth --gc-on-gpu
 finish
