@@ -125,6 +125,19 @@ def fake_children(monkeypatch, answer=None):
     return calls
 
 
+def train_children(monkeypatch):
+    """run_child replaced: records (args, env_extra) of each child; the repository's answers one 8x1 grouped row,
+    raw Unsloth's its notebook batching."""
+    calls = []
+
+    def fake_child(args, timeout, cold=False, env_extra=None):
+        calls.append((args, env_extra))
+        return {"8x1 grouped": {"useful_tokens_per_s": 10}} if args[0] == "repo" else {"batching": "notebook"}
+
+    monkeypatch.setattr(perf_bench, "run_child", fake_child)
+    return calls
+
+
 def test_train_and_short_are_separate_children(monkeypatch):
     calls = fake_children(monkeypatch)
     ns = preset([])
@@ -512,13 +525,7 @@ def test_speed_table_ratios_share_of_peak_and_t4_estimate(capsys):
 def test_compile_modes_run_in_their_own_children_with_their_switches(monkeypatch):
     """--compile: the repository path once per mode, each child with the environment that switches it
     (Unsloth reads it at import), rows named after the buckets and the mode; raw Unsloth stays as shipped."""
-    calls = []
-
-    def fake_child(args, timeout, cold=False, env_extra=None):
-        calls.append((args, env_extra))
-        return {"8x1 grouped": {"useful_tokens_per_s": 10}} if args[0] == "repo" else {"batching": "notebook"}
-
-    monkeypatch.setattr(perf_bench, "run_child", fake_child)
+    calls = train_children(monkeypatch)
     ns = preset(["--forgetting"])
     ns.compile, ns.pad_multiple = perf_bench.parse_compile("unsloth,graphs,model"), 64
     rows = perf_bench._train_rows("ckpt", ["repo", "unsloth"], ns, "train")
@@ -534,16 +541,11 @@ def test_compile_modes_run_in_their_own_children_with_their_switches(monkeypatch
 def test_optimizers_train_in_their_own_children_with_the_optimizer_in_the_spec(monkeypatch):
     """--optim: the repository path once per optimizer (and per --compile mode), the row named after it;
     "auto" keeps the study's name, and raw Unsloth keeps its notebook's optimizer."""
-    calls = []
-
-    def fake_child(args, timeout, cold=False, env_extra=None):
-        calls.append(args)
-        return {"8x1 grouped": {"useful_tokens_per_s": 10}} if args[0] == "repo" else {"batching": "notebook"}
-
-    monkeypatch.setattr(perf_bench, "run_child", fake_child)
+    recorded = train_children(monkeypatch)
     ns = preset(["--demo"])
     ns.compile, ns.optim = perf_bench.parse_compile("unsloth,graphs"), perf_bench.parse_optim("auto,adamw_torch_fused")
     rows = perf_bench._train_rows("ckpt", ["repo", "unsloth"], ns, "train")
+    calls = [args for args, _ in recorded]
     assert [(a[0], json.loads(a[2]).get("optim")) for a in calls] == [
         ("repo", "auto"), ("repo", "adamw_torch_fused"), ("repo", "auto"), ("repo", "adamw_torch_fused"),
         ("train:unsloth", None)]  # raw Unsloth: its notebooks' optimizer
@@ -656,16 +658,11 @@ def test_summarize_reads_dated_records(tmp_path, monkeypatch, capsys):
 def test_bf16_weights_reach_every_child_and_name_the_rows(monkeypatch):
     """--bf16-weights: every path's child loads the weights in bf16 (the spec's load_in_4bit), and the rows say
     so in their run names and fields; without it the spec keeps 4-bit weights."""
-    calls = []
-
-    def fake_child(args, timeout, cold=False, env_extra=None):
-        calls.append(args)
-        return {"8x1 grouped": {"useful_tokens_per_s": 10}} if args[0] == "repo" else {"batching": "notebook"}
-
-    monkeypatch.setattr(perf_bench, "run_child", fake_child)
+    recorded = train_children(monkeypatch)
     ns = preset(["--forgetting", "--bf16-weights"])
     ns.compile = perf_bench.parse_compile("unsloth,graphs")
     rows = perf_bench._train_rows("ckpt", ["repo", "unsloth"], ns, "train")
+    calls = [args for args, _ in recorded]
     assert [json.loads(a[2])["load_in_4bit"] for a in calls] == [False, False, False]
     assert [(r["run"], r["load_in_4bit"]) for r in rows] == [
         ("8x1 grouped bf16", False), ("8x1 grouped bf16 graphs", False), ("notebook bf16", False)]
@@ -675,16 +672,11 @@ def test_bf16_weights_reach_every_child_and_name_the_rows(monkeypatch):
 def test_gc_on_gpu_reaches_the_repository_children_only(monkeypatch):
     """--gc-on-gpu: the repository's children keep checkpoints on the GPU (spec gc_offload False) and their rows
     say so; raw Unsloth's child gets the spec too but trains as its notebooks do (it never reads gc_offload)."""
-    calls = []
-
-    def fake_child(args, timeout, cold=False, env_extra=None):
-        calls.append(args)
-        return {"8x1 grouped": {"useful_tokens_per_s": 10}} if args[0] == "repo" else {"batching": "notebook"}
-
-    monkeypatch.setattr(perf_bench, "run_child", fake_child)
+    recorded = train_children(monkeypatch)
     ns = preset(["--forgetting"])
     ns.gc_on_gpu, ns.compile = True, perf_bench.parse_compile("unsloth,graphs")
     rows = perf_bench._train_rows("ckpt", ["repo", "unsloth"], ns, "train")
+    calls = [args for args, _ in recorded]
     assert [json.loads(a[2])["gc_offload"] for a in calls if a[0] == "repo"] == [False, False]
     assert [r["run"] for r in rows] == ["8x1 grouped gc-gpu", "8x1 grouped gc-gpu graphs", "notebook"]
     assert perf_bench.run_spec(preset(["--forgetting"]), "train")["gc_offload"] is True
