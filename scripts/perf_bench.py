@@ -1065,7 +1065,7 @@ def _train_rows(folder: str, order: list[str], args, repo_part: str = "train") -
     full_name = f"{spec['batch']}x{spec['accum']} full {spec['seq']}"
     data = {"lengths": spec["lengths"], "seq": spec["seq"], **({} if spec["load_in_4bit"] else {"load_in_4bit": False})}
     modes = getattr(args, "compile", None) or ["unsloth"]
-    weights = "" if spec["load_in_4bit"] else " bf16"  # what the run name adds with --bf16-weights
+    weights = "" if spec["load_in_4bit"] else "bf16"  # what the run name adds with --bf16-weights
     optims = getattr(args, "optim", None) or ["auto"]
     for path in order:
         if path == "repo":
@@ -1076,10 +1076,12 @@ def _train_rows(folder: str, order: list[str], args, repo_part: str = "train") -
                     names = (["train"] if spec["lengths"] == "full" else
                              [f"{v['batch']}x{v['accum']} {v['batching']}" for v in spec["variants"]])
                     got = dict.fromkeys(names if repo_part == "train" else SHORT, got)
-                # what the run name adds to the batching: the buckets and a --compile mode other than Unsloth's own
-                tail = (f" pad{spec['pad_multiple']}" if spec.get("pad_multiple") else "") + weights + (
-                    "" if spec["gc_offload"] else " gc-gpu") + (
-                    f" {mode}" if mode != "unsloth" else "") + (f" {optim}" if optim != "auto" else "")
+                # what the run name adds to the batching: the buckets, bf16 weights, checkpoints on the GPU, a
+                # --compile mode other than Unsloth's own, an optimizer other than the study's
+                tail = "".join(f" {part}" for part in (
+                    f"pad{spec['pad_multiple']}" if spec.get("pad_multiple") else "", weights,
+                    "" if spec["gc_offload"] else "gc-gpu", "" if mode == "unsloth" else mode,
+                    "" if optim == "auto" else optim) if part)
                 extra = {"compile": mode, **({"pad_multiple": spec["pad_multiple"]} if spec.get("pad_multiple")
                                              else {})}
                 for k, v in got.items():
@@ -1091,8 +1093,8 @@ def _train_rows(folder: str, order: list[str], args, repo_part: str = "train") -
                                      **extra, **v})
         else:
             got = _child(args, [f"train:{path}", folder, json.dumps(spec)])
-            run = (full_name if spec["lengths"] == "full" else got.get("batching") or "notebook") + weights \
-                if named else None
+            run = " ".join(filter(None, [full_name if spec["lengths"] == "full" else got.get("batching") or "notebook",
+                                         weights])) if named else None
             rows.append({"part": "train", "path": path, **({"run": run} if run else {}), **data, **got})
     return rows
 

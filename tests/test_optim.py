@@ -60,6 +60,7 @@ def test_each_optimizer_named_is_the_one_that_trains(embedded_tokenizer, tmp_pat
     assert all(torch.equal(lora["paged_adamw_8bit"][k], lora["adamw_8bit"][k]) for k in lora["adamw_8bit"])
     assert torch.equal(losses["auto"], losses["adamw_torch"])
     assert torch.allclose(losses["adamw_torch_fused"], losses["adamw_torch"], rtol=0, atol=1e-5)
+
     def moved(optim):  # the largest LoRA weight difference from adamw_torch's (weights of about 0.07)
         return max((lora[optim][k] - lora["adamw_torch"][k]).abs().max().item() for k in lora["adamw_torch"])
 

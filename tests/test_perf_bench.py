@@ -671,7 +671,7 @@ def test_bf16_weights_reach_every_child_and_name_the_rows(monkeypatch):
 
 def test_gc_on_gpu_reaches_the_repository_children_only(monkeypatch):
     """--gc-on-gpu: the repository's children keep checkpoints on the GPU (spec gc_offload False) and their rows
-    say so; raw Unsloth's child gets the spec too but trains as its notebooks do (it never reads gc_offload)."""
+    say so; raw Unsloth's row keeps its name (its child always uses its notebooks' "unsloth" checkpointing)."""
     recorded = train_children(monkeypatch)
     ns = preset(["--forgetting"])
     ns.gc_on_gpu, ns.compile = True, perf_bench.parse_compile("unsloth,graphs")
@@ -694,9 +694,10 @@ def test_gpu_scripts_measurements_parse():
              "measure() { printf 'MEASURE'; for a in \"$@\"; do printf '\\t%s' \"$a\"; done; printf '\\n'; }\n")
     calls = []
     for path in sorted(pathlib.Path("scripts/gpu").glob("*.sh")):
-        if "\nmeasure " not in path.read_text():  # measure.sh itself, and scripts without measurements
+        text = path.read_text()
+        if "\nmeasure " not in text:  # measure.sh itself, and scripts without measurements
             continue
-        body = re.sub(r"^source .*$", "", path.read_text(), flags=re.M)
+        body = re.sub(r"^source .*$", "", text, flags=re.M)
         out = subprocess.run(["bash", "-c", stubs + body], capture_output=True, text=True, check=True).stdout
         calls += [(path.name, *line.split("\t")[1:]) for line in out.splitlines() if line.startswith("MEASURE\t")]
     assert len(calls) >= 20

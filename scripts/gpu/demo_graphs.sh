@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Issue 20, fourth round: the 135M addition demo with Unsloth's per-layer CUDA graphs (the addition notebook's
-# cuda_graphs: batches padded to multiples of 64 tokens, one shape for its rows). Results: PERFORMANCE.md,
-# "Small models, fourth round". Prepare here: bash scripts/prepare_gpu_carry.sh. On the device machine (carry
+# Issue 20, fourth and fifth rounds: the 135M addition demo with Unsloth's per-layer CUDA graphs (the addition
+# notebook's cuda_graphs: batches padded to multiples of 64 tokens, one shape for its rows), then the optimizer,
+# bf16 weights and checkpoints kept on the GPU. Results: PERFORMANCE.md, "Small models, fourth round" and "fifth round". Prepare here: bash scripts/prepare_gpu_carry.sh. On the device machine (carry
 # .whl and .gpu):
 #   bash scripts/gpu/demo_graphs.sh N [N ...]
 #   1: perf_bench.py --demo (the demo's real training rows and settings): the repository's path as shipped and
