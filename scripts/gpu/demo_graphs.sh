@@ -17,7 +17,9 @@
 #   8: TinyLlama at the forgetting defaults with the saved layer inputs kept on the GPU (--gc-on-gpu: Unsloth's
 #      plain checkpointing instead of its offloading one, which it picks at max_seq_length 1024), as shipped and
 #      with cuda_graphs
-PREFIX=d ALL="1 2 3 4 5 6 7 8" TOTAL_DEFAULT=560 CHILD_DEFAULT=300  # raw Unsloth took over 150 s on the demo rows
+#   9-10: TinyLlama at 64 rows a step without checkpointing (the third round's largest batch that fits 80 GB),
+#      9 on bf16 weights, 10 on 4-bit ones: the share of dense bf16 where the GPU, not the host, sets the pace
+PREFIX=d ALL="1 2 3 4 5 6 7 8 9 10" TOTAL_DEFAULT=560 CHILD_DEFAULT=300  # raw Unsloth took over 150 s on the demo rows
 source scripts/gpu/measure.sh "$@"
 measure 1 smollm2-135m --demo --paths repo,unsloth --compile unsloth,graphs
 
@@ -36,4 +38,6 @@ measure 5 smollm2-135m --demo --paths repo --compile graphs --optim adamw_torch_
 measure 6 tinyllama-1.1b --forgetting --steps 10 --paths repo --compile graphs --optim adamw_torch_fused,auto
 measure 7 tinyllama-1.1b --forgetting --steps 10 --paths repo --compile graphs,unsloth --bf16-weights
 measure 8 tinyllama-1.1b --forgetting --steps 10 --paths repo --compile graphs,unsloth --gc-on-gpu
+measure 9 tinyllama-1.1b --forgetting --steps 10 --paths repo --no-gc --variants 64x1:grouped --bf16-weights
+measure 10 tinyllama-1.1b --forgetting --steps 10 --paths repo --no-gc --variants 64x1:grouped
 finish
