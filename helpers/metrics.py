@@ -193,9 +193,9 @@ def classification_scores(y_true, y_pred, labels=None, average: str = "macro") -
     support), over the classes present in the true labels or the predictions (`classes`; of `labels`,
     the task's label set, when given). A class absent from both has no score to give: counted as 0 it
     would pull every configuration down. '[invalid]' is no class: such a prediction is a miss of its
-    true class. `f1_from_pr`: the harmonic mean of the averaged P and R, how the small-vs-large study's
-    table reads (`f1` averages the per-class F1). The top-level precision/recall/f1/f1_from_pr are
-    those of `average`.
+    true class. `f1_from_pr`: the harmonic mean of the averaged P and R (`f1` averages the per-class
+    F1); the small-vs-large study does not say which its table prints, and its F1s fit both within
+    rounding. The top-level precision/recall/f1/f1_from_pr are those of `average`.
 
     >>> classification_scores(["IPA", "Stout"], ["IPA", "Stout"], ["IPA", "Stout", "Porter"])["f1"]
     1.0

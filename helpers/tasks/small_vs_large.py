@@ -321,8 +321,8 @@ COLUMNS = [("gsm8k", "strict_match", "GSM8K strict-match"), ("gsm8k", "flexible_
 
 def results_table(results: dict, average: str):
     """Rows = configurations (+ the large model), columns = task metrics, in percent. Beer: P, R and
-    F1 (per-class F1 averaged) of `average`, "F1 from P, R" (their harmonic mean, how the study's table
-    reads), the other average's F1, accuracy."""
+    F1 (per-class F1 averaged, the one compared with the study's F1) of `average`, "F1 from P, R" (their
+    harmonic mean: the study does not say which F1 it prints), the other average's F1, accuracy."""
     import pandas as pd
 
     other = "weighted" if average == "macro" else "macro"
