@@ -237,8 +237,9 @@ base; base + ICL; base + QLoRA; base + ICL + QLoRA (demonstrations at test time 
 (training prompts carry retrieved demonstrations too, never the example itself nor a copy of it; test questions
 that are also pool questions are dropped, and both are counted). A large model answers the same test questions
 zero-shot, as in the study, for the comparison row. Beer P/R/F1 are over the styles present in the test labels and
-predictions, macro and weighted, with F1 also as the harmonic mean of P and R (the study does not say which F1 it prints).
-Without internet, `data_source = "local"` and the packaged encoder `all-minilm-l6-v2` run everything offline."""
+predictions, macro and weighted, with F1 also as the harmonic mean of P and R (the study does not say which F1 it
+prints). Without internet, `data_source = "local"` and the packaged encoder `all-minilm-l6-v2` run everything
+offline."""
 
 SMALL_VS_LARGE = [
     ("code", """import json
