@@ -36,7 +36,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from helpers.config import ConfigError, is_env_var_name
+from helpers.config import SECRETS_HOWTO, ConfigError, hosted_runtime, is_env_var_name, load_secret_env
 
 TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 AUTH_STATUS = {401, 403}
@@ -217,10 +217,11 @@ class OpenAIChatBackend(ChatBackend):
     def _headers(self) -> dict:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.api_key_env:
-            key = os.environ.get(self.api_key_env, "")
+            key = os.environ.get(self.api_key_env, "") if load_secret_env(self.api_key_env) else ""
             if not key:
-                raise ConfigError(f"the environment variable {self.api_key_env} is not set: export your API key "
-                                  f"in it, or set api_key_env to '' for a server that needs no key")
+                howto = SECRETS_HOWTO[hosted_runtime()].format(name=self.api_key_env)
+                raise ConfigError(f"the environment variable {self.api_key_env} is not set: {howto}; or set "
+                                  "api_key_env to '' for a server that needs no key")
             headers["Authorization"] = f"Bearer {key}"
         return headers
 

@@ -87,11 +87,53 @@ def is_env_var_name(value) -> bool:
     return bool(_CONVENTIONAL_ENV_NAME.fullmatch(value)) or value in os.environ
 
 
+def hosted_runtime() -> str:
+    """'colab', 'kaggle' or '' (the setup cell tells them apart by the same variables)."""
+    if os.environ.get("COLAB_RELEASE_TAG"):
+        return "colab"
+    return "kaggle" if os.environ.get("KAGGLE_KERNEL_RUN_TYPE") else ""
+
+
+# Where a hosted notebook keeps a key, and what to do when it is not there (the key's name is shown, never a value)
+SECRETS_HOWTO = {
+    "colab": "add it in Colab's Secrets (the key icon in the left bar) under the name {name} and switch on this "
+             "notebook's access",
+    "kaggle": "add it in Kaggle's Add-ons > Secrets under the name {name} and tick it for this notebook",
+    "": "export it before starting Jupyter (export {name}=...)",
+}
+
+
+def load_secret_env(name: str) -> bool:
+    """Whether the environment variable `name` is set, taking it from the notebook's Secrets on Colab
+    (google.colab.userdata) or Kaggle (kaggle_secrets) when it is not: a key saved there never has to be
+    typed into a cell, where the notebook would keep it. The value goes into os.environ only (where the
+    backends read it at request time) and is never returned or shown."""
+    if os.environ.get(name):
+        return True
+    value = None
+    try:
+        if hosted_runtime() == "colab":
+            from google.colab import userdata
+
+            value = userdata.get(name)
+        elif hosted_runtime() == "kaggle":
+            from kaggle_secrets import UserSecretsClient
+
+            value = UserSecretsClient().get_secret(name)
+    except Exception:  # no such secret, access not granted, or no Secrets API: the caller says what to do
+        value = None
+    if isinstance(value, str) and value:
+        os.environ[name] = value
+        return True
+    return False
+
+
 def check_secret_env_params(cfg, in_use: dict | None = None) -> None:
     """Check every field named `*_api_key_env`, `*_key_env` or `*_token_env` of the dataclass `cfg`:
     its value is '' (a server without keys) or the name of an environment variable, and one whose
-    endpoint is in use (`in_use[field]`, True when not given) names a variable that is set. The
-    messages never show the value: a key typed in the wrong place must not reach a log.
+    endpoint is in use (`in_use[field]`, True when not given) names a variable that is set, or a secret of
+    that name on Colab or Kaggle (`load_secret_env`). The messages never show the value: a key typed in
+    the wrong place must not reach a log.
 
         >>> check_secret_env_params(cfg, in_use={"teacher_api_key_env": cfg.teacher_backend == "openai"})
     """
@@ -105,10 +147,11 @@ def check_secret_env_params(cfg, in_use: dict | None = None) -> None:
             raise ConfigError(f"{field.name} must be the NAME of the environment variable that holds the key "
                               "(capitals, digits and _, e.g. OPENAI_API_KEY), never the key itself; "
                               "the value given is not shown")
-        if (in_use or {}).get(field.name, True) and not os.environ.get(value):
+        if (in_use or {}).get(field.name, True) and not load_secret_env(value):
+            howto = SECRETS_HOWTO[hosted_runtime()].format(name="that name")  # an upper-case key reads as a name
             raise ConfigError(f"{field.name} must name an environment variable that is set, e.g. OPENAI_API_KEY: "
-                              f"export the key in it before the run, or set {field.name} to '' for a server "
-                              "without keys; the value given is not shown")
+                              f"{howto}; or set {field.name} to '' for a server without keys; the value given is "
+                              "not shown")
 
 
 @dataclasses.dataclass

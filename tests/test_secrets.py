@@ -113,3 +113,69 @@ def test_the_backend_refuses_a_key_as_variable_name():
         with pytest.raises(ConfigError, match="NAME of an environment variable") as err:
             make_backend("openai", base_url=server.base_url, model="m", api_key_env=KEY_WITHOUT_DASH)
         assert KEY_WITHOUT_DASH not in str(err.value) and server.requests == []
+
+
+def fake_secrets(monkeypatch, runtime: str, stored: dict, *, granted: bool = True):
+    """Colab's google.colab.userdata or Kaggle's kaggle_secrets as the notebook sees them, holding `stored`."""
+    import sys
+    import types
+
+    for name in ("COLAB_RELEASE_TAG", "KAGGLE_KERNEL_RUN_TYPE"):
+        monkeypatch.delenv(name, raising=False)
+
+    def get(name):
+        if not granted:
+            raise PermissionError("the notebook has no access to this secret")  # Colab's NotebookAccessError
+        if name not in stored:
+            raise KeyError(name)  # Colab's SecretNotFoundError, Kaggle's BackendError
+        return stored[name]
+
+    if runtime == "colab":
+        monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab-test")
+        colab = types.ModuleType("google.colab")
+        colab.userdata = types.SimpleNamespace(get=get)
+        if "google" not in sys.modules:
+            try:
+                import google  # noqa: F401  (a namespace package of protobuf and others, when installed)
+            except ImportError:
+                monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
+        monkeypatch.setitem(sys.modules, "google.colab", colab)
+    else:
+        monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+        kaggle = types.ModuleType("kaggle_secrets")
+        kaggle.UserSecretsClient = lambda: types.SimpleNamespace(get_secret=get)
+        monkeypatch.setitem(sys.modules, "kaggle_secrets", kaggle)
+
+
+@pytest.mark.parametrize("runtime, where", [("colab", "Colab's Secrets"), ("kaggle", "Add-ons > Secrets")])
+def test_a_key_in_the_hosted_notebooks_secrets_is_used_and_never_shown(runtime, where, monkeypatch):
+    """On Colab or Kaggle the key comes from the notebook's Secrets, so it is never typed into a cell."""
+    monkeypatch.delenv(UNSET_NAME, raising=False)
+    fake_secrets(monkeypatch, runtime, {UNSET_NAME: "sk-from-the-secrets"})
+    params = {**ENDPOINT_ON["mmlu_teacher", "teacher_api_key_env"], "teacher_api_key_env": UNSET_NAME}
+    assert study_config("mmlu_teacher", params).teacher_api_key_env == UNSET_NAME
+    import os
+
+    assert os.environ[UNSET_NAME] == "sk-from-the-secrets"  # where the backend reads it at request time
+    # not stored, or stored without access for this notebook: one line saying where to put it
+    for stored, granted in (({}, True), ({UNSET_NAME: "sk-from-the-secrets"}, False)):
+        monkeypatch.delenv(UNSET_NAME, raising=False)
+        fake_secrets(monkeypatch, runtime, stored, granted=granted)
+        with pytest.raises(ConfigError) as err:
+            study_config("mmlu_teacher", params)
+        message = str(err.value)
+        assert where in message and "\n" not in message and "export" not in message
+        assert UNSET_NAME not in message and "sk-from-the-secrets" not in message
+
+
+def test_the_backend_reads_the_hosted_secret_at_request_time(monkeypatch):
+    monkeypatch.delenv(UNSET_NAME, raising=False)
+    fake_secrets(monkeypatch, "colab", {UNSET_NAME: "sk-from-the-secrets"})
+    with ChatServer() as server:
+        backend = make_backend("openai", base_url=server.base_url, model="m", api_key_env=UNSET_NAME)
+        assert backend._headers()["Authorization"] == "Bearer sk-from-the-secrets"
+        monkeypatch.delenv(UNSET_NAME)
+        fake_secrets(monkeypatch, "colab", {})
+        with pytest.raises(ConfigError, match=f"{UNSET_NAME} is not set: add it in Colab's Secrets") as err:
+            backend._headers()
+        assert "sk-from" not in str(err.value) and server.requests == []
