@@ -563,7 +563,7 @@ def _seven_models(study):
                 # a summary holds every model's ratings: each stands beside the one published number
                 for r in found:
                     ours = measure({"mean": r.get("mean_rating"), "ci_low": r.get("ci_low"),
-                                    "ci_high": r.get("ci_high"), "n": r.get("ratings")},
+                                    "ci_high": r.get("ci_high"), "n": r.get("rated_items", r.get("ratings"))},
                                    source=f"summary[{r.get('model')}, math, epoch3].mean_rating")
                     out.append(Match(row, ours, models=[(LLAMA31_8B, r.get("model"), "model")]))
                 continue

@@ -1,9 +1,11 @@
 """Compile the rating workbooks of benchmark_data/ into one summary.
 
 A workbook is <model>-<task>.xlsx (sheet = task) as benchmark.ipynb writes it; a second reviewer
-works on a copy named <model>-<task>--<reviewer>.xlsx. Only current rows count (superseded rows
-keep their ratings in the file but rated an answer that has since changed). An empty rating cell
-is missing, never zero.
+works on a copy named <model>-<task>--<reviewer>.xlsx. Whose rating a cell is: in such a copy, the
+reviewer its file name says (a reviewer cell naming someone else is noted); in the main workbook,
+the row's reviewer cell. Only current rows count (superseded rows keep their ratings in the file but
+rated an answer that has since changed). An empty rating cell is missing, never zero. One
+reviewer's rating of one item counts once, however many files hold it.
 
 Whatever cannot be counted as it stands is reported, never dropped or changed in silence: each
 `Problem` names the file, sheet and cell or row, what is wrong and what was done (left out, or
@@ -32,7 +34,7 @@ from openpyxl.utils import get_column_letter
 from helpers.plots import plot_rating_bars
 from helpers.stats import reviewer_kappa, t_interval
 from helpers.textsafe import csv_safe_frame, put_cell
-from helpers.workbook import META_SHEET, read_workbook_meta
+from helpers.workbook import META_SHEET, header_key, read_workbook_meta
 
 TASK_SHEETS = ("math", "bio")
 COLUMNS = ["model", "task", "stage", "item", "reviewer", "rating", "excluded", "auto_score", "file", "cell"]
@@ -210,6 +212,46 @@ def _text(value) -> str:
     return "" if value is None else str(value).replace("\r\n", "\n").strip()
 
 
+_FIXED = ("id", "status", "reviewer", "comment")
+_STAGED = ("rating_", "answer_", "score_")
+
+
+def _header(book: _Book, rows: list, found: list) -> list:
+    """The header row with each name as the workbook writes it. A header retyped another way that
+    helpers.workbook reads as the same name ('Rating_base', 'rating base': see `header_key`) is read
+    as that name, with a note; a second column of one name, or a rating_/answer_ header of no stage
+    the sheet has, is reported and not read (its place holds a non-text marker)."""
+    header = [h.strip() if isinstance(h, str) else h for h in rows[0]]
+    stages = {h[len(p):] for h in header if isinstance(h, str) for p in ("rating_", "answer_") if h.startswith(p)}
+    known = {header_key(n): n for n in [*_FIXED, *(p + s for s in sorted(stages) for p in _STAGED)]}
+    out, where = [], {}
+    for j, name in enumerate(header):
+        cell = f"{get_column_letter(j + 1)}1"
+        canon = name
+        if isinstance(name, str) and name not in known.values():
+            key = header_key(name)
+            canon = known.get(key, name)
+            if canon != name and canon not in where:
+                found.append(Problem(book.name, book.task, cell, f"header '{name}' is not spelt as the workbook "
+                                     f"writes it", f"read as {canon}; rename the header back to {canon}", "note"))
+            elif canon == name and key.startswith(("rating_", "answer_")) and any(
+                    not _blank(r[j]) for r in rows[1:] if j < len(r)):
+                found.append(Problem(book.name, book.task, cell, f"header '{name}' reads as {key}, but the sheet has "
+                                     f"no {'answer' if key.startswith('rating_') else 'rating'} column of that stage",
+                                     "column not read; rename the header back to the rating_<stage> or "
+                                     "answer_<stage> it was written as"))
+                canon = ("not read", j)
+        if isinstance(canon, str) and canon in where:
+            found.append(Problem(book.name, book.task, cell, f"header '{name}' is a second {canon} column (the "
+                                 f"first is {where[canon]})", f"column not read; merge it into {where[canon]} or "
+                                 "rename it"))
+            canon = ("not read", j)
+        if isinstance(canon, str) and (canon in _FIXED[:3] or canon.startswith(_STAGED)):  # the columns read
+            where[canon] = cell
+        out.append(canon)
+    return out
+
+
 def _current_rows(book: _Book, found: list) -> tuple[list, list, dict] | None:
     """(header, [(row number, row dict)] of the current rows, {id: answers by stage}) of the book's
     task sheet; ids with more than one current row are reported and left out."""
@@ -217,7 +259,7 @@ def _current_rows(book: _Book, found: list) -> tuple[list, list, dict] | None:
     if not rows:
         found.append(Problem(book.name, book.task, "", "the sheet is empty", "sheet skipped"))
         return None
-    header = [h.strip() if isinstance(h, str) else h for h in rows[0]]
+    header = _header(book, rows, found)
     if "id" not in header:
         found.append(Problem(book.name, book.task, "1", "no 'id' column in the header row", "sheet skipped"))
         return None
@@ -258,10 +300,17 @@ def _records(book: _Book, found: list, main: _Book | None, main_answers: dict | 
     if not stages:
         found.append(Problem(book.name, book.task, "1", "no rating_<stage> columns in the header row", "sheet skipped"))
         return [], own_answers
+    # A <model>-<task>--<reviewer> copy holds that reviewer's ratings, whatever its reviewer cells say
+    # (a copy of a filled workbook still shows the first reviewer's name); elsewhere the cell names them.
     fallback = book.reviewer or (f"unknown ({book.name})" if book.copy else "unnamed")
-    records = []
+    records, others = [], {}
     for number, row in current:
         item = str(row["id"])
+        typed = None if _blank(row.get("reviewer")) else str(row["reviewer"])
+        reviewer = book.reviewer or typed or fallback
+        if (book.reviewer and typed and typed.strip().casefold() != book.reviewer.strip().casefold()
+                and any(not _blank(row.get(f"rating_{s}")) for s in stages)):
+            others.setdefault(typed, []).append(f"{get_column_letter(header.index('reviewer') + 1)}{number}")
         for stage in stages:
             cell = f"{get_column_letter(header.index(f'rating_{stage}') + 1)}{number}"
             value = row.get(f"rating_{stage}")
@@ -285,13 +334,72 @@ def _records(book: _Book, found: list, main: _Book | None, main_answers: dict | 
                     rating = None
             records.append({
                 "model": book.model, "task": book.task, "stage": stage, "item": item,
-                "reviewer": str(row.get("reviewer") or fallback), "rating": float("nan") if rating is None else rating,
+                "reviewer": reviewer, "rating": float("nan") if rating is None else rating,
                 "excluded": rating is None and not _blank(value),
                 # auto scores come from the main workbook: a copy's may belong to an older answer
                 "auto_score": None if main_answers is not None else row.get(f"score_{stage}"),
                 "file": book.name, "cell": cell,
             })
+    for typed, where in others.items():
+        found.append(Problem(book.name, book.task, _cell_list(where), f"reviewer cells say '{typed}', the file name "
+                             f"says '{book.reviewer}'", f"counted as {book.reviewer}'s (a --<reviewer> copy is that "
+                             "reviewer's); clear or correct the reviewer cells", "note"))
     return records, own_answers
+
+
+def _cell_list(cells) -> str:
+    """'E2:E4, E7, F2' from cells like E2, E3, E4, E7, F2: runs of rows within a column as ranges."""
+    parsed = sorted({(re.match(r"[A-Z]+", c)[0], int(re.search(r"\d+$", c)[0])) for c in cells},
+                    key=lambda x: (len(x[0]), x))
+    runs = []
+    for (letter, number) in parsed:
+        if runs and runs[-1][0] == letter and runs[-1][2] == number - 1:
+            runs[-1][2] = number
+        else:
+            runs.append([letter, number, number])
+    return ", ".join(f"{a}{lo}" if lo == hi else f"{a}{lo}:{a}{hi}" for a, lo, hi in runs)
+
+
+_KEY = ["model", "task", "stage", "item", "reviewer"]
+
+
+def _one_rating_each(table: pd.DataFrame, found: list) -> pd.DataFrame:
+    """`table` with one counted rating per model, task, stage, item and reviewer. A reviewer's rating
+    found again (the same workbook saved twice, "m-math (1).xlsx", or a copy under their own name) is
+    counted once: the first, with a note at the others. Ratings of one key that differ are a
+    conflict, and as with an id current twice none of them is counted (a problem at each file).
+    What is not counted gets rating NaN and excluded True."""
+    given = table[table["rating"].notna()]
+    repeated = given[given.duplicated(_KEY, keep=False)]
+    if repeated.empty:
+        return table
+    table = table.copy()
+    notes: dict = {}  # (kind, file, task, reviewer, other files) -> cells
+    for _, group in repeated.groupby(_KEY, sort=False):
+        files = list(dict.fromkeys(group["file"]))
+        if group["rating"].nunique() == 1:
+            drop = group.index[1:]
+            for i in drop:
+                notes.setdefault(("note", group.at[i, "file"], group.at[i, "task"], group.at[i, "reviewer"],
+                                  files[0]), []).append(group.at[i, "cell"])
+        else:
+            drop = group.index
+            for i in drop:
+                other = ", ".join(f for f in files if f != group.at[i, "file"])
+                notes.setdefault(("problem", group.at[i, "file"], group.at[i, "task"], group.at[i, "reviewer"],
+                                  other), []).append(group.at[i, "cell"])
+        table.loc[drop, "rating"] = float("nan")
+        table.loc[drop, "excluded"] = True
+    for (kind, file, task, reviewer, other), cells in notes.items():
+        if kind == "note":
+            found.append(Problem(file, task, _cell_list(cells), f"the same ratings by '{reviewer}' of the same "
+                                 f"items are in {other} (the same workbook saved twice?)",
+                                 f"counted once, from {other}; delete the duplicate file", "note"))
+        else:
+            found.append(Problem(file, task, _cell_list(cells), f"'{reviewer}' rated these items differently in "
+                                 f"{other}", "none of the differing ratings counted; keep one rating per item and "
+                                 "reviewer (delete the stale copy, or correct one), then re-run"))
+    return table
 
 
 def _workbook_files(folder: Path, problems: list) -> list[Path]:
@@ -310,7 +418,9 @@ def read_ratings(folder, problems: list | None = None) -> pd.DataFrame:
     """Long table, one row per rating cell of a current row: model, task, stage, item, reviewer,
     rating (NaN if unrated or not counted), excluded (a rating was given but not counted), auto_score,
     file, cell. What cannot be counted as it stands is appended to `problems` (a list of `Problem`);
-    without a list, each becomes a warning."""
+    without a list, each becomes a warning. The reviewer is the file name's in a --<reviewer> copy,
+    else the row's reviewer cell; a rating repeated for one model, task, stage, item and reviewer is
+    counted once, and ratings of such a key that differ none (see `_one_rating_each`)."""
     found: list[Problem] = []
     books = [b for b in (_load(p, found) for p in _workbook_files(Path(folder), found)) if b and _identify(b, found)]
 
@@ -369,29 +479,42 @@ def read_ratings(folder, problems: list | None = None) -> pd.DataFrame:
                                      action, "note"))
             records += _records(book, found, against, answers)[0]
 
+    table = _one_rating_each(pd.DataFrame.from_records(records, columns=COLUMNS).astype({"excluded": bool}), found)
     if problems is None:
         for problem in found:
             warnings.warn(problem.line(), stacklevel=2)
     else:
         problems.extend(found)
-    return pd.DataFrame.from_records(records, columns=COLUMNS).astype({"excluded": bool})
+    return table
 
 
 def summarize(ratings: pd.DataFrame) -> pd.DataFrame:
-    """Per model x task x stage: items, ratings given, missing, excluded (given but not counted),
-    mean rating with a 95% t-interval (ci95 is its half-width), reviewers, mean automatic score (over
-    items, not ratings)."""
+    """Per model x task x stage: items, ratings (counted), rated_items, missing, excluded (given but
+    not counted), mean rating with a 95% t-interval (ci95 is its half-width), reviewers, mean
+    automatic score (over items, not ratings).
+
+    The item is the unit: each rated item's ratings are averaged first, and mean_rating and its
+    Student's t interval are over those item means (n = rated_items, not ratings), so a second
+    reviewer narrows the interval only as far as it makes each item's mean surer, not by doubling n.
+    One reviewer's rating of one item counts once (see read_ratings: a repeat is counted once, ratings
+    of one item and reviewer that differ are not counted); a table not from read_ratings is checked
+    the same way here, with a warning for each repeat."""
+    found: list[Problem] = []
+    ratings = _one_rating_each(ratings, found)
+    for problem in found:
+        warnings.warn(problem.line(), stacklevel=2)
     rows = []
     for (model, task, stage), group in ratings.groupby(["model", "task", "stage"], sort=True):
         given = group["rating"].dropna()
-        mean, low, high = t_interval(given.tolist())  # a mean of a few 1-5 ratings: Student's t, not 1.96
+        per_item = given.groupby(group.loc[given.index, "item"]).mean()
+        mean, low, high = t_interval(per_item.tolist())  # a mean of a few 1-5 ratings: Student's t, not 1.96
         half = (high - low) / 2
         scored = group.assign(auto_score=pd.to_numeric(group["auto_score"], errors="coerce"))
         auto = scored.dropna(subset=["auto_score"]).drop_duplicates("item")["auto_score"]
         excluded = group["excluded"].astype(bool)
         rows.append({"model": model, "task": task, "stage": stage, "items": group["item"].nunique(),
-                     "ratings": len(given), "missing": int((group["rating"].isna() & ~excluded).sum()),
-                     "excluded": int(excluded.sum()),
+                     "ratings": len(given), "rated_items": len(per_item),
+                     "missing": int((group["rating"].isna() & ~excluded).sum()), "excluded": int(excluded.sum()),
                      "mean_rating": mean, "ci95": half, "ci_low": low, "ci_high": high,
                      "reviewers": group.loc[group["rating"].notna(), "reviewer"].nunique(),
                      "auto_score": auto.mean() if len(auto) else float("nan")})

@@ -303,7 +303,8 @@ def update_rating_workbook(path, rows: list[dict], *, answers: dict[str, str], t
     for the stages of this run; the workbook may hold others (a run of a subset of the stages).
     Each item is matched by id with its current row (status "current…" or "updated…"):
       - new id: a new row;
-      - an answer cell that was empty (a stage benchmarked for the first time): filled in place;
+      - an answer cell that was empty (a stage benchmarked for the first time) while its rating is
+        empty: filled in place; an empty answer that was rated counts as a changed rated answer (below);
       - an answer that changed while its rating is empty: replaced in place, flagged in `status`;
       - an answer that changed while its rating is filled: that row stays as it was, marked
         superseded; a new current row gets the new answers, and everything else of the old row
@@ -316,9 +317,10 @@ def update_rating_workbook(path, rows: list[dict], *, answers: dict[str, str], t
     Refused with one line (ConfigError), nothing written: the workbook is open in Excel or
     LibreOffice (their lock file is beside it), read-only, or unreadable; its `meta` has another
     `model_id` or `task`; or a reviewer made an edit the merge cannot interpret: the rating sheet
-    renamed, a header the merge needs renamed, cleared, removed or duplicated, a formula in a column
-    the merge reads (a rating typed as `=4` would lose its value when the file is re-saved), a status
-    it did not write, an id cleared on a rated row or current twice.
+    renamed, a header the merge needs renamed, cleared, removed or duplicated, merged cells in a column
+    the merge reads or writes (all but `comment`), a formula in a column the merge reads (a rating typed
+    as `=4` would lose its value when the file is re-saved), a status it did not write, an id cleared on
+    a rated row or current twice.
 
     If the file changes between the read and the replace (a reviewer saved it), the merge is
     discarded and done again on the new file; if it changes again, the file is left alone and the
@@ -377,8 +379,9 @@ def _ratings_map(answers: dict[str, str]) -> dict[str, str]:
     return {rating: answer for answer, rating in answers.items()}
 
 
-def _norm(name) -> str:
-    """How a header reads to a person: 'Rating base', 'rating-base' and 'rating_base' are one name."""
+def header_key(name) -> str:
+    """How a header reads to a person: 'Rating base', 'rating-base' and 'rating_base' are one name.
+    The merge refuses a known header retyped so; helpers.ratings reads it as the known name."""
     return re.sub(r"[\s_\-]+", "_", str(name).strip().casefold())
 
 
@@ -430,11 +433,11 @@ def _merge(wb, path: Path, rows: list[dict], *, answers: dict[str, str], text_co
             raise ConfigError(f"{where}{header[c].coordinate}: header '{name}' is also in "
                               f"{header[col[name]].coordinate}; rename or remove one of them, then re-run")
         col.setdefault(name, c)
-    by_norm = {_norm(k): k for k in known}
+    by_norm = {header_key(k): k for k in known}
     for c, name in names.items():  # a known name spelt another way: the reviewer renamed a header
-        if name not in known and _norm(name) in by_norm:
+        if name not in known and header_key(name) in by_norm:
             raise ConfigError(f"{where}{header[c].coordinate}: header '{name}' is not one this workbook was written "
-                              f"with; rename it back to '{by_norm[_norm(name)]}', then re-run")
+                              f"with; rename it back to '{by_norm[header_key(name)]}', then re-run")
     # A column the merge wrote is gone (renamed, header cleared, deleted). Without the record (a workbook
     # from before it), what shows it: an unnamed column with values under it, answers without their
     # rating column (the merge always writes both), rows without an id column.
@@ -449,8 +452,9 @@ def _merge(wb, path: Path, rows: list[dict], *, answers: dict[str, str], text_co
     if gone:
         lost = gone[0]
         strangers = [c for c, name in names.items() if name not in known]
-        guess = difflib.get_close_matches(_norm(lost), [_norm(names[c]) for c in strangers], n=1, cutoff=0.6)
-        renamed = [c for c in strangers if _norm(names[c]) in guess]
+        guess = difflib.get_close_matches(header_key(lost), [header_key(names[c]) for c in strangers], n=1,
+                                          cutoff=0.6)
+        renamed = [c for c in strangers if header_key(names[c]) in guess]
         if renamed:
             raise ConfigError(f"{where}{header[renamed[0]].coordinate}: header '{names[renamed[0]]}' is not one this "
                               f"workbook was written with (it has no column '{lost}'); rename it back to '{lost}', "
@@ -463,6 +467,16 @@ def _merge(wb, path: Path, rows: list[dict], *, answers: dict[str, str], text_co
         raise ConfigError(f"{path}: sheet '{title}' has no column '{lost}', which this workbook was written with "
                           f"(renamed{' to one of ' + others if others else ''} or deleted?); restore it (rename it "
                           "back, undo, or a backup), then re-run")
+
+    # Merged cells: only the first cell of a merged range holds a value and the others cannot be written
+    # (openpyxl's MergedCell), and one rating shown over two rows reads as a rating of one of them only.
+    # The merge reads or writes every column it knows but `comment`, so a merged range there stops it.
+    touched = {col[name] for name in known if name in col and name != "comment"}
+    for rng in sorted(ws.merged_cells.ranges, key=lambda m: (m.min_col, m.min_row)):
+        if any(rng.min_col <= c <= rng.max_col for c in touched):
+            over = ", ".join(f"'{names[c]}'" for c in sorted(touched) if rng.min_col <= c <= rng.max_col)
+            raise ConfigError(f"{where}{rng.coord}: merged cells in column {over}; unmerge them (keep each row's "
+                              "own value), then re-run (nothing was written)")
 
     for name in needed:
         if name not in col:  # e.g. a stage benchmarked for the first time
@@ -526,6 +540,9 @@ def _merge(wb, path: Path, rows: list[dict], *, answers: dict[str, str], text_co
             continue
         changed = [a for a in answers if a in row and not _blank(get(r, a)) and not _same(get(r, a), row[a])]
         filled = [a for a in answers if a in row and _blank(get(r, a)) and not _blank(row[a])]
+        # an empty answer that was rated (1: "empty") is a rated answer: its rating must not pass to the new one
+        changed += [a for a in filled if not _blank(get(r, answers[a]))]
+        filled = [a for a in filled if a not in changed]
         rated = [a for a in changed if not _blank(get(r, answers[a]))]
         if rated:
             new = ws.max_row + 1

@@ -58,10 +58,12 @@ def test_summary_means_counts_and_missing(books):
     summary = summarize(ratings).set_index(["model", "task", "stage"])
     base = summary.loc[("llama-3.1-8b", "math", "base")]
     assert (base["items"], base["ratings"], base["missing"], base["reviewers"]) == (4, 5, 3, 2)
-    # a t-interval (4 degrees of freedom, t = 2.776445), not 1.96 standard errors
-    half = 2.776445 * statistics.stdev([2, 3, 4, 2, 5]) / math.sqrt(5)
-    assert base["mean_rating"] == pytest.approx(3.2) and base["ci95"] == pytest.approx(half, rel=1e-5)
-    assert (base["ci_low"], base["ci_high"]) == pytest.approx((3.2 - half, 3.2 + half), rel=1e-5)
+    # over the 3 rated items' means (m-0: 2 and 2, m-1: 3 and 5, m-2: 4), not the 5 ratings as if independent;
+    # a t-interval (2 degrees of freedom, t = 4.302653), not 1.96 standard errors
+    assert base["rated_items"] == 3
+    half = 4.302653 * statistics.stdev([2, 4, 4]) / math.sqrt(3)
+    assert base["mean_rating"] == pytest.approx(10 / 3) and base["ci95"] == pytest.approx(half, rel=1e-5)
+    assert (base["ci_low"], base["ci_high"]) == pytest.approx((10 / 3 - half, 10 / 3 + half), rel=1e-5)
     assert base["auto_score"] == pytest.approx(0.75)        # over items, not over ratings
     epoch1 = summary.loc[("llama-3.1-8b", "math", "epoch1")]
     assert (epoch1["ratings"], epoch1["mean_rating"]) == (2, 4.5)  # unrated cells are missing, not 0
@@ -100,3 +102,29 @@ def test_written_outputs(books, tmp_path):
     assert pd.read_excel(files["workbook"], sheet_name="agreement")["pairs"].tolist() == [2]
     with open(files["figure"], "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_interval_is_over_items_and_a_second_reviewer_does_not_double_n(tmp_path):
+    # the audit's case: bob in the main workbook, alice in her copy, four items; 8 ratings, 4 items
+    from helpers.stats import t_interval
+
+    make_book(tmp_path / "m-math.xlsx", 4, scores=[1.0] * 4)
+    rate(tmp_path / "m-math.xlsx", "math", {(i, "base"): v for i, v in enumerate([5, 4, 3, 4])}, "bob")
+    shutil.copy(tmp_path / "m-math.xlsx", tmp_path / "m-math--alice.xlsx")
+    rate(tmp_path / "m-math--alice.xlsx", "math", {(i, "base"): v for i, v in enumerate([4, 4, 2, 5])}, "alice")
+    base = summarize(read_ratings(tmp_path, [])).set_index("stage").loc["base"]
+    assert (base["items"], base["ratings"], base["rated_items"], base["reviewers"]) == (4, 8, 4, 2)
+    mean, low, high = t_interval([4.5, 4.0, 2.5, 4.5])  # 3 degrees of freedom, not 7
+    assert (base["mean_rating"], base["ci_low"], base["ci_high"]) == pytest.approx((mean, low, high))
+    assert base["ci95"] == pytest.approx(3.182446 * statistics.stdev([4.5, 4, 2.5, 4.5]) / math.sqrt(4), rel=1e-5)
+
+
+def test_summarize_counts_a_repeated_rating_once_and_says_so(books):
+    ratings = read_ratings(books, [])
+    once = summarize(ratings)
+    with pytest.warns(UserWarning) as said:
+        twice = summarize(pd.concat([ratings, ratings], ignore_index=True))
+    assert sorted(str(w.message).split("'")[1] for w in said) == ["ana", "ana", "ben"]  # a note per file and reviewer
+    assert all("counted once" in str(w.message) for w in said)
+    pd.testing.assert_frame_equal(once.drop(columns=["excluded", "missing"]),
+                                  twice.drop(columns=["excluded", "missing"]))

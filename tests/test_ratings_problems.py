@@ -206,3 +206,69 @@ def test_compile_report_prints_each_problem():
     problem = Problem("m-math.xlsx", "math", "E5", "3.5 is not a whole number 1-5", "not counted")
     report = compile_report({"summary": [], "problems": [problem.__dict__]})
     assert "1 problem" in report and problem.line() in report.splitlines()
+
+
+# --- a header retyped, a copy's reviewer cells, one reviewer's ratings found twice --------------
+
+@pytest.mark.parametrize("typed", ["Rating_base", "rating base", " RATING-base "])
+def test_a_retyped_rating_header_is_read_as_the_workbook_reads_it_with_a_note(tmp_path, typed):
+    book(tmp_path / "m-math.xlsx", items(2, rating=None))
+    book(tmp_path / "m-math--alice.xlsx", items(2, **{typed: 4}),
+         header=[typed if h == "rating_base" else h for h in HEADER])
+    ratings, summary, problems = compile_folder(tmp_path)
+    alice = ratings[ratings["file"] == "m-math--alice.xlsx"]
+    assert alice[["stage", "rating", "cell"]].values.tolist() == [["base", 4.0, "E2"], ["base", 4.0, "E3"]]
+    assert summary.loc[("m", "math", "base"), "ratings"] == 2
+    (note,) = problems
+    assert (note.kind, note.file, note.sheet, note.cell) == ("note", "m-math--alice.xlsx", "math", "E1")
+    assert typed.strip() in note.what and "rename the header back to rating_base" in note.action
+
+
+def test_a_rating_header_the_sheet_cannot_place_is_reported_not_dropped(tmp_path):
+    header = [*HEADER, "Rating notes", "Rating base"]  # no answer_notes; a second rating_base column
+    rows = [{**row, "Rating notes": "check", "Rating base": 2} for row in items(2, 4)]
+    book(tmp_path / "m-math.xlsx", rows, header=header)
+    ratings, summary, problems = compile_folder(tmp_path)
+    assert ratings["stage"].tolist() == ["base", "base"] and ratings["rating"].tolist() == [4.0, 4.0]
+    assert {(p.kind, p.cell) for p in problems} == {("problem", "I1"), ("problem", "J1")}
+    second = next(p for p in problems if p.cell == "J1")
+    assert "second rating_base column" in second.what and "E1" in second.what and "not read" in second.action
+
+
+def test_in_a_reviewer_copy_the_file_name_names_the_reviewer(tmp_path):
+    # alice copied bob's filled workbook and rated over his ratings; the reviewer cells still say bob
+    book(tmp_path / "m-math.xlsx", [{**r, "rating_base": v, "reviewer": "bob"} for r, v in zip(items(3), [5, 4, 3])])
+    book(tmp_path / "m-math--alice.xlsx", [{**r, "rating_base": v, "reviewer": w}
+                                           for r, v, w in zip(items(3), [4, 4, 2], ["bob", "bob", "Alice"])])
+    ratings, summary, problems = compile_folder(tmp_path)
+    assert ratings[["file", "reviewer"]].values.tolist() == [["m-math.xlsx", "bob"]] * 3 + [
+        ["m-math--alice.xlsx", "alice"]] * 3
+    assert summary.loc[("m", "math", "base"), "reviewers"] == 2
+    assert agreement(ratings)["pairs"].tolist() == [3]
+    (note,) = problems  # F4 says "Alice": the same name
+    assert (note.kind, note.file, note.cell) == ("note", "m-math--alice.xlsx", "F2:F3")
+    assert "'bob'" in note.what and "'alice'" in note.what and "counted as alice's" in note.action
+
+
+def test_the_same_workbook_saved_twice_counts_once(tmp_path):
+    rated = [{**r, "rating_base": v, "reviewer": "bob"} for r, v in zip(items(4), [5, 4, 3, 4])]
+    book(tmp_path / "m-math.xlsx", rated)
+    book(tmp_path / "m-math (1).xlsx", rated)
+    ratings, summary, problems = compile_folder(tmp_path)
+    base = summary.loc[("m", "math", "base")]
+    assert (base["ratings"], base["rated_items"], base["excluded"], base["mean_rating"]) == (4, 4, 4, 4.0)
+    assert agreement(ratings).empty
+    (note,) = [p for p in problems if "same ratings" in p.what]
+    assert (note.kind, note.file, note.cell) == ("note", "m-math (1).xlsx", "E2:E5") and "m-math.xlsx" in note.what
+
+
+def test_one_reviewers_differing_ratings_of_an_item_count_for_nothing(tmp_path):
+    rated = [{**r, "rating_base": v, "reviewer": "bob"} for r, v in zip(items(3), [5, 4, 3])]
+    book(tmp_path / "m-math.xlsx", rated)
+    book(tmp_path / "m-math (1).xlsx", [{**rated[0], "rating_base": 1}, *rated[1:]])
+    ratings, summary, problems = compile_folder(tmp_path)
+    base = summary.loc[("m", "math", "base")]
+    assert (base["ratings"], base["rated_items"], base["mean_rating"]) == (2, 2, 3.5)  # q1, q2; neither rating of q0
+    conflicts = {(p.file, p.cell) for p in problems if p.kind == "problem"}
+    assert conflicts == {("m-math.xlsx", "E2"), ("m-math (1).xlsx", "E2")}
+    assert all("'bob' rated these items differently" in p.what for p in problems if p.kind == "problem")

@@ -313,3 +313,40 @@ def test_an_old_workbook_without_the_about_sheet_still_merges_and_gains_it(tmp_p
     assert counts == {"added": 1, "filled": 0, "updated": 0, "superseded": 0, "unchanged": 3}
     assert read_workbook_meta(path) == META
     assert [r["rating_base"] for r in table(path)[1]] == [4, 2, None, None]
+
+
+# --- merged cells ---------------------------------------------------------------------------------
+
+def merge_cells(*names):
+    """Merges rows 2-3 of the named columns (one range over them all)."""
+    def change(ws, col):
+        from openpyxl.utils import get_column_letter
+        cols = sorted(col(n) for n in names)
+        rng = f"{get_column_letter(cols[0])}2:{get_column_letter(cols[-1])}3"
+        ws.merge_cells(rng)
+        return rng
+    return change
+
+
+@pytest.mark.parametrize("names", [("status",), ("rating_base",), ("answer_epoch1",), ("reviewer", "comment")])
+def test_merged_cells_in_a_column_the_merge_writes_or_reads_stop_it(tmp_path, names):
+    path = rated_workbook(tmp_path)
+    where = []
+    edit(path, lambda ws, col: where.append(merge_cells(*names)(ws, col)))
+    before = path.read_bytes()
+    with pytest.raises(ConfigError) as err:  # item 1's rated base answer changed: its status would be written
+        update(path, items(3, answer_base=lambda i: f"base {i}" + "!" * (i == 1), answer_epoch1=lambda i: f"e1 {i}"))
+    text = str(err.value)
+    assert "\n" not in text and f"{path}: math!{where[0]}" in text and "unmerge" in text, text
+    assert f"'{names[0]}'" in text
+    assert path.read_bytes() == before
+
+
+def test_merged_comment_cells_do_not_stop_a_merge(tmp_path):
+    path = rated_workbook(tmp_path)
+    edit(path, lambda ws, col: merge_cells("comment")(ws, col))
+    counts = update(path, items(3, answer_base=lambda i: f"base {i}" + "!" * (i == 1),
+                                answer_epoch1=lambda i: f"e1 {i}"))
+    assert counts == {"added": 0, "filled": 0, "updated": 0, "superseded": 1, "unchanged": 2}
+    _, rows = table(path)
+    assert rows[1]["status"].startswith("superseded") and current(rows, "q-001")[0]["answer_base"] == "base 1!"

@@ -126,3 +126,24 @@ def test_control_characters_from_a_model_are_written_and_a_rerun_sees_no_change(
     rate(path, {(0, "rating_base"): 4})
     assert update(path, rows) == {"added": 0, "filled": 0, "updated": 0, "superseded": 0, "unchanged": 3}
     assert table(path)[1][0]["rating_base"] == 4
+
+
+def test_a_rated_empty_answer_is_superseded_not_filled_under_its_rating(tmp_path):
+    # the reviewer rated an empty answer 1 ("empty"); a re-run produces a real answer
+    path = tmp_path / "m-math.xlsx"
+    update(path, items(2, answer_base=lambda i: "   " if i == 0 else "", answer_epoch1="e1"))
+    rate(path, {(0, "rating_base"): 1, (0, "rating_epoch1"): 4})
+    counts = update(path, items(2, answer_base="The answer is 1.", answer_epoch1="e1"))
+    assert counts == {"added": 0, "filled": 1, "updated": 0, "superseded": 1, "unchanged": 0}  # item 1: unrated
+    _, rows = table(path)
+    old, unrated, new = rows
+    assert (old["answer_base"], old["rating_base"]) == ("   ", 1)  # the 1 stays with the empty answer it rated
+    assert old["status"].startswith("superseded") and "answer_base changed" in old["status"]
+    assert (new["id"], new["answer_base"], new["rating_base"], new["status"]) == (
+        "q-000", "The answer is 1.", None, "current (replaces row 2)")
+    assert (new["answer_epoch1"], new["rating_epoch1"], new["reviewer"]) == ("e1", 4, "ana")  # carried, unchanged
+    assert (unrated["answer_base"], unrated["status"]) == ("The answer is 1.", "current")  # filled in place
+
+    from helpers.ratings import read_ratings
+    counted = read_ratings(tmp_path, []).set_index(["item", "stage"])["rating"]
+    assert counted[("q-000", "epoch1")] == 4 and counted.isna()[("q-000", "base")]
