@@ -3,6 +3,8 @@
     >>> train_run = find_train_run(cfg)                     # or cfg.train_run, checked
     >>> questions = load_benchmark_questions(cfg)           # a set of cfg.task, checked
     >>> llm, tokenizer, info = load_for_stages(cfg, train_run)
+    >>> source = stage_source(train_run, "epoch1")           # which adapter: kept in, and checked on, raw files
+    >>> kept = read_raw(path, questions, source)             # None: generate (answer_stage), then write_raw
     >>> rows = answer_stage(llm, tokenizer, info, questions, "epoch1", train_run, cfg)
     >>> workbook_path(cfg), workbook_meta(cfg)               # <workbook_dir>/<slug>-<task>.xlsx
 
@@ -160,6 +162,34 @@ def answer_stage(llm, tokenizer, info, questions, stage: str, train_run: Path | 
     return generate(llm, tokenizer, prompts, **kwargs)
 
 
+def stage_source(train_run: Path | None, stage: str) -> dict:
+    """What a stage's answers depend on beyond the benchmark's own settings: {} for "base" (the model
+    alone), else {"train_run": the training run's folder name, "adapter_sha256": 16 hex of a sha256 of
+    the stage's adapter files, None where it has none}. write_raw keeps it in each row (pass it in its
+    meta) and read_raw reuses a file only where it matches.
+
+    Why here and not in the benchmark folder's name: with train_run "" (the default) the folder's hash
+    cannot tell which training run the newest was, and making it so would move every benchmark folder
+    written so far (and the ones helpers.sweep plans) while still missing an adapter retrained in place
+    under the same folder name. Checked per file, base answers stay reused, earlier folders stay where
+    they are, and answers of another adapter are moved aside, not deleted. The adapter's bytes, not
+    only the folder name: one trained again with the same settings lands in the same folder."""
+    if stage == "base":
+        return {}
+    if train_run is None:
+        return {"train_run": None, "adapter_sha256": None}
+    # helpers.sft.stage_dir (not imported: it imports torch); int() as answer_stage reads "epoch01"
+    adapter = Path(train_run) / "stages" / f"epoch{int(stage.removeprefix('epoch'))}"
+    files = sorted(f for f in adapter.glob("adapter_*") if f.is_file())  # adapter_config.json, adapter_model.*
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode() + b"\0")
+        with f.open("rb") as data:
+            for chunk in iter(lambda: data.read(1 << 20), b""):
+                digest.update(chunk)
+    return {"train_run": Path(train_run).name, "adapter_sha256": digest.hexdigest()[:16] if files else None}
+
+
 def raw_path(run_dir: Path, model: str, task: str, stage: str) -> Path:
     """One file per model x task x stage; base and QLoRA stages in separate folders."""
     kind = "base" if stage == "base" else "qlora"
@@ -182,10 +212,21 @@ def write_raw(path: Path, questions, answers, scores, meta: dict) -> None:
         raise
 
 
-def read_raw(path: Path, questions) -> list[str] | None:
-    """Answers kept from an earlier run of the same settings (same question ids), else None. A file
-    that does not parse (cut short by a kill before writes were atomic, edited by hand) is moved aside
-    to <name>.corrupt-<time>, and that stage is generated again."""
+def _move_aside(path: Path, why: str) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    aside = path.with_name(f"{path.name}.{why}-{stamp}")
+    path.replace(aside)
+    return aside
+
+
+def read_raw(path: Path, questions, source: dict | None = None) -> list[str] | None:
+    """Answers kept from an earlier run of the same settings (same question ids) and, where `source`
+    (stage_source) is given, of the same adapter, else None. A file that does not parse (cut short by a
+    kill before writes were atomic, edited by hand) is moved aside to <name>.corrupt-<time>, one of
+    another training run or adapter to <name>.other-train-run-<time>; that stage is then generated
+    again. A file written before rows recorded their source has none: a base stage's is reused (base
+    answers do not depend on the training run), an epoch stage's is moved aside, since which adapter
+    wrote it cannot be told. source None: not checked (callers that predate it)."""
     if not path.exists():
         return None
     try:
@@ -195,10 +236,17 @@ def read_raw(path: Path, questions) -> list[str] | None:
         if not all(isinstance(a, str) for a in kept):
             raise TypeError("an answer is not text")
     except (ValueError, KeyError, TypeError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-        aside = path.with_name(f"{path.name}.corrupt-{stamp}")
-        path.replace(aside)
+        aside = _move_aside(path, "corrupt")
         print(f"{path} is unreadable ({type(err).__name__}): moved to {aside.name}; generating that stage again")
+        return None
+    # checked before the questions: answers of another adapter are kept aside, whatever else changed
+    found = next((row for row in rows if any(row.get(k) != v for k, v in (source or {}).items())), None)
+    if found is not None:
+        aside = _move_aside(path, "other-train-run")
+        was = (", ".join(f"{k} {found.get(k)}" for k in source) if any(k in found for k in source)
+               else "an unrecorded training run (a file written before rows recorded it)")
+        now = ", ".join(f"{k} {v}" for k, v in source.items())
+        print(f"{path} holds answers of {was}, not {now}: moved to {aside.name}; generating that stage again")
         return None
     if ids != [q.id for q in questions] or texts != [q.question for q in questions]:
         return None

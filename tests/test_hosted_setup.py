@@ -4,9 +4,11 @@ would run it (an empty working directory, a file:// repository instead of GitHub
 nvidia-smi; nothing real is mounted or downloaded), the pins shared by the CPU and GPU requirements, and the
 Makefile's offline targets."""
 
+import ast
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -45,8 +47,24 @@ def test_badges_open_this_notebook_of_the_configured_repository(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_first_code_cell_is_the_shared_setup_cell(path):
     code = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
-    assert code.source == SETUP, "run: python scripts/sync_notebooks.py"
+    assert code.source == sync_notebooks.setup_cell(name=path.stem), "run: python scripts/sync_notebooks.py"
     assert f'"{CONFIG["url"]}"' in code.source and f'"{CONFIG["ref"]}"' in code.source
+    gpu = path.stem not in sync_notebooks.NO_GPU
+    assert ("nvidia-smi" in code.source) == gpu and ("unsloth" in code.source) == gpu
+    assert "@G " not in code.source and "@C " not in code.source
+
+
+def test_compile_ratings_needs_no_gpu_stack():
+    """compile_ratings' setup cell installs no GPU stack: what its cells import loads none of it."""
+    assert sync_notebooks.NO_GPU == {"compile_ratings"}
+    nb = nbformat.read(ROOT / "notebooks" / "compile_ratings.ipynb", as_version=4)
+    imports = [ast.unparse(node) for cell in nb.cells[2:] if cell.cell_type == "code"
+               for node in ast.parse(cell.source).body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    gpu = ["torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate", "datasets", "unsloth"]
+    code = "import sys\n" + "".join(f"sys.modules[{m!r}] = None\n" for m in gpu) + "\n".join(imports)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "QLORA_BACKEND": "transformers"})
+    assert len(imports) >= 5 and proc.returncode == 0, proc.stderr
 
 
 def test_sync_rewrites_only_the_badges_and_the_setup_cell():
@@ -119,10 +137,11 @@ print("STATE" + _json.dumps({"cwd": os.getcwd(), "root": str(ROOT), "repo_root":
 """
 
 
-def run_setup(tmp_path, cwd, *, hosted=None, gpu=True, env=None, replace=None, prologue="", pythonpath=()):
-    """Run the notebooks' setup cell (with `replace` applied to its text) in a fresh Python in `cwd`; returns
-    (the completed process, the state it ended in or None)."""
-    cell = SETUP
+def run_setup(tmp_path, cwd, *, hosted=None, gpu=True, env=None, replace=None, prologue="", pythonpath=(),
+              name=""):
+    """Run the setup cell of notebooks/<name>.ipynb (a GPU notebook's if no name; with `replace` applied to its
+    text) in a fresh Python in `cwd`; returns (the completed process, the state it ended in or None)."""
+    cell = sync_notebooks.setup_cell(name=name)
     for old, new in (replace or {}).items():
         assert cell.count(old) == 1, old
         cell = cell.replace(old, new)
@@ -146,6 +165,34 @@ def run_setup(tmp_path, cwd, *, hosted=None, gpu=True, env=None, replace=None, p
 
 def repo_env(origin):
     return {"QLORA_REPO_URL": f"file://{origin}", "QLORA_REPO_REF": "main"}
+
+
+OFFLINE = "http://127.0.0.1:9/qlora-small-llms"  # nothing listens there: git fails as with no network
+
+
+def git_out(repo, *args):
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def commit(repo, path, text, message="change"):
+    """Write `path` in `repo` and commit it; returns the new commit."""
+    (repo / path).parent.mkdir(parents=True, exist_ok=True)
+    (repo / path).write_text(text)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "-C", str(repo)]
+    for args in (["add", path], ["commit", "-q", "-m", message]):
+        subprocess.run([*git, *args], check=True, capture_output=True)
+    return git_out(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def moving(tmp_path, origin):
+    """A copy of `origin` that a test may commit to (GitHub moving on after a session)."""
+    return Path(shutil.copytree(origin, tmp_path / "moving-origin"))
+
+
+def clone_lines(proc):
+    """What the setup cell said about a clone an earlier session left."""
+    return [line for line in proc.stdout.splitlines() if "the clone at" in line]
 
 
 def test_inside_a_clone_and_not_hosted_it_only_finds_the_repository(tmp_path, origin):
@@ -183,11 +230,115 @@ def test_colab_clones_onto_drive_and_a_reset_runtime_finds_the_same_clone(tmp_pa
     assert state["cwd"] == state["root"] == state["repo_root"] == str(clone)
     assert (clone / "helpers" / "config.py").is_file()
     assert state["output_root"] == str(clone / "benchmarks")
-    # a runtime reset: a new empty /content, Drive as it was (with a run folder in it)
+    # a runtime reset: a new empty /content, Drive as it was (with a run folder in it); GitHub as it was
     (clone / "benchmarks" / "addition").mkdir(parents=True)
+    head = git_out(clone, "rev-parse", "HEAD")
     proc, state = run_setup(tmp_path, tmp_path / "content-after-reset", **args)
     assert proc.returncode == 0, proc.stderr
     assert state["root"] == str(clone) and (clone / "benchmarks" / "addition").is_dir()
+    assert git_out(clone, "rev-parse", "HEAD") == head and clone_lines(proc) == [], "up to date: nothing to say"
+
+
+def reset_and_move_on(tmp_path, moving, hosted="COLAB_RELEASE_TAG", env=None):
+    """A first session clones (onto a fake Drive on Colab) and writes a run folder, then GitHub moves on; returns
+    (the clone, the commit it was at, the commit GitHub is at, run_setup's arguments for the next session)."""
+    drive = tmp_path / "drive"
+    args = dict(hosted=hosted, env={**repo_env(moving), **(env or {})}, replace={'"/content/drive"': f'"{drive}"'})
+    proc, state = run_setup(tmp_path, tmp_path / "session-1", **args)
+    assert proc.returncode == 0, proc.stderr
+    clone = Path(state["root"])
+    (clone / "benchmarks" / "addition").mkdir(parents=True)
+    (clone / "benchmarks" / "addition" / "checkpoint").write_text("step 40")
+    old = git_out(clone, "rev-parse", "HEAD")
+    new = commit(moving, "helpers/added_since.py", "NEW = 1\n")
+    return clone, old, new, args
+
+
+def where(tmp_path, clone, args, session):
+    """Where session `session` starts: Colab a new empty /content, Kaggle /kaggle/working as it was."""
+    return clone.parent if args["hosted"].startswith("KAGGLE") else tmp_path / f"session-{session}"
+
+
+@pytest.mark.parametrize("hosted", ["COLAB_RELEASE_TAG", "KAGGLE_KERNEL_RUN_TYPE"])
+def test_a_clone_an_earlier_session_left_is_fast_forwarded_when_github_moves_on(tmp_path, moving, hosted):
+    clone, old, new, args = reset_and_move_on(tmp_path, moving, hosted)
+    assert git_out(clone, "rev-parse", "--is-shallow-repository") == "true"
+    proc, state = run_setup(tmp_path, where(tmp_path, clone, args, 2), **args)
+    assert proc.returncode == 0, proc.stderr
+    assert clone_lines(proc) == [f"updated the clone at {clone} from {old[:7]} to {new[:7]} (a run begun before goes "
+                                 f'on with this code; to keep {old[:7]}: REPO_REF = "{old}" in this cell)']
+    assert state["root"] == str(clone) and git_out(clone, "rev-parse", "HEAD") == new
+    assert (clone / "helpers" / "added_since.py").is_file() and not git_out(clone, "status", "--porcelain", "-uno")
+    assert (clone / "benchmarks" / "addition" / "checkpoint").read_text() == "step 40", "run folders stay"
+    assert git_out(clone, "rev-parse", "--is-shallow-repository") == "true", "only the new commits came"
+    # the next session: nothing new, nothing said
+    proc, _ = run_setup(tmp_path, where(tmp_path, clone, args, 3), **args)
+    assert proc.returncode == 0 and clone_lines(proc) == [], proc.stdout
+
+
+def test_a_clone_with_local_changes_stays_as_it_is_with_one_line(tmp_path, moving):
+    clone, old, new, args = reset_and_move_on(tmp_path, moving)
+    edited = (clone / "helpers" / "config.py").read_text() + "# my edit\n"
+    (clone / "helpers" / "config.py").write_text(edited)
+    proc, state = run_setup(tmp_path, tmp_path / "session-2", **args)
+    assert proc.returncode == 0, proc.stderr
+    [line] = clone_lines(proc)
+    assert line.startswith(f"the clone at {clone} stays at {old[:7]}: it has local changes") and "stash" in line
+    assert git_out(clone, "rev-parse", "HEAD") == old and state["root"] == str(clone)
+    assert (clone / "helpers" / "config.py").read_text() == edited, "never discarded"
+    assert not (clone / "helpers" / "added_since.py").exists()
+
+
+def test_a_clone_with_its_own_commits_stays_as_it_is_with_one_line(tmp_path, moving):
+    clone, old, new, args = reset_and_move_on(tmp_path, moving)
+    mine = commit(clone, "notes.md", "mine\n")
+    proc, _ = run_setup(tmp_path, tmp_path / "session-2", **args)
+    assert proc.returncode == 0, proc.stderr
+    [line] = clone_lines(proc)
+    assert line.startswith(f"the clone at {clone} stays at {mine[:7]}: it has commits that main of ")
+    assert f"git -C {clone} pull --rebase" in line and git_out(clone, "rev-parse", "HEAD") == mine
+
+
+@pytest.mark.parametrize("hosted, then", [("COLAB_RELEASE_TAG", "run this cell again once online"),
+                                          ("KAGGLE_KERNEL_RUN_TYPE", "on Kaggle turn on Settings > Internet")])
+def test_an_offline_clone_stays_as_it_is_with_one_line(tmp_path, moving, hosted, then):
+    clone, old, new, args = reset_and_move_on(tmp_path, moving, hosted)
+    args["env"]["QLORA_REPO_URL"] = OFFLINE
+    proc, state = run_setup(tmp_path, where(tmp_path, clone, args, 2), **args)
+    assert proc.returncode == 0, proc.stderr
+    [line] = clone_lines(proc)
+    assert line.startswith(f"the clone at {clone} stays at {old[:7]}: could not fetch main from {OFFLINE} (")
+    assert f"; to update: {then}" in line and git_out(clone, "rev-parse", "HEAD") == old
+    assert state["root"] == str(clone)
+
+
+def test_update_clone_false_keeps_the_clone_as_it_is(tmp_path, moving):
+    clone, old, new, args = reset_and_move_on(tmp_path, moving)
+    args["replace"]["update_clone = True"] = "update_clone = False"
+    proc, _ = run_setup(tmp_path, tmp_path / "session-2", **args)
+    assert proc.returncode == 0, proc.stderr
+    assert clone_lines(proc) == [f"the clone at {clone} stays at {old[:7]}: update_clone = False"]
+    assert git_out(clone, "rev-parse", "HEAD") == old
+
+
+def test_a_commit_in_qlora_repo_ref_pins_the_clone(tmp_path, moving):
+    """A researcher finishing a run keeps the code it began with: a full commit sha is cloned as such, never
+    updated, not even fetched (offline is fine), and a clone updated past it goes back to it."""
+    pin = git_out(moving, "rev-parse", "HEAD")
+    clone, old, new, args = reset_and_move_on(tmp_path, moving, env={"QLORA_REPO_REF": pin})
+    assert old == pin and git_out(clone, "status", "--porcelain", "-uno") == ""
+    args["env"]["QLORA_REPO_URL"] = OFFLINE
+    proc, _ = run_setup(tmp_path, tmp_path / "session-2", **args)
+    assert proc.returncode == 0 and clone_lines(proc) == [], proc.stdout + proc.stderr
+    assert git_out(clone, "rev-parse", "HEAD") == pin
+    # without the pin it comes up to date; with it again it goes back (a commit it has: no network needed)
+    proc, _ = run_setup(tmp_path, tmp_path / "session-3", **{**args, "env": repo_env(moving)})
+    assert proc.returncode == 0 and git_out(clone, "rev-parse", "HEAD") == new, proc.stderr
+    proc, _ = run_setup(tmp_path, tmp_path / "session-4", **args)
+    assert proc.returncode == 0, proc.stderr
+    assert clone_lines(proc) == [f"updated the clone at {clone} from {new[:7]} to {pin[:7]} (a run begun before goes "
+                                 f'on with this code; to keep {new[:7]}: REPO_REF = "{new}" in this cell)']
+    assert git_out(clone, "rev-parse", "HEAD") == pin and (clone / "benchmarks" / "addition").is_dir()
 
 
 def test_kaggle_clones_into_its_working_directory(tmp_path, origin):
@@ -196,6 +347,38 @@ def test_kaggle_clones_into_its_working_directory(tmp_path, origin):
     assert proc.returncode == 0, proc.stderr
     assert state["cwd"] == state["repo_root"] == str(working / "qlora-small-llms")
     assert state["output_root"] == str(working / "qlora-small-llms" / "benchmarks")
+
+
+@pytest.mark.parametrize("hosted", ["KAGGLE_KERNEL_RUN_TYPE", "COLAB_RELEASE_TAG"])
+def test_kaggle_says_its_working_directory_lasts_only_with_persistence_on(tmp_path, origin, hosted):
+    proc, _ = run_setup(tmp_path, tmp_path / "working", hosted=hosted, env=repo_env(origin),
+                        replace={"use_drive = True": "use_drive = False"})
+    assert proc.returncode == 0, proc.stderr
+    said = [line for line in proc.stdout.splitlines() if "Persistence" in line]
+    if hosted == "COLAB_RELEASE_TAG":
+        assert said == []
+    else:
+        assert said == ['Kaggle keeps /kaggle/working (the clone, run folders, checkpoints) for your next session only '
+                        'if Settings > Persistence is "Files only" or "Variables & Files" before this one ends (best '
+                        'effort).']
+
+
+@pytest.mark.parametrize("hosted", ["COLAB_RELEASE_TAG", "KAGGLE_KERNEL_RUN_TYPE"])
+def test_compile_ratings_runs_on_a_runtime_without_a_gpu_and_installs_no_gpu_stack(tmp_path, origin, hosted):
+    site, env = install_env(tmp_path)
+    proc, state = run_setup(tmp_path, tmp_path / "working", hosted=hosted, gpu=False, name="compile_ratings",
+                            env={**repo_env(origin), **env}, replace={"use_drive = True": "use_drive = False"})
+    assert proc.returncode == 0, proc.stderr
+    assert "GPU" not in proc.stdout + proc.stderr
+    assert state["repo_root"] == str(tmp_path / "working" / "qlora-small-llms")
+    assert state["installed"] is None and not list(distributions(path=[str(site)])), "nothing installed"
+    # a package the runtime lacks comes at the pin the GPU notebooks install
+    proc, state = run_setup(tmp_path, tmp_path / "working", hosted=hosted, gpu=False, name="compile_ratings",
+                            env={**repo_env(origin), **env}, replace={"use_drive = True": "use_drive = False"},
+                            prologue="import sys\nsys.modules['statsmodels'] = None  # not installed\n")
+    assert proc.returncode == 0, proc.stderr
+    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in distributions(path=[str(site)])}
+    assert installed == {"statsmodels": pins(ROOT / "requirements-gpu.txt")["statsmodels"]}
 
 
 def test_colab_without_drive_and_without_gpu_runs_on_the_cpu_when_allowed(tmp_path, origin):
@@ -207,11 +390,16 @@ def test_colab_without_drive_and_without_gpu_runs_on_the_cpu_when_allowed(tmp_pa
     assert state["repo_root"] == str(tmp_path / "content" / "qlora-small-llms")
 
 
-def test_a_repository_that_cannot_be_cloned_is_one_line(tmp_path):
-    env = {"QLORA_REPO_URL": f"file://{tmp_path / 'no-such-repo'}", "QLORA_REPO_REF": "main"}
-    proc, state = run_setup(tmp_path, tmp_path / "working", hosted="KAGGLE_KERNEL_RUN_TYPE", env=env)
+@pytest.mark.parametrize("hosted, then", [
+    ("KAGGLE_KERNEL_RUN_TYPE", "on Kaggle turn on Settings > Internet (a phone-verified account), then run all again."),
+    ("COLAB_RELEASE_TAG", "a fork: set QLORA_REPO_URL.")])
+def test_a_repository_that_cannot_be_cloned_is_one_line(tmp_path, hosted, then):
+    env = {"QLORA_REPO_URL": OFFLINE, "QLORA_REPO_REF": "main"}
+    proc, state = run_setup(tmp_path, tmp_path / "working", hosted=hosted, env=env,
+                            replace={"use_drive = True": "use_drive = False"})
     assert proc.returncode == 1 and state is None
-    assert proc.stderr.strip().splitlines()[-1].startswith(f"Could not clone {env['QLORA_REPO_URL']} at main")
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == f"Could not clone {OFFLINE} at main (git says why above); {then}"
 
 
 # --- the install step, offline: metadata-only wheels, installed into a target folder (never into this venv) ---
