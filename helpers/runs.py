@@ -4,7 +4,10 @@ Naming rule: <output_root>/<study>/<model>-<hash>, where <hash> is 8 hex digits 
 config minus the run-control keys (output_root, run_name, resume); `run_name` replaces
 <model>-<hash> when set and must be a single folder name (no '/' or '\\', not '.' or '..'), so a
 run never writes outside <output_root>/<study>. The same settings therefore land in the same
-folder, which is what lets a disconnected run continue where it stopped (resume=True).
+folder, which is what lets a disconnected run continue where it stopped (resume=True). A run_name
+folder does not change with the settings: with resume=True, one that holds training (checkpoints/,
+adapter/, stages/) under a run.json of other settings is refused with the changed keys
+(check_resumable, in run_folder, write_run_record and train_sft) before anything is written.
 
     >>> run_dir = run_folder("addition", cfg)
     >>> write_run_record(run_dir, cfg, model_info=info)
@@ -25,7 +28,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from helpers.config import REPO_ROOT, ConfigError, config_hash, output_path
+from helpers.config import HASH_NEUTRAL, REPO_ROOT, RUN_CONTROL_KEYS, ConfigError, config_hash, output_path
 
 PACKAGES = ["torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate", "datasets", "unsloth",
             "unsloth_zoo", "gguf", "papermill", "openpyxl", "rapidfuzz"]
@@ -41,6 +44,7 @@ def run_folder(study: str, cfg) -> Path:
     if cfg.run_name:
         _check_run_name(cfg.run_name)
     name = cfg.run_name or f"{model}-{config_hash(cfg)}"
+    check_resumable(root / study / name, cfg)  # in the config cell: before the model loads, before any write
     return root / study / name
 
 
@@ -103,11 +107,80 @@ def write_json(path: Path, data) -> Path:
     return path
 
 
+# what a run folder holds once training has started: the trainer's checkpoints, the finished adapter, the stages
+# (at the top, or in the per-task/per-variant folders of small_vs_large's adapters/ and mmlu_teacher's ft/)
+TRAINING_STATE = ("checkpoints", "adapter", "stages")
+
+
+def training_state(run_dir, depth: int = 3) -> Path | None:
+    """The first folder of TRAINING_STATE within `depth` levels of `run_dir`, or None."""
+    run_dir = Path(run_dir)
+    for root, dirs, _ in os.walk(run_dir):
+        hit = next((d for d in sorted(dirs) if d in TRAINING_STATE), None)
+        if hit:
+            return Path(root) / hit
+        if len(Path(root).relative_to(run_dir).parts) >= depth:
+            dirs[:] = []
+    return None
+
+
+UNSET = "(unset)"  # a setting one config has and the other lacks
+
+
+def _hashed_settings(config: dict) -> dict:
+    """The settings of a config dict that config_hash counts (as JSON gives them back)."""
+    config = json.loads(json.dumps(_jsonable(config)))
+    return {k: v for k, v in config.items()
+            if k not in RUN_CONTROL_KEYS and not (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k])}
+
+
+def changed_settings(stored: dict, cfg) -> dict:
+    """{key: (stored value, new value)} of the settings that change what a run computes; UNSET for a key one
+    side lacks. Run-control keys and HASH_NEUTRAL keys at their neutral value do not count (as in config_hash)."""
+    old, new = _hashed_settings(stored), _hashed_settings(dataclasses.asdict(cfg))
+    return {k: (old.get(k, UNSET), new.get(k, UNSET)) for k in sorted(old.keys() | new.keys())
+            if old.get(k, UNSET) != new.get(k, UNSET)}
+
+
+def check_resumable(run_dir, cfg) -> None:
+    """With `resume` on, refuse (before anything is written) to continue in `run_dir` a training that another
+    config started: a run_name names the folder whatever the settings, and its checkpoints would go on with the
+    old schedule (or fail on other shapes) while run.json says the new settings. Nothing to check where the folder
+    holds no training yet, or has no run.json."""
+    if not dataclasses.is_dataclass(cfg) or not getattr(cfg, "resume", True):
+        return
+    run_dir = Path(run_dir)
+    path = run_dir / "run.json"
+    if not path.is_file():
+        return
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):  # unreadable: nothing to compare with (write_json never leaves half a file)
+        return
+    if not isinstance(stored, dict) or stored.get("config_hash") == config_hash(cfg):
+        return
+    if not isinstance(stored.get("config"), dict) or training_state(run_dir) is None:
+        return
+    changed = changed_settings(stored["config"], cfg)
+    if not changed:
+        return
+
+    def shown(value):
+        text = value if value is UNSET else json.dumps(value)
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    changes = ", ".join(f"{k} {shown(a)} -> {shown(b)}" for k, (a, b) in changed.items())
+    raise ConfigError(f"run folder {run_dir} holds a training of other settings ({changes}): set resume = False "
+                      "to start over in this folder, or choose another run_name")
+
+
 def write_run_record(run_dir: Path, cfg, *, study: str, model_info=None, extra: dict | None = None) -> Path:
-    """run.json: resolved config, package versions, git state, device, model source and backend."""
+    """run.json: resolved config, package versions, git state, device, model source and backend. With
+    cfg.resume, a folder whose training another config started is refused first (check_resumable)."""
     import torch
 
     run_dir = Path(run_dir)
+    check_resumable(run_dir, cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.machine()})"
     record = {

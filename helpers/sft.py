@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import torch
@@ -158,12 +159,59 @@ def padding_free_ok(model, backend: str) -> bool:
     return getattr(model.config, "model_type", "") not in PADDING_FREE_BLOCKLIST
 
 
+# What resuming reads from a checkpoint (transformers 5.x Trainer): the weights (_load_from_checkpoint: an adapter's
+# or a model's), optimizer.pt and scheduler.pt (_load_optimizer_and_scheduler skips them silently when absent: the
+# run would go on with a fresh optimizer and its schedule from step 0) and trainer_state.json, which _save_checkpoint
+# writes last; rng_state.pth and scaler.pt are optional there.
+CHECKPOINT_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "pytorch_model.bin",
+                      "model.safetensors.index.json", "pytorch_model.bin.index.json")
+CHECKPOINT_OPTIMIZER = ("optimizer.pt", "optimizer.bin")
+# prefix of a checkpoint moved aside: not "checkpoint-*", which the trainer's rotation globs (and deletes)
+INCOMPLETE_PREFIX = "incomplete-"
+
+
+def checkpoint_missing(checkpoint) -> list[str]:
+    """What `checkpoint` lacks for a resume ([] when it is complete); a cut-off trainer_state.json counts."""
+    checkpoint = Path(checkpoint)
+    missing = []
+    if not any((checkpoint / name).is_file() for name in CHECKPOINT_WEIGHTS):
+        missing.append("adapter_model.safetensors")
+    if not any((checkpoint / name).is_file() for name in CHECKPOINT_OPTIMIZER):
+        missing.append("optimizer.pt")
+    if not (checkpoint / "scheduler.pt").is_file():
+        missing.append("scheduler.pt")
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        missing.append("trainer_state.json")
+    return missing
+
+
 def last_checkpoint(run_dir: Path, folder=None) -> str | None:
-    """The newest checkpoint-<step> in `folder` (run_dir/checkpoints)."""
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest complete checkpoint-<step> in `folder` (run_dir/checkpoints). A newer one that a disconnect cut
+    off mid-save is moved aside to incomplete-checkpoint-<step> (never deleted), with one line saying so: the
+    trainer's own lookup and rotation then no longer see it, and its next save of that step starts afresh."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
     folder = Path(folder or Path(run_dir) / "checkpoints")
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    if not folder.is_dir():
+        return None
+    pattern = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+    steps = sorted(((int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := pattern.match(p.name))),
+                   reverse=True)
+    for _, checkpoint in steps:
+        missing = checkpoint_missing(checkpoint)
+        if not missing:
+            return str(checkpoint)
+        aside = folder / f"{INCOMPLETE_PREFIX}{checkpoint.name}"
+        n = 1
+        while aside.exists():
+            n += 1
+            aside = folder / f"{INCOMPLETE_PREFIX}{checkpoint.name}-{n}"
+        checkpoint.rename(aside)
+        print(f"skipped {checkpoint} (no {', '.join(missing)}: cut off mid-save): moved aside to {aside.name}, "
+              "not deleted; the run resumes from an earlier checkpoint, if any")
+    return None
 
 
 def stage_dir(run_dir, epoch: int) -> Path:
@@ -213,14 +261,31 @@ def save_stage(model, run_dir, epoch: int, global_step: int) -> None:
     (stage_dir(run_dir, epoch) / "stage.json").write_text(json.dumps({"epoch": epoch, "global_step": global_step}))
 
 
+def _check_stages_before(run_dir, checkpoint, stage_epochs) -> None:
+    """Stop a "snapshot" resume from `checkpoint` when a stage of an epoch it is already past was never saved
+    whole (a disconnect during the stage's save in a run made before stages were saved ahead of the checkpoint):
+    the resumed run would never pass that epoch's end again, and the notebook would find the stage missing only
+    after the whole training."""
+    epoch = json.loads((Path(checkpoint) / "trainer_state.json").read_text()).get("epoch") or 0
+    lost = [e for e in sorted(set(stage_epochs)) if e <= epoch + 1e-6
+            and not (stage_dir(run_dir, e) / "stage.json").exists()]
+    if lost:
+        raise ConfigError(f"{stage_dir(run_dir, lost[0])} was never saved whole, and {checkpoint} is past epoch "
+                          f"{lost[0]}: set resume = False to train this run again from the start (or choose "
+                          "another run_name), so that the stage is saved")
+
+
 def _stage_callback(run_dir, epochs):
     from transformers import TrainerCallback
 
     class SaveStages(TrainerCallback):
         """Saves the adapter as it is at the end of each epoch in `epochs` (stage_schedule "snapshot":
-        the benchmark's epoch 1 is a point within the one schedule to the last epoch)."""
+        the benchmark's epoch 1 is a point within the one schedule to the last epoch). At the epoch's last
+        step, in on_step_end: the trainer runs it before _maybe_log_save_evaluate writes that step's
+        checkpoint, so no checkpoint is ever past a stage that was not saved whole (on_epoch_end comes after
+        that checkpoint: a disconnect while the stage was saved resumed past it, the stage lost for good)."""
 
-        def on_epoch_end(self, args, state, control, model=None, **kwargs):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
             epoch = round(state.epoch)
             if epoch in epochs and abs(state.epoch - epoch) < 1e-6:
                 save_stage(model, run_dir, epoch, state.global_step)
@@ -417,6 +482,10 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
     from helpers.estimate import WallTimeEstimate
 
     run_dir = Path(run_dir)
+    if resume:  # a run_name folder that other settings trained: refused before the adapter or a checkpoint loads
+        from helpers.runs import check_resumable
+
+        check_resumable(run_dir, settings)
     adapter_dir = run_dir / "adapter"
     if resume and (adapter_dir / "adapter_config.json").exists():
         load_adapter(model, adapter_dir)
@@ -439,6 +508,8 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
                 offset, weights = offset + steps, stage_dir(run_dir, end)
                 continue
             checkpoint = last_checkpoint(run_dir, folder) if resume else None
+            if checkpoint is not None and stage_epochs and not restart:
+                _check_stages_before(run_dir, checkpoint, stage_epochs)
             if checkpoint is None and weights is not None:
                 load_adapter(model, weights)  # a notebook restarted after the stage: the stage's weights
             trainer = sft_trainer(
