@@ -23,6 +23,7 @@ from pathlib import Path
 from helpers.config import ConfigError, output_path, repo_path
 from helpers.questions import load_question_set, load_questions
 from helpers.registry import load_registry, resolve_model
+from helpers.runs import files_digest
 from helpers.stats import score_summary
 from helpers.tasks.instruct import get_task
 
@@ -180,14 +181,8 @@ def stage_source(train_run: Path | None, stage: str) -> dict:
         return {"train_run": None, "adapter_sha256": None}
     # helpers.sft.stage_dir (not imported: it imports torch); int() as answer_stage reads "epoch01"
     adapter = Path(train_run) / "stages" / f"epoch{int(stage.removeprefix('epoch'))}"
-    files = sorted(f for f in adapter.glob("adapter_*") if f.is_file())  # adapter_config.json, adapter_model.*
-    digest = hashlib.sha256()
-    for f in files:
-        digest.update(f.name.encode() + b"\0")
-        with f.open("rb") as data:
-            for chunk in iter(lambda: data.read(1 << 20), b""):
-                digest.update(chunk)
-    return {"train_run": Path(train_run).name, "adapter_sha256": digest.hexdigest()[:16] if files else None}
+    # adapter_config.json, adapter_model.*
+    return {"train_run": Path(train_run).name, "adapter_sha256": files_digest(adapter, "adapter_*")}
 
 
 def raw_path(run_dir: Path, model: str, task: str, stage: str) -> Path:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -221,3 +222,41 @@ class Timer:
             yield
         finally:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 2)
+
+
+def files_digest(folder, pattern: str = "*") -> str | None:
+    """16 hex of a sha256 over the names and bytes of the files of `folder` matching `pattern`, None if there are
+    none: what a result computed from them (an adapter's) is keyed by."""
+    files = sorted(f for f in Path(folder).glob(pattern) if f.is_file())
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode() + b"\0")
+        with f.open("rb") as data:
+            for chunk in iter(lambda: data.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def kept_result(path, identity: dict, compute):
+    """compute()'s result, computed once per `identity` and kept at `path` (JSON, written whole or not at
+    all): a "Run all" after a disconnect reuses an evaluation that took an hour instead of running it again.
+    A file of another identity, or one that does not parse, is computed again and replaced. Both ways the
+    result comes back as JSON gives it (tuples as lists), so a first run and a reuse return equal values.
+
+        >>> base, items = kept_result(run_dir / "eval_base.json", {"stage": "base", "settings": config_hash(cfg)},
+        ...                           lambda: forgetting.evaluate(llm, tokenizer, info, data, cfg, desc="base"))
+    """
+    path = Path(path)
+    identity = _jsonable(identity)
+    try:
+        saved = json.loads(path.read_text())
+        if isinstance(saved, dict) and saved.get("identity") == identity and "result" in saved:
+            print(f"{path.name}: kept from an earlier run of these settings, not computed again (delete it to redo)")
+            return saved["result"]
+    except (OSError, ValueError):
+        pass
+    result = json.loads(json.dumps(_jsonable(compute())))
+    write_json(path, {"identity": identity, "result": result})
+    return result

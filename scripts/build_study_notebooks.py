@@ -152,10 +152,10 @@ paired t-test); ΔA and ΔK show the study's ± √(SE_base² + SE_FT²) beside 
 
 FORGETTING = [
     ("code", '''import helpers  # noqa: F401  (before transformers, so Unsloth can patch it on a GPU)
-from helpers.config import collect_params
+from helpers.config import collect_params, config_hash
 from helpers.data import load_records
 from helpers.modeling import add_lora, load_model
-from helpers.runs import Timer, run_folder, write_json, write_metrics, write_run_record
+from helpers.runs import Timer, files_digest, kept_result, run_folder, write_json, write_metrics, write_run_record
 from helpers.sft import build_sft_dataset, train_sft
 from helpers.studies import study_config
 from helpers.tables import write_table
@@ -180,16 +180,21 @@ print(data["hellaswag"][0])'''),
     llm = add_lora(llm, info, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, targets=cfg.lora_targets,
                    seed=cfg.seed, gradient_checkpointing=cfg.gradient_checkpointing, cuda_graphs=cfg.cuda_graphs)
 write_run_record(run_dir, cfg, study="forgetting", model_info=info)
+# each evaluation is kept in the run folder (eval_*.json): a "Run all" after a disconnect does not pay for it again
 with timer("eval_base"), llm.disable_adapter():  # adapters off: the base model
-    base, base_items = forgetting.evaluate(llm, tokenizer, info, data, cfg, desc="base")
+    base, base_items = kept_result(run_dir / "eval_base.json", {"stage": "base", "settings": config_hash(cfg)},
+                                   lambda: forgetting.evaluate(llm, tokenizer, info, data, cfg, desc="base"))
 forgetting.scores_table(base).round(1)'''),
     ("md", "## Alpaca SFT (answer-only loss through the chat template)"),
     ("code", '''dataset = build_sft_dataset(tokenizer, pairs, chat=True, max_length=cfg.max_seq_length)
 with timer("train"):
     train_result = train_sft(llm, tokenizer, dataset, run_dir=run_dir, settings=cfg, backend=info.backend,
                              resume=cfg.resume)
-with timer("eval_finetuned"):
-    tuned, tuned_items = forgetting.evaluate(llm, tokenizer, info, data, cfg, desc="fine-tuned")
+with timer("eval_finetuned"):  # kept for this adapter (its files' digest): one trained again is evaluated again
+    tuned, tuned_items = kept_result(
+        run_dir / "eval_finetuned.json",
+        {"stage": "finetuned", "settings": config_hash(cfg), "adapter": files_digest(run_dir / "adapter")},
+        lambda: forgetting.evaluate(llm, tokenizer, info, data, cfg, desc="fine-tuned"))
 forgetting.scores_table(tuned).round(1)'''),
     ("md", FORGETTING_PM_NOTE),
     ("code", '''summary = forgetting.forgetting_summary(base, tuned, seed=cfg.seed)

@@ -73,11 +73,16 @@ def test_rerun_of_finished_run_reuses_its_adapter_and_gives_the_same_answers(smo
     ws.cell(row=2, column=header.index("comment") + 1).value = "=typed as text"
     ws.cell(row=2, column=header.index("comment") + 1).data_type = "s"
     book.save(m["files"]["workbook"])
+    kept = {name: (run_dir / name).stat().st_mtime_ns for name in ("eval_base.json", "eval_finetuned.json")}
     again = run_notebook.execute("addition", "smoke", {"output_root": str(run_dir.parent.parent)},
                                  log_output=False)
     assert again == run_dir
     m2 = json.loads((run_dir / "metrics.json").read_text())
     assert m2["train"]["reused_adapter"] is True
+    # both evaluations' answers kept from the first run (not generated, not rewritten), for the same adapter
+    assert {name: (run_dir / name).stat().st_mtime_ns for name in kept} == kept
+    finetuned = json.loads((run_dir / "eval_finetuned.json").read_text())
+    assert finetuned["identity"]["adapter"] and len(finetuned["result"]) == m["n_test"]
     assert m2["finetuned"]["per_k"] == m["finetuned"]["per_k"]
     ws = load_workbook(m["files"]["workbook"])["addition"]  # merged, not rewritten: the rating is still there
     header = [c.value for c in ws[1]]

@@ -306,6 +306,21 @@ def test_forgetting_scores_follow_from_the_items(forget):
 
 
 @slow
+def test_forgetting_evaluations_are_kept_for_a_rerun(forget):
+    """A "Run all" after a disconnect reuses both evaluations (helpers.runs.kept_result; the reuse itself is
+    tested end to end in tests/test_addition_notebook.py): what is kept is what the run reported."""
+    from helpers.runs import files_digest
+
+    run_dir, m, gen, _ = forget
+    for stage, name in (("base", "eval_base.json"), ("finetuned", "eval_finetuned.json")):
+        kept = json.loads((run_dir / name).read_text())
+        scores, items = kept["result"]
+        assert scores == m[stage] and items == gen[stage]
+        assert kept["identity"]["stage"] == stage and kept["identity"]["settings"] == run_dir.name.rsplit("-", 1)[1]
+    assert kept["identity"]["adapter"] == files_digest(run_dir / "adapter") is not None
+
+
+@slow
 def test_forgetting_measures_are_computed_from_the_accuracies(forget):
     _, m, gen, _ = forget
     b, t, s = m["base"], m["finetuned"], m["summary"]

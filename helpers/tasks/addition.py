@@ -245,13 +245,19 @@ def range_items(table: dict, lo: int, hi: int, metric: str) -> list[float]:
     return [x for k in sorted(table, key=int) if lo <= int(k) <= hi for x in table[k]["items"][metric]]
 
 
-def evaluate(model, tokenizer, info, problems: list[Problem], cfg: AdditionConfig, *, desc: str):
-    """Generate answers to `problems` and score them. Returns (generations, item scores, per-k table)."""
+def evaluate(model, tokenizer, info, problems: list[Problem], cfg: AdditionConfig, *, desc: str,
+             keep: tuple | None = None):
+    """Generate answers to `problems` and score them. Returns (generations, item scores, per-k table).
+    `keep` (path, identity): the generations are kept at path and reused while identity holds
+    (helpers.runs.kept_result), so a re-run after a disconnect scores them without generating again."""
     from helpers.generation import generate
+    from helpers.runs import kept_result
 
-    generations = generate(model, tokenizer, eval_prompts(problems, cfg), chat=False,
-                           stop_token_ids=info.stop_token_ids, max_new_tokens=cfg.max_new_tokens,
-                           batch_size=cfg.eval_batch_size, desc=desc)
+    def answer():
+        return generate(model, tokenizer, eval_prompts(problems, cfg), chat=False, stop_token_ids=info.stop_token_ids,
+                        max_new_tokens=cfg.max_new_tokens, batch_size=cfg.eval_batch_size, desc=desc)
+
+    generations = kept_result(*keep, answer) if keep else answer()
     scores = [score(p, g) for p, g in zip(problems, generations)]
     return generations, scores, per_k(problems, scores)
 
