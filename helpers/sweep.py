@@ -6,13 +6,23 @@
     python -m helpers.sweep --executor ray --address auto       # the Ray cluster started with `ray start`
 
 For each model and task: train_<task> (epoch 1, then to epoch 3), then benchmark on that run;
-at the end compile_ratings. A run whose folder already holds metrics.json is skipped, so a sweep
-that was killed (or a Colab that disconnected) is simply started again: finished runs are kept,
-an interrupted training continues from its last checkpoint, the rest runs. A failing run is
-recorded with the cell that failed (and its benchmark skipped); the sweep goes on. Every result
+at the end the summary table, then compile_ratings. A run whose folder already holds metrics.json is
+skipped, so a sweep that was killed (or a Colab that disconnected) is simply started again: finished
+runs are kept, an interrupted training continues from its last checkpoint, the rest runs. A failing
+run is recorded with the cell that failed (and its benchmark skipped); the sweep goes on. Every result
 (and, on Ray, every start) is appended to <output_root>/sweep_log.jsonl. The serial executor runs one notebook
 after another here; the Ray one (helpers.sweep_ray, docs/scale-out.md) runs one per GPU of a host
 or a cluster, each training before its own benchmark.
+
+A failed run is started again on the next sweep (a failure may be transient). With --skip-failed a
+run whose last result in sweep_log.jsonl is a failure with the same settings (the same run folder)
+is not started: it is listed as "failed earlier (skipped)" with the error logged then (a lost Ray
+worker is always retried). To retry it, run the sweep without --skip-failed (e.g. with --models and
+--tasks naming only that run).
+
+Exit codes: 0 every run finished (now or before) and the ratings were compiled; 1 a run failed (now,
+or earlier and skipped with --skip-failed) or compile_ratings failed; 2 bad input: flags or
+parameters that were refused before any run started (nothing ran).
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ except ImportError:  # Windows: no advisory locks; one sweep there is one writer
 STUDY_MODELS = ["llama-2-7b", "llama-3-8b", "llama-3.1-8b", "gemma-7b", "gemma-2-9b", "mistral-7b-v3", "qwen-2-7b"]
 EXECUTORS = ("serial", "ray")
 SWEEP_LOG = "sweep_log.jsonl"
+FAILED_EARLIER = "failed earlier (skipped)"
 
 
 def plan(models, tasks, preset, common: dict, workbook_dir: str = "benchmark_data") -> list[dict]:
@@ -83,6 +94,33 @@ def append_log(path: Path, record: dict) -> None:
         os.close(fd)  # releases the lock
 
 
+def earlier_failures(log_path: Path) -> dict[str, str]:
+    """{run folder: its error} for each run whose last result in the sweep log (a "done" or "failed"
+    line; Ray's "running" lines and skips are no result) is a failure. A run folder is named by the
+    hash of the run's settings, so the same folder is the same settings. A lost Ray worker is no
+    failure of the run (it is retried), and a line that does not parse (a hand edit) is passed over."""
+    last: dict[str, dict] = {}
+    if log_path.exists():
+        for line in log_path.read_text(errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(entry, dict) and entry.get("status") in ("done", "failed") and entry.get("run_dir"):
+                last[str(entry["run_dir"])] = entry
+    return {run_dir: entry.get("failed_earlier") or entry.get("note") or "" for run_dir, entry in last.items()
+            if entry["status"] == "failed" and not str(entry.get("note", "")).startswith("worker lost")}
+
+
+def mark_failed_earlier(runs: list[dict], log_path: Path) -> None:
+    """--skip-failed: runs not finished whose last result in the log is a failure get "failed_earlier"
+    (that error); run_one then records them as failed without starting them."""
+    failures = earlier_failures(log_path)
+    for run in runs:
+        if str(run["run_dir"]) in failures and not (Path(run["run_dir"]) / "metrics.json").exists():
+            run["failed_earlier"] = failures[str(run["run_dir"])]
+
+
 def run_one(run: dict, preset: str | None, log_path: Path, training: dict | None = None, *,
             announce: bool = False) -> dict:
     """Execute one planned run here, unless it is finished already or its training failed; returns
@@ -97,6 +135,8 @@ def run_one(run: dict, preset: str | None, log_path: Path, training: dict | None
         status, note = "skipped", "finished before"
     elif training is not None and training["status"] == "failed":
         status, note = "skipped", "its training run failed"
+    elif run.get("failed_earlier") is not None:  # --skip-failed: not started again
+        status, note = "failed", f"{FAILED_EARLIER}: {run['failed_earlier']}"
     else:
         if announce:
             append_log(log_path, {"time": started, **_loggable(run), "status": "running", "started": started,
@@ -106,7 +146,8 @@ def run_one(run: dict, preset: str | None, log_path: Path, training: dict | None
             status, note = "done", ""
         except (ConfigError, RuntimeError) as err:
             status, note = "failed", str(err)
-    seconds = 0.0 if status == "skipped" else round(time.time() - start, 1)
+    ran = status != "skipped" and run.get("failed_earlier") is None
+    seconds = round(time.time() - start, 1) if ran else 0.0
     return {"status": status, "note": note, "seconds": seconds, "started": started, "ended": _now(), **where}
 
 
@@ -156,7 +197,10 @@ class Progress:
         self.runs, self.log_path, self.log, self.parallel = runs, log_path, log, parallel
         self.finished: list[dict] = []
         # known now to be skipped: they add nothing to the time left
-        self.skips = {id(r) for r in runs if (Path(r["run_dir"]) / "metrics.json").exists()}
+        self.skips = {id(r) for r in runs if (Path(r["run_dir"]) / "metrics.json").exists()
+                      or r.get("failed_earlier") is not None}
+        failed = {r["run_dir"] for r in runs if r.get("failed_earlier") is not None}
+        self.skips |= {id(r) for r in runs if r.get("after") in failed}
 
     def record(self, run: dict, result: dict) -> None:
         run.update(result)
@@ -175,20 +219,26 @@ class Progress:
 
 def run_sweep(models, tasks, *, preset=None, output_root="benchmarks", workbook_dir="benchmark_data",
               dry_run=False, compile_ratings=True, log=print, executor="serial", address=None, gpus=None,
-              gpus_per_run=1) -> list[dict]:
+              gpus_per_run=1, skip_failed=False) -> list[dict]:
     """The sweep; returns the planned runs, each with its status, note and seconds. executor="ray" runs
     them as Ray tasks holding `gpus_per_run` GPUs each, on the cluster at `address` or on a local one
-    started with `gpus` GPUs (None: the ones Ray finds); see helpers.sweep_ray."""
+    started with `gpus` GPUs (None: the ones Ray finds); see helpers.sweep_ray. `skip_failed`: a run
+    whose last result in the sweep log is a failure is not started (see the module's docstring). The
+    summary table is printed before compile_ratings runs; a failure of compile_ratings is one line
+    (compile_summary). Raises ConfigError only for bad arguments, before any run starts."""
     if executor not in EXECUTORS:
         raise ConfigError(f"executor '{executor}' is not one of: {', '.join(EXECUTORS)}")
     common = {"output_root": output_root}
     runs = plan(models, tasks, preset, common, workbook_dir)
+    root = output_path(output_root)
+    if skip_failed:
+        mark_failed_earlier(runs, root / SWEEP_LOG)
     if dry_run:
         for i, run in enumerate(runs, 1):
-            state = "finished, skip" if (run["run_dir"] / "metrics.json").exists() else "to run"
+            state = "finished, skip" if (run["run_dir"] / "metrics.json").exists() else \
+                f"{FAILED_EARLIER}: {run['failed_earlier']}" if run.get("failed_earlier") is not None else "to run"
             log(f"[{i}/{len(runs)}] {run['study']:<11} {run['model']:<16} -> {_rel(run['run_dir'])} ({state})")
         return runs
-    root = output_path(output_root)
     root.mkdir(parents=True, exist_ok=True)
     if executor == "ray":
         from helpers.sweep_ray import run_on_ray  # only here: `import helpers.sweep` never loads Ray
@@ -200,20 +250,37 @@ def run_sweep(models, tasks, *, preset=None, output_root="benchmarks", workbook_
         for run in runs:
             results[run["run_dir"]] = run_one(run, preset, root / SWEEP_LOG, results.get(run.get("after")))
             progress.record(run, results[run["run_dir"]])
-    if compile_ratings:
-        compiled = execute("compile_ratings", None, {"workbook_dir": workbook_dir,
-                                                     "output_dir": str(Path(workbook_dir) / "summary")},
-                           log_output=False)
-        log(f"ratings summary: {_rel(compiled)}")
     log(summary_table(runs))
+    if compile_ratings:
+        compile_summary(workbook_dir, log)
     return runs
 
 
+def compile_summary(workbook_dir, log=print) -> str | None:
+    """compile_ratings over `workbook_dir`; logs one line either way. Returns None, or why it failed (a
+    missing workbook_dir after every benchmark failed, a failing cell, anything that notebook's run raised):
+    the sweep's table is printed already and its runs are kept, so this is reported, not raised."""
+    try:
+        compiled = execute("compile_ratings", None, {"workbook_dir": workbook_dir,
+                                                     "output_dir": str(Path(workbook_dir) / "summary")},
+                           log_output=False)
+    except Exception as err:  # noqa: BLE001 - any failure of this last notebook is one line and exit code 1
+        why = " ".join((str(err) if isinstance(err, (ConfigError, RuntimeError)) else
+                        f"{type(err).__name__}: {err}").split())
+        log(f"ratings summary not compiled: {why}")
+        return why
+    log(f"ratings summary: {_rel(compiled)}")
+    return None
+
+
 def summary_table(runs) -> str:
-    lines = [f"{'study':<11} {'model':<16} {'status':<7} {'seconds':>8}"]
-    lines += [f"{r['study']:<11} {r['model']:<16} {r['status']:<7} {r['seconds']:>8.1f}" for r in runs]
+    lines = [f"{'study':<11} {'model':<16} {'status':<7} {'seconds':>8}  note"]
+    lines += [f"{r['study']:<11} {r['model']:<16} {r['status']:<7} {r['seconds']:>8.1f}  {r['note']}".rstrip()
+              for r in runs]
     counts = {s: sum(r["status"] == s for r in runs) for s in ("done", "skipped", "failed")}
-    lines.append(", ".join(f"{n} {s}" for s, n in counts.items()))
+    earlier = sum(r.get("failed_earlier") is not None and r["status"] == "failed" for r in runs)
+    lines.append(", ".join(f"{n} {s}" for s, n in counts.items()) + (f" ({earlier} failed earlier, skipped)"
+                                                                      if earlier else ""))
     return "\n".join(lines)
 
 
@@ -222,7 +289,9 @@ def _rel(path: Path) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog="exit codes: 0 all finished and compiled; 1 a run (or compile_ratings) "
+                                            "failed; 2 bad flags or parameters, nothing ran")
     parser.add_argument("--models", default=",".join(STUDY_MODELS), help="comma-separated registry names/hub ids")
     parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, of: {', '.join(TASKS)}")
     parser.add_argument("--preset", help="configs/presets/<preset>/<study>.yaml for every run (e.g. demo)")
@@ -235,6 +304,11 @@ def main(argv=None) -> int:
                                           "--head`); without it a local Ray is started for this sweep")
     parser.add_argument("--gpus", type=int, help="ray, local: GPUs to offer (default: the ones Ray finds)")
     parser.add_argument("--gpus-per-run", type=float, default=1, help="ray: GPUs each notebook run holds")
+    parser.add_argument("--skip-failed", action="store_true",
+                        help="do not start a run whose last result in <output_root>/sweep_log.jsonl is a failure "
+                             "with the same settings (e.g. out of memory); it is listed as 'failed earlier (skipped)' "
+                             "with that error. To retry it, run without --skip-failed (default: failed runs are "
+                             "retried)")
     args = parser.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
     tasks = [t for t in args.tasks.split(",") if t]
@@ -259,11 +333,15 @@ def main(argv=None) -> int:
                 raise ConfigError(f"unknown model '{model}'; known: {', '.join(registry)}")
         runs = run_sweep(models, tasks, preset=args.preset, output_root=args.output_root,
                          workbook_dir=args.workbook_dir, dry_run=args.dry_run, executor=args.executor,
-                         address=args.address, gpus=args.gpus, gpus_per_run=args.gpus_per_run)
-    except ConfigError as err:
+                         address=args.address, gpus=args.gpus, gpus_per_run=args.gpus_per_run,
+                         skip_failed=args.skip_failed, compile_ratings=False)
+    except ConfigError as err:  # raised before any run started: the flags or parameters given
         print(f"error: {err}", file=sys.stderr)
         return 2
-    return 1 if any(r.get("status") == "failed" for r in runs) else 0
+    failed = any(r.get("status") == "failed" for r in runs)
+    if not args.dry_run and compile_summary(args.workbook_dir) is not None:
+        failed = True
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -58,8 +58,11 @@ def run_on_ray(runs: list[dict], preset, log_path: Path, *, log=print, address=N
         for run in runs:
             after = run.get("after")
             training = refs[after] if after in refs else by_dir.get(after)  # a ref: Ray waits for it
-            if (Path(run["run_dir"]) / "metrics.json").exists():  # no task, no GPU held, to say "skipped"
-                by_dir[run["run_dir"]] = run_one(run, preset, log_path)
+            # no task, no GPU held, to say "skipped" or (--skip-failed) "failed earlier", or skip its benchmark
+            if ((Path(run["run_dir"]) / "metrics.json").exists() or run.get("failed_earlier") is not None
+                    or isinstance(training, dict) and training["status"] == "failed"):
+                ended = training if isinstance(training, dict) else None  # never a ref here: nothing waits
+                by_dir[run["run_dir"]] = run_one(run, preset, log_path, ended)
                 progress.record(run, by_dir[run["run_dir"]])
             else:
                 refs[run["run_dir"]] = task.remote(run, preset, log_path, training)
