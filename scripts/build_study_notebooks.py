@@ -277,6 +277,8 @@ for name, p in prepared.items():
                    seed=cfg.seed, gradient_checkpointing=cfg.gradient_checkpointing)
 write_run_record(run_dir, cfg, study="small_vs_large", model_info=info,
                  extra={"task_versions": {n: svl.get_task(n).version for n in cfg.tasks}})
+# each task x configuration's answers are kept in run_dir/responses as soon as they are generated: a "Run all" after
+# a disconnect answers only what is missing (an adapter trained again is answered again; delete a file to redo it)
 with timer("small_model"):
     responses, trained = svl.run_configurations(llm, tokenizer, info, prepared, cfg, run_dir)
 trained"""),
@@ -307,6 +309,7 @@ files["figure"] = str(svl.plot_results(table, run_dir / "small_vs_large.png"))
 with open(run_dir / "generations.jsonl", "w") as f:
     f.writelines(json.dumps(r, ensure_ascii=False) + "\\n" for r in records)
 files["generations"] = str(run_dir / "generations.jsonl")
+files["responses"] = str(run_dir / "responses")  # the small model's answers, one file per task x configuration
 print(svl.interval_table(results, cfg.f1_average).to_string())  # each score with its named 95% interval
 print(svl.paired_table(results).to_string(index=False))  # the same test items, two configurations"""),
     ("md", "## Rating workbook for the open-answer task\nOne row per question, one answer and one 1-5 rating column "

@@ -14,7 +14,8 @@ similar pool examples (cosine) prepended as demonstrations. The configurations, 
 No example is ever its own demonstration, nor a copy of itself (same query text, case and spacing
 aside: GSM8K has verbatim duplicates); test questions that are also pool questions are dropped from
 the test set (`prepare_task` counts both). The large model's row answers zero-shot by default, as
-the study's did (`large_model_demos`).
+the study's did (`large_model_demos`). Each task x configuration's answers are kept in the run folder as
+soon as they are generated (`run_configurations`): a "Run all" after a disconnect answers only what is missing.
 
     >>> task = TASKS["gsm8k"]
     >>> pool, test = load_task_data(task, cfg)
@@ -238,24 +239,57 @@ def prompt_kind(config: str, large_model_demos: bool = False) -> str:
     return "demos" if config in WITH_DEMOS else "plain"
 
 
+def responses_path(run_dir, task: str, config: str):
+    """Where one task x configuration's answers are kept: run_dir/responses/<task>.<config>.json."""
+    from pathlib import Path
+
+    return Path(run_dir) / "responses" / f"{task}.{config}.json"
+
+
+def response_identity(task: str, config: str, prompts: list[str], cfg, adapter=None) -> dict:
+    """What one task x configuration's kept answers stand for: the settings (config_hash), the task's
+    version, the prompts asked (a digest: the data, the retrieval and the prompt format) and, for a
+    configuration with an adapter, the digest of the adapter's files (`adapter`: its folder), so an
+    adapter trained again is answered again."""
+    import hashlib
+    import json
+
+    from helpers.config import config_hash
+    from helpers.runs import files_digest
+
+    identity = {"task": task, "version": get_task(task).version, "configuration": config,
+                "settings": config_hash(cfg),
+                "prompts": hashlib.sha256(json.dumps(prompts).encode()).hexdigest()[:16]}
+    if adapter is not None:
+        identity["adapter"] = files_digest(adapter)
+    return identity
+
+
 def run_configurations(llm, tokenizer, info, prepared: dict, cfg, run_dir) -> tuple[dict, dict]:
     """Responses of the small model in each configuration, per task: adapters off for base and
     base+icl; fresh adapters trained on the plain and on the demonstration-carrying pairs for the
     others (run_dir/adapters/<task>/<plain|icl>; a finished one is reused with resume).
+    Each task x configuration's answers are kept as soon as they are generated
+    (`responses_path`, helpers.runs.kept_result, keyed by `response_identity`): a "Run all" after a
+    disconnect answers only what is missing, and returns what the first run returned.
     Returns (responses[task][config], training results[task/kind])."""
     from pathlib import Path
 
     from helpers.generation import generate
     from helpers.modeling import reset_lora
+    from helpers.runs import kept_result
     from helpers.sft import build_sft_dataset, train_sft
 
-    def respond(name, configs, desc):
-        """One generation call for several configurations of the same model state (fewer, fuller batches)."""
-        prompts = [x for c in configs for x in prepared[name]["prompts"][prompt_kind(c)]]
-        texts = generate(llm, tokenizer, prompts, chat=True, stop_token_ids=info.stop_token_ids,
-                         max_new_tokens=cfg.max_new_tokens, batch_size=cfg.eval_batch_size, desc=desc)
-        n = len(prepared[name]["test"])
-        responses[name].update({c: texts[i * n:(i + 1) * n] for i, c in enumerate(configs)})
+    def respond(name, config, adapter=None):
+        """One configuration's answers, generated or kept from an earlier run of the same identity."""
+        prompts = prepared[name]["prompts"][prompt_kind(config)]
+        path = responses_path(run_dir, name, config)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        responses[name][config] = kept_result(
+            path, response_identity(name, config, prompts, cfg, adapter),
+            lambda: generate(llm, tokenizer, prompts, chat=True, stop_token_ids=info.stop_token_ids,
+                             max_new_tokens=cfg.max_new_tokens, batch_size=cfg.eval_batch_size,
+                             desc=f"{name} {config}"))
 
     responses, trained = {}, {}
     for name, p in prepared.items():
@@ -263,7 +297,8 @@ def run_configurations(llm, tokenizer, info, prepared: dict, cfg, run_dir) -> tu
         base_configs = [c for c in ("base", "base+icl") if c in cfg.configurations]
         if base_configs:
             with llm.disable_adapter():
-                respond(name, base_configs, f"{name} {', '.join(base_configs)}")
+                for config in base_configs:
+                    respond(name, config)
         for kind in ("plain", "icl"):
             configs = [c for c in cfg.configurations if ADAPTER.get(c) == kind]
             if not configs:
@@ -274,7 +309,8 @@ def run_configurations(llm, tokenizer, info, prepared: dict, cfg, run_dir) -> tu
             trained[f"{name}/{kind}"] = train_sft(llm, tokenizer, dataset, run_dir=folder, settings=cfg,
                                                   backend=info.backend, resume=cfg.resume)
             trained[f"{name}/{kind}"]["data"] = dataset.info.description
-            respond(name, configs, f"{name} {', '.join(configs)}")
+            for config in configs:
+                respond(name, config, adapter=folder / "adapter")
     responses = {name: {c: by_config[c] for c in CONFIGURATIONS if c in by_config}
                  for name, by_config in responses.items()}
     return responses, trained
