@@ -460,6 +460,53 @@ def sft_trainer(model, tokenizer, dataset, *, run_dir, settings, backend: str, s
     return trainer
 
 
+def dataset_digest(dataset) -> str | None:
+    """16 hex of a sha256 over the input_ids and labels of every row of `dataset`, in its order (a select or
+    shuffle honoured), None if it has neither column. train_result.json records it: a finished adapter is
+    reused only for the rows it was trained on. Read through Arrow: a tenth of a second for 4M tokens."""
+    import hashlib
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = [c for c in ("input_ids", "labels") if c in dataset.column_names]
+    if not columns:
+        return None
+    table = dataset.with_format("arrow")[:]
+    digest = hashlib.sha256()
+    for name in columns:
+        column = table.column(name).combine_chunks()
+        digest.update(name.encode() + b"\0")
+        digest.update(np.asarray(pc.list_value_length(column).cast(pa.int64())).tobytes())
+        digest.update(np.asarray(pc.list_flatten(column).cast(pa.int64())).tobytes())
+    return digest.hexdigest()[:16]
+
+
+OTHER_DATA = "other-data"  # suffix of what train_sft moves aside: not a name TRAINING_STATE or the trainer globs
+
+
+def move_aside_other_data(run_dir, digest: str) -> list[Path]:
+    """A finished training of other rows than this call's (a re-run whose data changed): its adapter,
+    train_result.json, checkpoints and stages are moved aside to <name>.other-data-<time>, never deleted, with
+    one line; the call then trains afresh. Reusing it would report one run trained on two data sets."""
+    import time
+
+    run_dir = Path(run_dir)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    moved = []
+    for name in ("adapter", "checkpoints", "stages", "train_result.json"):
+        path = run_dir / name
+        if path.exists():
+            stem, dot, suffix = name.partition(".")
+            aside = run_dir / f"{stem}.{OTHER_DATA}-{stamp}{dot}{suffix}"
+            path.rename(aside)
+            moved.append(aside)
+    print(f"{run_dir / 'adapter'} was trained on other data (digest {digest}): moved aside to "
+          f"{', '.join(p.name for p in moved)}, not deleted; training again on this data")
+    return moved
+
+
 def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, resume: bool = True,
               stage_epochs=(), stage_schedule: str = "snapshot", callbacks=(),
               trl_step_metrics: bool = False) -> dict:
@@ -470,10 +517,12 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
     schedule (warmup, decay, a new optimizer) up to each stage, then the next from that stage's
     weights, with checkpoints in run_dir/checkpoints/epochs<a>-<b>. With `resume`, an interrupted
     run continues from its last checkpoint (a finished stage of "restart" is not trained again),
-    and a finished one loads its adapter instead of training again. After its first timed steps the
-    run prints its expected wall time and peak memory against the card (run_dir/estimate.json;
-    helpers/estimate.py). The training loss of every logged step goes to run_dir/loss_curve.png and
-    loss_curve.json (after each schedule, so an interrupted run keeps those of its finished ones)."""
+    and a finished one loads its adapter instead of training again (one trained on other rows than
+    `dataset`'s, by train_result.json's data_digest, is moved aside and trained again:
+    move_aside_other_data). After its first timed steps the run prints its expected wall time and
+    peak memory against the card (run_dir/estimate.json; helpers/estimate.py). The training loss of
+    every logged step goes to run_dir/loss_curve.png and loss_curve.json (after each schedule, so an
+    interrupted run keeps those of its finished ones)."""
     check_report_to(getattr(settings, "report_to", "none"))  # before anything is loaded or written
     schedules = stage_schedules(stage_epochs, settings.epochs, stage_schedule)
     restart = len(schedules) > 1
@@ -488,8 +537,11 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
         check_resumable(run_dir, settings)
     adapter_dir = run_dir / "adapter"
     if resume and (adapter_dir / "adapter_config.json").exists():
-        load_adapter(model, adapter_dir)
-        return json.loads((run_dir / "train_result.json").read_text()) | {"reused_adapter": True}
+        trained = json.loads((run_dir / "train_result.json").read_text())
+        if trained.get("data_digest") in (None, dataset_digest(dataset)):  # none: a run from before the digest
+            load_adapter(model, adapter_dir)
+            return trained | {"reused_adapter": True}
+        move_aside_other_data(run_dir, trained["data_digest"])
     known = _read_loss_curve(run_dir) if resume else {}
     estimate = WallTimeEstimate(run_dir)
     points, parts, offset, weights, trainer = [], [], 0, None, None
@@ -551,6 +603,7 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
         "loss_last": losses[-1] if losses else None,
         "runtime_s": sum(p.get("runtime_s") or 0 for p in parts),  # of this call's training
         "examples": len(dataset),
+        "data_digest": dataset_digest(dataset),  # a re-run reuses the adapter only for these same rows
         "resumed_from": next((p["resumed_from"] for p in parts if p.get("resumed_from")), None),
         "stage_schedule": stage_schedule if stage_epochs else None,
         "effective": {  # what the trainer really used (Unsloth may change some of it)

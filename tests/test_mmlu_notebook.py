@@ -15,6 +15,7 @@ from conftest import TINY
 from hub_server import fetched, mmlu_rows
 
 from helpers import run_notebook
+from helpers.runs import files_digest
 from helpers.tasks import mmlu, mmlu_data
 
 pytestmark = pytest.mark.slow
@@ -163,6 +164,15 @@ def test_local_teacher_filter_counts_and_fine_tunings(local_run):
     records = [json.loads(line) for line in (run_dir / "data" / "method1.jsonl").read_text().splitlines()]
     assert len(records) == counts["generated"] and sum(r["stage"] == "kept" for r in records) == counts["kept"]
     assert m["finetune"]["general"]["n_items"] == counts["kept"]
+    # kept for a re-run of these settings (tests/test_mmlu_rerun.py): the data, and every evaluation
+    settings = json.loads((run_dir / "run.json").read_text())["config_hash"]
+    kept = json.loads((run_dir / "data" / "method1.json").read_text())
+    assert kept["identity"] == {"data": "method1", "settings": settings} and kept["result"]["counts"] == counts
+    for name in ("eval_vanilla.json", "eval_teacher.json"):
+        assert json.loads((run_dir / name).read_text())["identity"]["settings"] == settings
+    for name in (name for name, ft in m["finetune"].items() if ft["n_items"] and not ft["same_data_as"]):
+        identity = json.loads((run_dir / "ft" / name / "eval.json").read_text())["identity"]
+        assert identity["adapter"] == files_digest(run_dir / "ft" / name / "adapter")
     for name, ft in m["finetune"].items():
         if ft["n_items"]:
             assert ft["train"]["steps"] == 2 and ft["skipped"] is None

@@ -11,7 +11,9 @@ questions (helpers.stats.paired_comparison: paired bootstrap interval, exact McN
 The teacher's data (method 1, generative; method 2, targeted), its requests and the multistage
 filter are in helpers.tasks.teacher. A student is fine-tuned on each method's data of all subjects
 and, as the study's "ML FT" and "Psychology FT" rows are, on its data of each subject alone
-(`finetune_variants`, `row_label`).
+(`finetune_variants`, `row_label`). A "Run all" of the same settings keeps what the first computed: each
+method's filtered data (helpers.tasks.teacher.method1_data), the evaluations (eval_*.json) and each student's
+(ft/<name>/eval.json, `student_identity`), so it trains and reports on one data set and loads no student twice.
 
     >>> questions = load_mmlu(["machine_learning"], source="local")
     >>> vanilla = evaluate_student(model, tokenizer, info, questions, cfg, desc="vanilla student")
@@ -22,11 +24,14 @@ and, as the study's "ML FT" and "Psychology FT" rows are, on its data of each su
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import re
 from pathlib import Path
 
-from helpers.config import ConfigError, StudyConfig, check_secret_env_params
+from helpers.config import ConfigError, StudyConfig, check_secret_env_params, config_hash
+from helpers.runs import files_digest, kept_result
 from helpers.stats import paired_comparison, score_summary
 from helpers.tasks import mmlu_data
 
@@ -184,9 +189,39 @@ def training_pairs(items: list[Question]) -> list[tuple[str, str]]:
 
 # ---------------------------------------------------------------------------------- fine-tuning, rows
 
+def items_digest(items: list[Question]) -> str:
+    """16 hex of a sha256 of the (prompt, answer) pairs a student is trained on (training_pairs)."""
+    return hashlib.sha256(json.dumps(training_pairs(items)).encode()).hexdigest()[:16]
+
+
+def student_identity(cfg, folder: Path, items: list[Question]) -> dict:
+    """What a fine-tuned student's kept evaluation (folder/eval.json) is of: these settings, the adapter's
+    files and the items it was trained on (other data: its adapter is trained again, train_sft)."""
+    return {"stage": "finetuned", "settings": config_hash(cfg), "adapter": files_digest(Path(folder) / "adapter"),
+            "data": items_digest(items)}
+
+
+def _kept_evaluation(folder: Path, identity: dict) -> dict | None:
+    """The evaluation kept in folder/eval.json (helpers.runs.kept_result's file) if it is of `identity` and the
+    adapter is finished, else None. Asked before the student's model loads: kept_result would load it first."""
+    path = Path(folder) / "eval.json"
+    if identity["adapter"] is None or not (Path(folder) / "train_result.json").is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict) or saved.get("identity") != identity or "result" not in saved:
+        return None
+    print(f"{path}: kept from an earlier run of this adapter, not loaded or evaluated again (delete it to redo)")
+    return saved["result"]
+
+
 def fine_tune_and_evaluate(cfg, name: str, items: list[Question], questions: list[Question], run_dir: Path) -> dict:
     """A fresh QLoRA student trained on `items` (answer-only loss on the letter), then evaluated.
-    Resumable: a finished variant's adapter is reused (train_sft)."""
+    Resumable: a finished variant's adapter is reused (train_sft; one trained on other data is moved aside
+    and trained again), and its evaluation is kept in ft/<name>/eval.json (student_identity): with `resume`,
+    a "Run all" that finds both loads no model for this student."""
     import gc
 
     from helpers.modeling import add_lora, load_model
@@ -194,14 +229,20 @@ def fine_tune_and_evaluate(cfg, name: str, items: list[Question], questions: lis
 
     if not items:
         return {"name": name, "n_items": 0, "skipped": "no training items survived the filter"}
+    folder = Path(run_dir) / "ft" / name
+    kept = _kept_evaluation(folder, student_identity(cfg, folder, items)) if cfg.resume else None
+    if kept is not None:
+        train = json.loads((folder / "train_result.json").read_text()) | {"reused_adapter": True}
+        return {"name": name, "n_items": len(items), "train": train, **kept}
     model, tokenizer, info = load_model(cfg.model, max_seq_length=cfg.max_seq_length, load_in_4bit=cfg.load_in_4bit)
     model = add_lora(model, info, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
                      targets=cfg.lora_targets, seed=cfg.seed, gradient_checkpointing=cfg.gradient_checkpointing)
     dataset = build_sft_dataset(tokenizer, training_pairs(items), chat=True, max_length=cfg.max_seq_length)
-    train = train_sft(model, tokenizer, dataset, run_dir=Path(run_dir) / "ft" / name, settings=cfg,
-                      backend=info.backend, resume=cfg.resume)
-    result = evaluate_student(model, tokenizer, info, questions, cfg, desc=name)
-    del model
+    train = train_sft(model, tokenizer, dataset, run_dir=folder, settings=cfg, backend=info.backend,
+                      resume=cfg.resume)
+    result = kept_result(folder / "eval.json", student_identity(cfg, folder, items),
+                         lambda: evaluate_student(model, tokenizer, info, questions, cfg, desc=name))
+    model = None  # the next student loads its own
     gc.collect()
     return {"name": name, "n_items": len(items), "train": train, **result}
 

@@ -11,10 +11,12 @@ filter keeps well-formed, new, on-topic items the teacher solves again with the 
     >>> candidates = generate_candidates(teacher, cfg)
     >>> records, counts = filter_items(candidates, teacher=teacher, embed=embed, references=questions, cfg=cfg)
     >>> kept_items(records)
+    >>> method1 = method1_data(teacher, embed, questions, cfg, run_dir)   # the above, kept in data/method1.json
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
@@ -28,7 +30,7 @@ from helpers.backends import (
     BackendError,
     OpenAIChatBackend,
 )
-from helpers.config import ConfigError, output_path
+from helpers.config import ConfigError, config_hash, output_path
 from helpers.tasks.mmlu_data import (
     LETTERS,
     Question,
@@ -432,14 +434,19 @@ def generate_candidates(teacher, cfg) -> list[dict]:
     return candidates
 
 
+def targeted_questions(questions: list[Question], teacher_eval: dict, student_eval: dict, cfg) -> list[Question]:
+    """Method 2's targets: the evaluation questions the teacher answered right and the student wrong (by
+    the student's scoring `cfg.targeted_by`: its generated letter, or the letter log-likelihood)."""
+    key = "generated_letter" if cfg.targeted_by == "generate" else "loglik_letter"
+    return [q for q, t, s in zip(questions, teacher_eval["items"], student_eval["items"])
+            if t["generated_letter"] == q.letter and s[key] != q.letter]
+
+
 def targeted_candidates(teacher, questions: list[Question], teacher_eval: dict, student_eval: dict,
                         cfg) -> tuple[list[dict], list[str]]:
-    """Method 2: one new question for each evaluation question the teacher answered right and the
-    student wrong (by the student's scoring `cfg.targeted_by`: its generated letter, or the letter
-    log-likelihood). Returns (candidates, ids of the source questions)."""
-    key = "generated_letter" if cfg.targeted_by == "generate" else "loglik_letter"
-    targets = [q for q, t, s in zip(questions, teacher_eval["items"], student_eval["items"])
-               if t["generated_letter"] == q.letter and s[key] != q.letter]
+    """Method 2: one new question for each of its targets (targeted_questions). Returns (candidates, ids of
+    the source questions)."""
+    targets = targeted_questions(questions, teacher_eval, student_eval, cfg)
     replies = teacher.chat_many([targeted_messages(q) for q in targets], max_tokens=cfg.teacher_max_tokens,
                                 temperature=cfg.generation_temperature)
     candidates = [{"method": "targeted", "subject": q.subject, "source_id": q.id, "reply": r}
@@ -469,3 +476,55 @@ def write_records(path: Path, records: list[dict]) -> Path:
                 row["item"] = dataclasses.asdict(r["item"])
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     return path
+
+
+# ------------------------------------------------------------------------ each method's data, kept
+
+def _timed(timer, name: str):
+    return timer(name) if timer else contextlib.nullcontext()
+
+
+def kept_data(path: Path, identity: dict, compute) -> dict:
+    """compute()'s {"records": [...], "counts": {...}, ...}, computed once per `identity` and kept at `path`
+    (helpers.runs.kept_result), its records' items read back as Questions and listed one record a line
+    beside it (<path>.jsonl, rewritten from the kept data). Why: a teacher request that failed is not
+    cached, so generating again would ask it again and change the kept items, while the students trained
+    on the first data are reused; kept, a re-run of the same settings trains and reports on one data set."""
+    from helpers.runs import kept_result
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = kept_result(path, identity, compute)
+    data["records"] = [{**r, "item": Question(**r["item"]) if r.get("item") else None} for r in data["records"]]
+    write_records(path.with_suffix(".jsonl"), data["records"])
+    return data
+
+
+def method1_data(teacher, embed, questions: list[Question], cfg, run_dir, *, timer=None) -> dict:
+    """Method 1's filtered data, {"records", "counts"} (generate_candidates, filter_items), kept in
+    run_dir/data/method1.json for these settings (kept_data): a re-run asks the teacher nothing. Delete it to
+    generate again (a request that failed included); train_sft then trains its students again."""
+    def compute():
+        with _timed(timer, "method1_generate"):
+            candidates = generate_candidates(teacher, cfg)
+        with _timed(timer, "method1_filter"):
+            records, counts = filter_items(candidates, teacher=teacher, embed=embed, references=questions, cfg=cfg)
+        return {"records": records, "counts": counts}
+    identity = {"data": "method1", "settings": config_hash(cfg)}
+    return kept_data(Path(run_dir) / "data" / "method1.json", identity, compute)
+
+
+def method2_data(teacher, embed, questions: list[Question], teacher_eval: dict, student_eval: dict, cfg, run_dir, *,
+                 timer=None) -> dict:
+    """Method 2's filtered data, {"records", "counts", "target_ids"} (targeted_candidates, filter_items), kept
+    in run_dir/data/method2.json for these settings and these targets (kept_data): other targets (an
+    evaluation computed again) are asked for again."""
+    def compute():
+        with _timed(timer, "method2_generate"):
+            candidates, target_ids = targeted_candidates(teacher, questions, teacher_eval, student_eval, cfg)
+        with _timed(timer, "method2_filter"):
+            records, counts = filter_items(candidates, teacher=teacher, embed=embed, references=questions, cfg=cfg)
+        return {"records": records, "counts": counts, "target_ids": target_ids}
+    targets = [q.id for q in targeted_questions(questions, teacher_eval, student_eval, cfg)]
+    identity = {"data": "method2", "settings": config_hash(cfg), "targets": targets}
+    return kept_data(Path(run_dir) / "data" / "method2.json", identity, compute)
