@@ -28,9 +28,9 @@ def test_the_smoke_sweep_files_share_a_worker_and_other_files_keep_theirs():
     workers = defaultdict(set)
     for worker, file in re.findall(r"^\[(gw\d)\] .*?PASSED (tests/\w+\.py)::", out, re.M):
         workers[file].add(worker)
-    assert set(workers) == set(files) - {"tests/test_sweep.py"}  # all its tests are slow
+    assert set(workers) == set(files)
     assert all(len(w) == 1 for w in workers.values()), dict(workers)
-    assert workers["tests/test_outputs.py"] == workers["tests/test_sweep_ray.py"]
+    assert workers["tests/test_outputs.py"] == workers["tests/test_sweep_ray.py"] == workers["tests/test_sweep.py"]
 
 
 def test_the_suite_runs_without_xdist():
