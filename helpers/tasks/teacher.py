@@ -493,7 +493,6 @@ def kept_data(path: Path, identity: dict, compute) -> dict:
     from helpers.runs import kept_result
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = kept_result(path, identity, compute)
     data["records"] = [{**r, "item": Question(**r["item"]) if r.get("item") else None} for r in data["records"]]
     write_records(path.with_suffix(".jsonl"), data["records"])
