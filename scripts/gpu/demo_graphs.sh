@@ -19,7 +19,10 @@
 #      with cuda_graphs
 #   9-10: TinyLlama at 64 rows a step without checkpointing (the third round's largest batch that fits 80 GB),
 #      9 on bf16 weights, 10 on 4-bit ones: the share of dense bf16 where the GPU, not the host, sets the pace
-PREFIX=d ALL="1 2 3 4 5 6 7 8 9 10" TOTAL_DEFAULT=560 CHILD_DEFAULT=300  # raw Unsloth took over 150 s on the demo rows
+#   11-12: TinyLlama at the forgetting defaults without CUDA graphs, one call: 11 as shipped before session 16
+#      (8-bit AdamW, checkpoints offloaded), 12 with both of session 16's changes (fused AdamW, checkpoints on
+#      the GPU)
+PREFIX=d ALL="1 2 3 4 5 6 7 8 9 10 11 12" TOTAL_DEFAULT=560 CHILD_DEFAULT=300  # raw Unsloth took over 150 s on the demo rows
 source scripts/gpu/measure.sh "$@"
 measure 1 smollm2-135m --demo --paths repo,unsloth --compile unsloth,graphs
 
@@ -40,4 +43,6 @@ measure 7 tinyllama-1.1b --forgetting --steps 10 --paths repo --compile graphs,u
 measure 8 tinyllama-1.1b --forgetting --steps 10 --paths repo --compile graphs,unsloth --gc-on-gpu
 measure 9 tinyllama-1.1b --forgetting --steps 10 --paths repo --no-gc --variants 64x1:grouped --bf16-weights
 measure 10 tinyllama-1.1b --forgetting --steps 10 --paths repo --no-gc --variants 64x1:grouped
+measure 11 tinyllama-1.1b --forgetting --steps 10 --paths repo --optim auto
+measure 12 tinyllama-1.1b --forgetting --steps 10 --paths repo --optim adamw_torch_fused --gc-on-gpu
 finish
