@@ -55,7 +55,9 @@ RUN_CONTROL_KEYS = {"output_root", "run_name", "resume", "report_to", "teacher_c
 # Settings added after runs were made: left out of the hash at these values, so those runs keep their folders.
 HASH_NEUTRAL = {"group_by_length": False, "stage_schedule": "snapshot", "optim": "auto"}
 # the trainer's optimizer (transformers' `optim` names). "auto": the study's stated optimizer where it states one
-# (STATED_OPTIM on its config), else adamw_8bit on a GPU (Unsloth's notebooks); adamw_torch on a CPU either way.
+# (STATED_OPTIM on its config), else on a GPU torch's fused AdamW for a model under 3B parameters (its step is bound
+# by the host: helpers.sft.SMALL_MODEL_PARAMS) and adamw_8bit from there (Unsloth's notebooks); adamw_torch on a CPU.
+# A resumed checkpoint keeps the optimizer that wrote it (helpers.sft.checkpoint_optim).
 # The 8-bit ones are bitsandbytes' (also on a CPU); "paged_" keeps the same arithmetic, its states in paged memory.
 OPTIMIZERS = ("auto", "adamw_8bit", "paged_adamw_8bit", "adamw_torch", "adamw_torch_fused")
 # trainer loggers a run may add (each needs its package installed: tensorboard, wandb)

@@ -122,13 +122,51 @@ def answer_only_collator(tokenizer, *, padding_free: bool, pad_to_multiple_of: i
                                                               pad_to_multiple_of=pad_to_multiple_of))
 
 
-def resolve_optim(settings, on_gpu: bool) -> str:
+# Below this many parameters "auto" trains with torch's fused AdamW on a GPU: a step of a 1B model is bound by the
+# host, and bitsandbytes' 8-bit AdamW launches a kernel per adapter matrix (360 a step for the 135M demo); fused AdamW
+# 1.10x the demo's step and 1.19x TinyLlama's at the forgetting defaults on an H100, the same losses (PERFORMANCE.md,
+# sixth round). From 7B on the step is bound by the GPU and "auto" keeps Unsloth's notebooks' 8-bit states.
+SMALL_MODEL_PARAMS = 3_000_000_000
+
+
+def model_parameters(model) -> int:
+    """The parameters of `model`, its 4-bit weights counted at their unquantised shape (bitsandbytes packs two
+    in a byte: numel() would halve them)."""
+    total = 0
+    for p in model.parameters():
+        shape = getattr(getattr(p, "quant_state", None), "shape", None)
+        total += math.prod(shape) if shape is not None else p.numel()
+    return total
+
+
+def resolve_optim(settings, on_gpu: bool, parameters: int | None = None) -> str:
     """The transformers `optim` a run trains with: settings.optim, or for "auto" (helpers.config.OPTIMIZERS)
-    the study's stated optimizer (its config's STATED_OPTIM) or adamw_8bit on a GPU, adamw_torch on a CPU."""
+    adamw_torch on a CPU; on a GPU the study's stated optimizer (its config's STATED_OPTIM), else
+    adamw_torch_fused for a model of fewer than SMALL_MODEL_PARAMS `parameters`, else adamw_8bit."""
     optim = getattr(settings, "optim", "auto")
     if optim != "auto":
         return optim
-    return getattr(settings, "STATED_OPTIM", "adamw_8bit") if on_gpu else "adamw_torch"
+    if not on_gpu:
+        return "adamw_torch"
+    stated = getattr(settings, "STATED_OPTIM", None)
+    if stated:
+        return stated
+    return "adamw_torch_fused" if parameters is not None and parameters < SMALL_MODEL_PARAMS else "adamw_8bit"
+
+
+def checkpoint_optim(checkpoint) -> str | None:
+    """The optimizer a checkpoint's training stepped with (its training_args.bin), or None where unreadable.
+    A resumed run keeps it under "auto": the saved optimizer state only loads into the optimizer that wrote it
+    (8-bit AdamW's states are not torch AdamW's), whatever "auto" picks today."""
+    path = Path(checkpoint) / "training_args.bin"
+    if not path.is_file():
+        return None
+    try:  # the trainer's own pickle of its TrainingArguments, written into this run's folder
+        args = torch.load(path, weights_only=False, map_location="cpu")
+    except Exception:  # noqa: BLE001 - another transformers' pickle, a cut file: decide as for a fresh run
+        return None
+    optim = getattr(args, "optim", None)
+    return str(getattr(optim, "value", optim)) if optim is not None else None
 
 
 def graph_pad_multiple(settings, backend: str) -> int | None:
@@ -393,12 +431,13 @@ def _project_trainer(trainer_cls, lean: bool):
 
 def sft_trainer(model, tokenizer, dataset, *, run_dir, settings, backend: str, stage_epochs=(), callbacks=(),
                 trl_step_metrics: bool = False, checkpoint_dir=None, epochs: float | None = None,
-                data_seed: int | None = None):
+                data_seed: int | None = None, optim: str | None = None):
     """TRL's SFTTrainer as train_sft runs it: answer-only labels, length-grouped or padding-free
     batches as `settings` say, checkpoints to `checkpoint_dir` (run_dir/checkpoints), `epochs`
     (settings.epochs) epochs, logging to `settings.report_to` too. `trl_step_metrics`: TRL's
     per-step metrics and its NaN filter of the logged loss, as this function trained before (the
-    reference tests compare the default with)."""
+    reference tests compare the default with). `optim`: the optimizer to step with instead of
+    resolve_optim's (a resumed checkpoint's)."""
     from trl import SFTConfig, SFTTrainer
 
     from helpers.modeling import compute_dtype
@@ -425,7 +464,7 @@ def sft_trainer(model, tokenizer, dataset, *, run_dir, settings, backend: str, s
         bf16=on_gpu and dtype == torch.bfloat16,
         fp16=on_gpu and dtype == torch.float16,
         use_cpu=not on_gpu,
-        optim=resolve_optim(settings, on_gpu),
+        optim=optim or resolve_optim(settings, on_gpu, model_parameters(model)),
         gradient_checkpointing=settings.gradient_checkpointing and backend != "unsloth",
         max_length=settings.max_seq_length,
         packing=False,
@@ -560,6 +599,9 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
                 offset, weights = offset + steps, stage_dir(run_dir, end)
                 continue
             checkpoint = last_checkpoint(run_dir, folder) if resume else None
+            kept_optim = None  # "auto" resumes with the optimizer whose state the checkpoint holds
+            if checkpoint is not None and getattr(settings, "optim", "auto") == "auto":
+                kept_optim = checkpoint_optim(checkpoint)
             if checkpoint is not None and stage_epochs and not restart:
                 _check_stages_before(run_dir, checkpoint, stage_epochs)
             if checkpoint is None and weights is not None:
@@ -570,7 +612,7 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
                 trl_step_metrics=trl_step_metrics, checkpoint_dir=folder, epochs=end - start,
                 # the grouped and accelerate's random sampler draw epoch e's order from data_seed + e: each
                 # epoch gets the order it has in one schedule, not the first epoch's again
-                data_seed=settings.seed + int(start))
+                data_seed=settings.seed + int(start), optim=kept_optim)
             output = trainer.train(resume_from_checkpoint=checkpoint)
             history = trainer.state.log_history
             points += [{"step": offset + h["step"], "epoch": start + h["epoch"], "loss": h["loss"],

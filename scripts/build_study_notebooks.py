@@ -35,7 +35,7 @@ SHARED_COMMENTS = {
     "max_seq_length": "longer examples are cut, answer-less ones dropped (counted)",
     "gradient_checkpointing": "",
     "save_steps": "checkpoint interval: how much a disconnect can cost",
-    "optim": "auto: adamw_8bit on a GPU, adamw_torch on a CPU; or paged_adamw_8bit, adamw_torch_fused",
+    "optim": "auto: GPU adamw_torch_fused under 3B params, else adamw_8bit; CPU adamw_torch",
     "output_root": "run folder: <output_root>/<study>/<model>-<config hash>",
     "run_name": "",
     "resume": "continue an interrupted run of the same settings",

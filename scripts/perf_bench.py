@@ -1201,7 +1201,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "regions with CUDA graphs), model (TrainingArguments(torch_compile=True))")
     parser.add_argument("--optim", default="auto",
                         help="the repository path's training, once per optimizer, comma-separated (helpers.config."
-                             "OPTIMIZERS): auto (adamw_8bit on a GPU), adamw_torch_fused, paged_adamw_8bit, ...")
+                             "OPTIMIZERS): auto (GPU: fused under 3B params, else 8-bit), adamw_8bit, adamw_torch")
     parser.add_argument("--bf16-weights", action="store_true",
                         help="LoRA on bf16 weights instead of 4-bit ones (the studies' load_in_4bit = False), on "
                              "every path: the 16-bit path of a small model that fits without quantization")

@@ -1,6 +1,7 @@
-"""The `optim` parameter of every fine-tuning study: "auto" trains with what runs trained with before it
-existed (adamw_8bit on a GPU, adamw_torch on a CPU; small_vs_large the paged optimizer its study states),
-leaves their run folders' hashes alone, and each optimizer named is the one the trainer steps with."""
+"""The `optim` parameter of every fine-tuning study: "auto" is adamw_torch on a CPU; on a GPU the paged optimizer
+small_vs_large's study states, torch's fused AdamW for a model under 3B parameters (PERFORMANCE.md, sixth round),
+else adamw_8bit (what runs trained with before `optim` existed). It leaves run folders' hashes alone, a resumed
+checkpoint keeps the optimizer that wrote it, and each optimizer named is the one the trainer steps with."""
 
 import dataclasses
 
@@ -9,7 +10,7 @@ import torch
 from tiny_training import tiny_settings, train_tiny
 
 from helpers.config import OPTIMIZERS, ConfigError, config_hash
-from helpers.sft import resolve_optim
+from helpers.sft import SMALL_MODEL_PARAMS, model_parameters, resolve_optim
 from helpers.studies import STUDIES, study_config
 
 TRAINING = sorted(name for name, study in STUDIES.items()
@@ -25,8 +26,27 @@ def test_auto_is_adamw_torch_on_a_cpu_and_the_studys_optimizer_on_a_gpu(name):
     cfg = STUDIES[name].config()
     assert cfg.optim == "auto"
     assert resolve_optim(cfg, on_gpu=False) == "adamw_torch"
-    assert resolve_optim(cfg, on_gpu=True) == ("paged_adamw_8bit" if name == "small_vs_large" else "adamw_8bit")
+    assert resolve_optim(cfg, on_gpu=False, parameters=135_000_000) == "adamw_torch"
+    stated = "paged_adamw_8bit" if name == "small_vs_large" else None
+    assert resolve_optim(cfg, on_gpu=True) == (stated or "adamw_8bit")
+    assert resolve_optim(cfg, on_gpu=True, parameters=7_000_000_000) == (stated or "adamw_8bit")
+    for small in (135_000_000, 1_100_000_000, SMALL_MODEL_PARAMS - 1):  # the demo, TinyLlama
+        assert resolve_optim(cfg, on_gpu=True, parameters=small) == (stated or "adamw_torch_fused")
+    assert resolve_optim(cfg, on_gpu=True, parameters=SMALL_MODEL_PARAMS) == (stated or "adamw_8bit")
     assert resolve_optim(dataclasses.replace(cfg, optim="adamw_torch_fused"), on_gpu=True) == "adamw_torch_fused"
+    assert resolve_optim(dataclasses.replace(cfg, optim="adamw_8bit"), True, 135_000_000) == "adamw_8bit"
+
+
+def test_model_parameters_counts_4bit_weights_at_their_shape():
+    """bitsandbytes packs two 4-bit weights in a byte: numel() would put a 7B model at 3.5B, under the line."""
+    from types import SimpleNamespace
+
+    model = torch.nn.Linear(64, 32)  # 2,048 + 32
+    assert model_parameters(model) == 2080
+    packed = torch.nn.Parameter(torch.zeros(1024, 1, dtype=torch.uint8), requires_grad=False)  # 2,048 nibbles
+    packed.quant_state = SimpleNamespace(shape=torch.Size([32, 64]))
+    model.weight = packed
+    assert model_parameters(model) == 2080
 
 
 def test_another_optimizer_changes_the_run_folders_hash():
@@ -66,3 +86,23 @@ def test_each_optimizer_named_is_the_one_that_trains(embedded_tokenizer, tmp_pat
 
     # fused: float rounding that Adam's normalisation carries into the weights (2e-5 seen); 8-bit states: 3.5e-3
     assert moved("adamw_torch_fused") < 1e-4 and moved("adamw_8bit") > 1e-3
+
+
+@pytest.mark.slow
+def test_a_resumed_checkpoint_keeps_the_optimizer_that_wrote_it(embedded_tokenizer, tmp_path):
+    """A run started before "auto" changed (8-bit AdamW then, fused AdamW now for a small model) resumes with the
+    optimizer its checkpoint's state belongs to: 8-bit states do not load into torch's AdamW. Shown on the CPU
+    with two optimizers whose states differ in kind there too: a checkpoint of adamw_8bit, resumed under "auto"
+    (adamw_torch on a CPU), goes on with adamw_8bit; a named optimizer is always the one used."""
+    import shutil
+
+    settings = dataclasses.replace(tiny_settings(optim="adamw_8bit"), max_steps=6)
+    _, first, _, _ = train_tiny(embedded_tokenizer, tmp_path, settings, width=256, r=16)
+    assert first["effective"]["optim"] == "adamw_8bit"
+    shutil.rmtree(tmp_path / "adapter")  # a disconnect after checkpoint-4: its later state is gone
+    (tmp_path / "train_result.json").unlink()
+    shutil.rmtree(tmp_path / "checkpoints" / "checkpoint-6")
+    _, resumed, _, _ = train_tiny(embedded_tokenizer, tmp_path, dataclasses.replace(settings, optim="auto"),
+                                  width=256, r=16, resume=True)
+    assert resumed["resumed_from"].endswith("checkpoint-4") and resumed["steps"] == 6
+    assert resumed["effective"]["optim"] == "adamw_8bit"

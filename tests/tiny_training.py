@@ -47,7 +47,7 @@ def train_tiny(tokenizer, run_dir, settings=None, width: int = 16, r: int = 4, *
     hook = model.register_forward_hook(lambda module, args, out: losses.append(out.loss.detach().clone()))
     rows = perf_bench.length_rows(tokenizer, 16, 128, "alpaca")
     report = train_sft(model, tokenizer, Dataset.from_list(rows), run_dir=run_dir, settings=settings or tiny_settings(),
-                       backend="transformers", resume=False, **kw)
+                       backend="transformers", **{"resume": False, **kw})
     hook.remove()
     state = json.loads((Path(run_dir) / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
     lora = {k: v.clone() for k, v in model.state_dict().items() if "lora_" in k}

@@ -43,6 +43,6 @@ measure 7 tinyllama-1.1b --forgetting --steps 10 --paths repo --compile graphs,u
 measure 8 tinyllama-1.1b --forgetting --steps 10 --paths repo --compile graphs,unsloth --gc-on-gpu
 measure 9 tinyllama-1.1b --forgetting --steps 10 --paths repo --no-gc --variants 64x1:grouped --bf16-weights
 measure 10 tinyllama-1.1b --forgetting --steps 10 --paths repo --no-gc --variants 64x1:grouped
-measure 11 tinyllama-1.1b --forgetting --steps 10 --paths repo --optim auto
+measure 11 tinyllama-1.1b --forgetting --steps 10 --paths repo --optim adamw_8bit
 measure 12 tinyllama-1.1b --forgetting --steps 10 --paths repo --optim adamw_torch_fused --gc-on-gpu
 finish
