@@ -464,7 +464,8 @@ def sft_trainer(model, tokenizer, dataset, *, run_dir, settings, backend: str, s
         bf16=on_gpu and dtype == torch.bfloat16,
         fp16=on_gpu and dtype == torch.float16,
         use_cpu=not on_gpu,
-        optim=optim or resolve_optim(settings, on_gpu, model_parameters(model)),
+        optim=optim or resolve_optim(settings, on_gpu, model_parameters(model) if on_gpu and model is not None
+                                     else None),
         gradient_checkpointing=settings.gradient_checkpointing and backend != "unsloth",
         max_length=settings.max_seq_length,
         packing=False,
