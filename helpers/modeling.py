@@ -49,6 +49,9 @@ class ModelInfo:
     stop_token_ids: list
     # Unsloth's per-layer CUDA graphs in training (add_lora's cuda_graphs): False on the transformers path
     cuda_graphs: bool = False
+    # Unsloth's checkpointing moves saved layer inputs to host memory (add_lora's checkpoint_offload); None:
+    # the transformers path, or no adapters added yet
+    checkpoint_offload: bool | None = None
 
 
 def compute_dtype() -> torch.dtype:
@@ -299,15 +302,29 @@ def cover_context(model, tokens: int) -> None:
             module.max_seq_length = tokens
 
 
+def checkpointing_mode(gradient_checkpointing: bool, checkpoint_offload: bool | None, graphs_on: bool):
+    """Unsloth's use_gradient_checkpointing: False without checkpointing; "unsloth" (saved layer inputs moved to
+    host memory from max_seq_length 512 up) or True (they stay on the GPU). `checkpoint_offload` None: on the GPU
+    while CUDA graphs are on: TinyLlama's step at the forgetting defaults 1.25x faster, the same losses, peak
+    2.35 -> 3.61 GiB (H100, PERFORMANCE.md sixth round); offloaded otherwise (not measured without graphs on
+    the same machine)."""
+    if not gradient_checkpointing:
+        return False
+    if checkpoint_offload is None:
+        checkpoint_offload = not graphs_on
+    return "unsloth" if checkpoint_offload else True
+
+
 def add_lora(model, info: ModelInfo, *, r: int, alpha: int, dropout: float, targets: list,
              seed: int, gradient_checkpointing: bool = True, cuda_graphs: bool = False,
-             checkpoint_offload: bool = True):
+             checkpoint_offload: bool | None = None):
     """Wrap `model` with fresh LoRA adapters (B = 0, so the wrapped model still equals the base).
     `cuda_graphs`: Unsloth's per-layer CUDA graphs while training (GPU, Unsloth path; ignored on the
     transformers path, and `info.cuda_graphs` says which). `checkpoint_offload` (Unsloth path): True gives
     Unsloth "unsloth" checkpointing, which moves each layer's saved input to host memory when the model was
     loaded with max_seq_length >= 512 (Unsloth 2026.10.9's own rule); False keeps them on the GPU (its plain
-    checkpointing): the same gradients, no copies to and from the host."""
+    checkpointing): the same gradients, no copies to and from the host; None (default): False while CUDA graphs
+    are on, else True (checkpointing_mode; `info.checkpoint_offload` says which)."""
     if info.backend == "unsloth":
         # Unsloth 2026.10.9 compiles each decoder block; on torch 2.11 Inductor fails on Gemma's and
         # Gemma 2's blocks at the first step (AssertionError in post_grad, docs/findings.md): keep them eager,
@@ -317,10 +334,11 @@ def add_lora(model, info: ModelInfo, *, r: int, alpha: int, dropout: float, targ
         set_block_cuda_graphs(bool(cuda_graphs) or os.environ.get("UNSLOTH_BLOCK_CUDAGRAPHS") == "1",
                               info.max_seq_length)
         info.cuda_graphs = block_cuda_graphs_on()
+        mode = checkpointing_mode(gradient_checkpointing, checkpoint_offload, info.cuda_graphs)
+        info.checkpoint_offload = mode == "unsloth"
         return FastLanguageModel.get_peft_model(
             model, r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), bias="none",
-            use_gradient_checkpointing=(("unsloth" if checkpoint_offload else True) if gradient_checkpointing
-                                        else False),
+            use_gradient_checkpointing=mode,
             random_state=seed, max_seq_length=info.max_seq_length,
         )
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training

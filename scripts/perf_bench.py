@@ -754,7 +754,7 @@ def child_repo(folder: str, spec: dict) -> dict:
     model, tokenizer, info = load_model(folder, max_seq_length=seq, load_in_4bit=spec.get("load_in_4bit", True))
     model = add_lora(model, info, r=lora["r"], alpha=lora["alpha"], dropout=lora["dropout"], targets=lora["targets"],
                      seed=0, gradient_checkpointing=spec.get("gc", True),
-                     checkpoint_offload=spec.get("gc_offload", True))
+                     checkpoint_offload=spec.get("gc_offload"))
     load_s, out = time.time() - start, {}
 
     def train(rows, cfg, callbacks):
@@ -821,7 +821,7 @@ def child_repo(folder: str, spec: dict) -> dict:
                                        _profiled(n_steps)[0] if profile else None),
                              "padding_free_used": report["effective"]["padding_free"],
                              "sampling": report["effective"]["sampling"], "optim": report["effective"]["optim"],
-                             "block_compile": block_modes(model)}
+                             "block_compile": block_modes(model), "checkpoint_offload": info.checkpoint_offload}
                 if timed_phases:
                     out[name]["breakdown"] = breakdown.summary(skip=2)
         except Exception as err:  # one measurement's failure must not hide the others
@@ -1044,7 +1044,7 @@ def run_spec(args, part: str) -> dict:
             "short_batch": args.short_batch, "short_steps": args.short_steps, "gc": not getattr(args, "no_gc", False),
             "pad_multiple": getattr(args, "pad_multiple", None), "warm_passes": getattr(args, "warm_passes", 1),
             "load_in_4bit": not getattr(args, "bf16_weights", False),
-            "gc_offload": not getattr(args, "gc_on_gpu", False)}
+            "gc_offload": False if getattr(args, "gc_on_gpu", False) else None}  # None: add_lora's rule
 
 
 def _child(args, child_args: list[str], env_extra: dict | None = None) -> dict:
@@ -1080,7 +1080,7 @@ def _train_rows(folder: str, order: list[str], args, repo_part: str = "train") -
                 # --compile mode other than Unsloth's own, an optimizer other than the study's
                 tail = "".join(f" {part}" for part in (
                     f"pad{spec['pad_multiple']}" if spec.get("pad_multiple") else "", weights,
-                    "" if spec["gc_offload"] else "gc-gpu", "" if mode == "unsloth" else mode,
+                    "gc-gpu" if spec["gc_offload"] is False else "", "" if mode == "unsloth" else mode,
                     "" if optim == "auto" else optim) if part)
                 extra = {"compile": mode, **({"pad_multiple": spec["pad_multiple"]} if spec.get("pad_multiple")
                                              else {})}

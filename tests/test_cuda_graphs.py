@@ -140,3 +140,25 @@ def test_checkpoint_offload_picks_unsloths_checkpointing(graphs_state, monkeypat
                              gradient_checkpointing=checkpointing, checkpoint_offload=offload) is model
     value = got["use_gradient_checkpointing"]
     assert value == expected and type(value) is type(expected)  # True, not "unsloth" (both truthy)
+
+
+@pytest.mark.parametrize("graphs,checkpointing,expected", [(False, True, "unsloth"), (True, True, True),
+                                                           (True, False, False)])
+def test_checkpoints_stay_on_the_gpu_while_graphs_are_on_by_default(graphs_state, monkeypatch, graphs,
+                                                                     checkpointing, expected):
+    """checkpoint_offload None (the notebooks'): the saved layer inputs stay on the GPU while CUDA graphs are on
+    (TinyLlama's step 1.25x faster there, the same losses: PERFORMANCE.md sixth round), offloaded as Unsloth
+    does without them; info.checkpoint_offload records which."""
+    got = {}
+    fake = types.SimpleNamespace(get_peft_model=lambda model, **kw: got.update(kw) or model)
+    monkeypatch.setattr(modeling, "FastLanguageModel", fake, raising=False)
+    monkeypatch.setattr(modeling, "set_block_cuda_graphs", lambda on, max_seq_length: None)
+    graphs_state[:] = [graphs]
+    info = modeling.ModelInfo(spec=None, source="x", backend="unsloth", dtype="bfloat16", load_in_4bit=True,
+                              max_seq_length=1024, stop_token_ids=[])
+    model = types.SimpleNamespace(config=types.SimpleNamespace(model_type="llama"))
+    modeling.add_lora(model, info, r=4, alpha=8, dropout=0.0, targets=["q_proj"], seed=0,
+                      gradient_checkpointing=checkpointing, cuda_graphs=graphs)
+    value = got["use_gradient_checkpointing"]
+    assert value == expected and type(value) is type(expected)
+    assert info.cuda_graphs is graphs and info.checkpoint_offload is (expected == "unsloth")
