@@ -488,20 +488,58 @@ def template_tokens(tokenizer) -> tuple[int, int]:
     return len(row["input_ids"]) - answer, answer
 
 
-def length_rows(tokenizer, n: int, max_len: int, lengths: str = "orca") -> list[dict]:
+def length_rows(tokenizer, n: int, max_len: int, lengths: str = "orca", pool: int | None = None,
+                step_size: int = 1) -> list[dict]:
     """Random token ids at `lengths` ("orca", or "alpaca" plus the tokenizer's chat-template tokens),
-    loss on the answer; "addition": the addition demo's real rows (`addition_rows`)."""
+    loss on the answer; "addition": the addition demo's real rows (`addition_rows`). `pool`: the first `n` rows
+    of a run over `pool` rows in the training's grouped order (helpers.sft.GroupedSampler, `step_size` rows a
+    step): n rows alone group with more padding than a run over a data set's thousands (pool_lengths)."""
     import random
 
     if lengths == "addition":
         return addition_rows(tokenizer, n, max_len)
     extra = template_tokens(tokenizer) if lengths == "alpaca" else (0, 0)
     rng, rows = random.Random(1), []
-    for prompt, answer in LENGTHS[lengths](n, max_len - sum(extra)):
+    for prompt, answer in pool_lengths(lengths, n, max_len - sum(extra), pool, step_size, sum(extra)):
         prompt, answer = prompt + extra[0], answer + extra[1]
         ids = [rng.randrange(100, len(tokenizer) - 100) for _ in range(prompt + answer)]
         rows.append({"input_ids": ids, "labels": [-100] * prompt + ids[prompt:]})
     return rows
+
+
+def pool_lengths(lengths: str, n: int, max_len: int, pool: int | None = None, step_size: int = 1,
+                 extra: int = 0) -> list[tuple[int, int]]:
+    """n (prompt, answer) pairs of LENGTHS[lengths]: the first n, or with `pool` > n the rows of n / step_size
+    steps of a run over `pool` of them in the training's grouped order (GroupedSampler over the rows' lengths
+    plus `extra` template tokens, steps of `step_size`): the steps a study's run trains on, with its padding.
+    They are the midpoints of n / step_size equal parts of the run's steps ranked by their longest row, then
+    shuffled: a run's padding sits in a few steps with a long row (alpaca, 64 rows a step: the median step
+    computes 1.02 tokens per useful one, the run 1.11, its first 10 steps 1.60, the 10 midpoints 1.03), and the
+    first few steps would over- or under-state it widely."""
+    import random
+
+    if not pool or pool <= n:
+        return LENGTHS[lengths](n, max_len)
+    from helpers.sft import GroupedSampler
+
+    pairs = LENGTHS[lengths](pool, max_len)
+    total = [p + a + extra for p, a in pairs]
+    order = list(GroupedSampler(total, step_size, 0))
+    steps = sorted((order[k:k + step_size] for k in range(0, len(order) - step_size + 1, step_size)),
+                   key=lambda step: max(total[i] for i in step))
+    wanted = -(-n // step_size)
+    picked = [steps[int((k + 0.5) * len(steps) / wanted)] for k in range(wanted)]  # the midpoints of n equal parts
+    random.Random(0).shuffle(picked)
+    return [pairs[i] for step in picked for i in step][:n]
+
+
+def keep_row_order() -> None:
+    """The training's grouped sampler hands out the rows in the order given (this process only): --pool's rows
+    are already a run's first steps in its grouped order, and grouping them again among themselves would put
+    back the padding that drawing them from the pool took out."""
+    from helpers.sft import GroupedSampler
+
+    GroupedSampler.__iter__ = lambda self: iter(range(len(self.lengths)))
 
 
 def padding_overhead(lengths: list[int], batch: int, grouped: bool, seed: int = 0) -> float:
@@ -773,6 +811,8 @@ def child_repo(folder: str, spec: dict) -> dict:
         return train(rows, cfg, callbacks)
 
     if part == "train" and spec["lengths"] != "full":  # a study's settings on short rows
+        if spec.get("pool"):  # the rows come in the run's grouped order (pool_lengths): taken so, not grouped again
+            keep_row_order()
         base = (ForgettingConfig() if spec["lengths"] == "alpaca" else demo_config() if spec["lengths"] == "addition"
                 else TrainConfig())
         for v in spec["variants"]:
@@ -780,7 +820,8 @@ def child_repo(folder: str, spec: dict) -> dict:
             cfg = dataclasses.replace(base, batch_size=v["batch"], grad_accum=v["accum"], max_steps=steps,
                                       save_steps=10**6, max_seq_length=seq, gradient_checkpointing=spec.get("gc", True),
                                       optim=spec.get("optim", "auto"), **SHORT[v["batching"]])
-            rows = length_rows(tokenizer, v["batch"] * v["accum"] * steps, seq, spec["lengths"])
+            rows = length_rows(tokenizer, v["batch"] * v["accum"] * steps, seq, spec["lengths"], spec.get("pool"),
+                               v["batch"] * v["accum"])
             report = {}
             try:
                 if torch.cuda.is_available():
@@ -894,7 +935,8 @@ def child_train(path: str, folder: str, spec: dict) -> dict:
         result = _result(timer, batch, seq, "", load_s, path, _profiled(steps)[0] if profile else None)
         return {**result, "breakdown": breakdown.summary(skip=2)} if spec["breakdown"] else result
     # the repository's rows (its batch x accumulation a step), through Unsloth's notebook batching: 2 x 4
-    rows = length_rows(tokenizer, spec["batch"] * spec["accum"] * steps, seq, spec["lengths"])
+    rows = length_rows(tokenizer, spec["batch"] * spec["accum"] * steps, seq, spec["lengths"], spec.get("pool"),
+                       spec["batch"] * spec["accum"])
     batch, accum = UNSLOTH_NOTEBOOK_BATCH
     if batch * accum != spec["batch"] * spec["accum"]:
         raise ValueError(f"raw Unsloth takes {batch} x {accum} examples a step as its notebooks do; the repository's "
@@ -1044,7 +1086,8 @@ def run_spec(args, part: str) -> dict:
             "short_batch": args.short_batch, "short_steps": args.short_steps, "gc": not getattr(args, "no_gc", False),
             "pad_multiple": getattr(args, "pad_multiple", None), "warm_passes": getattr(args, "warm_passes", 1),
             "load_in_4bit": not getattr(args, "bf16_weights", False),
-            "gc_offload": False if getattr(args, "gc_on_gpu", False) else None}  # None: add_lora's rule
+            "gc_offload": False if getattr(args, "gc_on_gpu", False) else None,  # None: add_lora's rule
+            "pool": getattr(args, "pool", None)}
 
 
 def _child(args, child_args: list[str], env_extra: dict | None = None) -> dict:
@@ -1079,7 +1122,8 @@ def _train_rows(folder: str, order: list[str], args, repo_part: str = "train") -
                 # what the run name adds to the batching: the buckets, bf16 weights, checkpoints on the GPU, a
                 # --compile mode other than Unsloth's own, an optimizer other than the study's
                 tail = "".join(f" {part}" for part in (
-                    f"pad{spec['pad_multiple']}" if spec.get("pad_multiple") else "", weights,
+                    f"pad{spec['pad_multiple']}" if spec.get("pad_multiple") else "",
+                    f"pool{spec['pool']}" if spec.get("pool") else "", weights,
                     "gc-gpu" if spec["gc_offload"] is False else "", "" if mode == "unsloth" else mode,
                     "" if optim == "auto" else optim) if part)
                 extra = {"compile": mode, **({"pad_multiple": spec["pad_multiple"]} if spec.get("pad_multiple")
@@ -1175,6 +1219,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--forgetting", action="store_true",
                         help="the forgetting study's defaults (batch, accumulation, max_seq_length, LoRA) on "
                              "Alpaca-like lengths for the train part")
+    parser.add_argument("--pool", type=int, default=None,
+                        help="the train part's rows: the first steps of a run over this many rows in the training's "
+                             "length-grouped order (the forgetting study's TinyLlama run: 50000), not steps x batch "
+                             "rows grouped among themselves (more padding than a real run's)")
     parser.add_argument("--demo", action="store_true",
                         help="the addition demo's settings (make demo: batch, accumulation, max_seq_length, LoRA, no "
                              "gradient checkpointing) on its real training rows for the train part")

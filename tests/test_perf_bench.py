@@ -707,3 +707,45 @@ def test_gpu_scripts_measurements_parse():
         perf_bench._resolve_preset(args, parser)  # a bad --compile, --optim, --variants ... exits here
         assert args.steps >= 1 and args.batch >= 1, (name, n)
     assert ("demo_graphs.sh", "7", "tinyllama-1.1b") in {c[:3] for c in calls}
+
+
+def in_order_padding(lengths, step):
+    """Tokens computed per useful one when consecutive runs of `step` rows are padded to their longest."""
+    chunks = [lengths[k:k + step] for k in range(0, len(lengths), step)]
+    return sum(max(c) * len(c) for c in chunks) / sum(lengths)
+
+
+def test_pool_draws_a_real_runs_batches_with_its_padding():
+    """--pool: steps of a run over a study's data in its grouped order. 640 Alpaca-like rows grouped among
+    themselves pad 64-row steps to about 2.4x their useful tokens (the sixth round measured 2.53); ten steps
+    of the TinyLlama study's run over 50,000 rows, spread over its steps, about what the whole run pads (1.03
+    against 1.11: ten steps leave out the run's few steps with a long row, where most of its padding is)."""
+    alone = perf_bench.pool_lengths("alpaca", 640, 994)
+    pooled = perf_bench.pool_lengths("alpaca", 640, 994, pool=50_000, step_size=64, extra=30)
+    assert len(pooled) == 640 and alone == perf_bench.LENGTHS["alpaca"](640, 994)
+    assert perf_bench.pool_lengths("alpaca", 640, 994, pool=640, step_size=64) == alone  # no pool beyond n
+    grouped_alone = perf_bench.padding_overhead([p + a + 30 for p, a in alone], 64, grouped=True)
+    pooled_padding = in_order_padding([p + a + 30 for p, a in pooled], 64)
+    lens = [p + a + 30 for p, a in perf_bench.LENGTHS["alpaca"](50_000, 994)]
+    run = perf_bench.padding_overhead(lens, 64, grouped=True)
+    assert grouped_alone > 1.7 and abs(pooled_padding - run) < 0.1, (grouped_alone, pooled_padding, run)
+    # the pooled steps are a fair sample of the run: their mean length is the pool's, within 15%
+    mean = (sum(lens) - 30 * len(lens)) / 50_000
+    assert abs(sum(p + a for p, a in pooled) / 640 / mean - 1) < 0.15
+
+
+def test_pool_rows_reach_the_trainer_in_their_order(embedded_tokenizer, monkeypatch):
+    """keep_row_order: the grouped sampler yields the rows as given, so each step is one of the run's steps."""
+    from helpers import sft
+
+    monkeypatch.setattr(sft.GroupedSampler, "__iter__", sft.GroupedSampler.__iter__)  # undone after the test
+    lengths = [5, 90, 7, 60, 8, 61]
+    assert list(sft.GroupedSampler(lengths, 2, 0)) != list(range(6))  # grouped again: another order
+    perf_bench.keep_row_order()
+    assert list(sft.GroupedSampler(lengths, 2, 0)) == list(range(6))
+    rows = perf_bench.length_rows(embedded_tokenizer, 16, 256, "alpaca", pool=2_000, step_size=8)
+    assert len(rows) == 16 and all(len(r["input_ids"]) == len(r["labels"]) for r in rows)
+    ns = preset(["--forgetting"])
+    assert perf_bench.run_spec(ns, "train")["pool"] is None
+    ns.pool = 50_000
+    assert perf_bench.run_spec(ns, "train")["pool"] == 50_000
