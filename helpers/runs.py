@@ -173,14 +173,35 @@ def check_resumable(run_dir, cfg) -> None:
                       "to start over in this folder, or choose another run_name")
 
 
+# what run.json keeps of each earlier "Run all" in the same folder (under "earlier", oldest first, at most
+# EARLIER_KEPT): the adapter and results there may come from an earlier session's packages, code or GPU
+SESSION_KEYS = ("started", "config_hash", "git", "versions", "device")
+EARLIER_KEPT = 50
+
+
+def _earlier_sessions(path: Path) -> list[dict]:
+    """The sessions an existing run.json records: its own earlier ones and itself (SESSION_KEYS)."""
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):  # none yet, or unreadable (write_json never leaves half a file)
+        return []
+    if not isinstance(stored, dict):
+        return []
+    earlier = [s for s in stored.get("earlier", []) if isinstance(s, dict)]
+    return (earlier + [{k: stored.get(k) for k in SESSION_KEYS}])[-EARLIER_KEPT:]
+
+
 def write_run_record(run_dir: Path, cfg, *, study: str, model_info=None, extra: dict | None = None) -> Path:
-    """run.json: resolved config, package versions, git state, device, model source and backend. With
-    cfg.resume, a folder whose training another config started is refused first (check_resumable)."""
+    """run.json: resolved config, package versions, git state, device, model source and backend; a later "Run
+    all" in the same folder rewrites it and keeps each earlier one's start, versions, git state and device under
+    "earlier" (a resumed training's first epochs, or kept results, came from those). With cfg.resume, a folder
+    whose training another config started is refused first (check_resumable)."""
     import torch
 
     run_dir = Path(run_dir)
     check_resumable(run_dir, cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
+    earlier = _earlier_sessions(run_dir / "run.json")
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.machine()})"
     record = {
         "study": study,
@@ -192,6 +213,7 @@ def write_run_record(run_dir: Path, cfg, *, study: str, model_info=None, extra: 
         "device": device,
         "model": model_info,
         **(extra or {}),
+        **({"earlier": earlier} if earlier else {}),
     }
     return write_json(run_dir / "run.json", record)
 

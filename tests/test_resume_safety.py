@@ -191,3 +191,26 @@ def test_a_snapshot_stage_is_saved_before_the_checkpoint_that_passes_it(embedded
     assert "\n" not in message and "stages/epoch1 was never saved whole" in message and "checkpoint-6" in message
     assert "set resume = False" in message
     assert dirs(tmp_path / "checkpoints") == ["checkpoint-6"]  # nothing trained or written
+
+
+def test_run_json_keeps_each_earlier_sessions_versions_and_git_state(tmp_path, monkeypatch):
+    """A "Run all" after a disconnect (or after the packages changed) rewrites run.json; the adapter's first
+    steps came from the earlier session, so its start, package versions, git state and device stay under
+    "earlier", oldest first. An unreadable run.json is not carried over and stops nothing."""
+    from helpers import runs
+
+    cfg = named(tmp_path)
+    run_dir = run_folder("train_math", cfg)
+    for n, version in enumerate(["2026.10.9", "2026.11.1", "2026.11.1"]):
+        monkeypatch.setattr(runs, "package_versions", lambda version=version: {"unsloth": version})
+        monkeypatch.setattr(runs, "git_state", lambda n=n: {"commit": f"c{n}"})
+        write_run_record(run_dir, cfg, study="train_math")
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["versions"] == {"unsloth": "2026.11.1"} and record["git"] == {"commit": "c2"}
+    assert [(e["versions"]["unsloth"], e["git"]["commit"]) for e in record["earlier"]] == [
+        ("2026.10.9", "c0"), ("2026.11.1", "c1")]
+    assert all(set(e) == set(runs.SESSION_KEYS) and e["started"] for e in record["earlier"])
+    assert "earlier" not in record["earlier"][-1]  # flat: no record inside a record
+    (run_dir / "run.json").write_text('{"study": "train_m')  # cut off by hand
+    write_run_record(run_dir, cfg, study="train_math")
+    assert "earlier" not in json.loads((run_dir / "run.json").read_text())
