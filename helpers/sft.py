@@ -155,18 +155,25 @@ def resolve_optim(settings, on_gpu: bool, parameters: int | None = None) -> str:
 
 
 def checkpoint_optim(checkpoint) -> str | None:
-    """The optimizer a checkpoint's training stepped with (its training_args.bin), or None where unreadable.
-    A resumed run keeps it under "auto": the saved optimizer state only loads into the optimizer that wrote it
-    (8-bit AdamW's states are not torch AdamW's), whatever "auto" picks today."""
-    path = Path(checkpoint) / "training_args.bin"
-    if not path.is_file():
-        return None
+    """The optimizer a checkpoint's training stepped with, or None where it cannot tell. A resumed run keeps it
+    under "auto": the saved optimizer state only loads into the optimizer that wrote it (8-bit AdamW's states
+    are not torch AdamW's), whatever "auto" picks today. Read from the trainer's training_args.bin, or where
+    that pickle does not load (Unsloth's trainer class lives in a cache folder of its own) from the state's
+    kind in optimizer.pt: bitsandbytes' 8-bit states -> "adamw_8bit" (the paged one computes the same)."""
+    checkpoint = Path(checkpoint)
     try:  # the trainer's own pickle of its TrainingArguments, written into this run's folder
-        args = torch.load(path, weights_only=False, map_location="cpu")
-    except Exception:  # noqa: BLE001 - another transformers' pickle, a cut file: decide as for a fresh run
+        optim = getattr(torch.load(checkpoint / "training_args.bin", weights_only=False, map_location="cpu"),
+                        "optim", None)
+        if optim is not None:
+            return str(getattr(optim, "value", optim))
+    except Exception:  # noqa: BLE001 - missing, cut off, or its class not importable here
+        pass
+    try:
+        state = torch.load(checkpoint / "optimizer.pt", weights_only=True, map_location="cpu").get("state", {})
+    except Exception:  # noqa: BLE001 - no state to go by: decide as for a fresh run
         return None
-    optim = getattr(args, "optim", None)
-    return str(getattr(optim, "value", optim)) if optim is not None else None
+    bnb = ("state1", "__bnb_optimizer_quant_state__")  # bitsandbytes 0.50 nests its states under the second
+    return "adamw_8bit" if any(isinstance(v, dict) and any(k in v for k in bnb) for v in state.values()) else None
 
 
 def graph_pad_multiple(settings, backend: str) -> int | None:
