@@ -155,22 +155,14 @@ def resolve_optim(settings, on_gpu: bool, parameters: int | None = None) -> str:
 
 
 def checkpoint_optim(checkpoint) -> str | None:
-    """The optimizer a checkpoint's training stepped with, or None where it cannot tell. A resumed run keeps it
-    under "auto": the saved optimizer state only loads into the optimizer that wrote it (8-bit AdamW's states
-    are not torch AdamW's), whatever "auto" picks today. Read from the trainer's training_args.bin, or where
-    that pickle does not load (Unsloth's trainer class lives in a cache folder of its own) from the state's
-    kind in optimizer.pt: bitsandbytes' 8-bit states -> "adamw_8bit" (the paged one computes the same)."""
-    checkpoint = Path(checkpoint)
-    try:  # the trainer's own pickle of its TrainingArguments, written into this run's folder
-        optim = getattr(torch.load(checkpoint / "training_args.bin", weights_only=False, map_location="cpu"),
-                        "optim", None)
-        if optim is not None:
-            return str(getattr(optim, "value", optim))
-    except Exception:  # noqa: BLE001 - missing, cut off, or its class not importable here
-        pass
+    """"adamw_8bit" where a checkpoint's optimizer.pt holds bitsandbytes' 8-bit AdamW states, else None (torch
+    AdamW's, which fused AdamW loads too; none at all). A resumed run keeps them under "auto": they only load
+    into the optimizer that wrote them (8-bit states are not torch AdamW's: KeyError 'exp_avg' at the first
+    step), whatever "auto" picks today. Read as tensors only (weights_only), never the trainer's pickles: a
+    run folder may come from someone else's Drive."""
     try:
-        state = torch.load(checkpoint / "optimizer.pt", weights_only=True, map_location="cpu").get("state", {})
-    except Exception:  # noqa: BLE001 - no state to go by: decide as for a fresh run
+        state = torch.load(Path(checkpoint) / "optimizer.pt", weights_only=True, map_location="cpu").get("state", {})
+    except Exception:  # noqa: BLE001 - missing or cut off: decide as for a fresh run
         return None
     bnb = ("state1", "__bnb_optimizer_quant_state__")  # bitsandbytes 0.50 nests its states under the second
     return "adamw_8bit" if any(isinstance(v, dict) and any(k in v for k in bnb) for v in state.values()) else None

@@ -102,33 +102,30 @@ def test_a_resumed_checkpoint_keeps_the_optimizer_that_wrote_it(embedded_tokeniz
     shutil.rmtree(tmp_path / "adapter")  # a disconnect after checkpoint-4: its later state is gone
     (tmp_path / "train_result.json").unlink()
     shutil.rmtree(tmp_path / "checkpoints" / "checkpoint-6")
-    # as where Unsloth's trainer class does not unpickle: the 8-bit states of bitsandbytes' own optimizer.pt decide
-    (tmp_path / "checkpoints" / "checkpoint-4" / "training_args.bin").write_bytes(b"not a pickle")
     _, resumed, _, _ = train_tiny(embedded_tokenizer, tmp_path, dataclasses.replace(settings, optim="auto"),
                                   width=256, r=16, resume=True)
     assert resumed["resumed_from"].endswith("checkpoint-4") and resumed["steps"] == 6
     assert resumed["effective"]["optim"] == "adamw_8bit"
 
 
-def test_checkpoint_optim_reads_the_args_or_else_the_states_kind(tmp_path):
-    """training_args.bin names the optimizer; where it does not load (Unsloth's trainer class is in its own
-    cache folder), 8-bit states in optimizer.pt say adamw_8bit, torch AdamW's (exp_avg) leave it to "auto"."""
-    from types import SimpleNamespace
-
+def test_checkpoint_optim_reads_the_states_kind_and_never_a_pickle(tmp_path):
+    """bitsandbytes' 8-bit states in optimizer.pt (its 0.50 layout and the flat one) say adamw_8bit; torch
+    AdamW's (exp_avg) and a missing or cut file leave it to "auto". training_args.bin, a pickle that could run
+    code from a shared run folder, is not read."""
     from helpers.sft import checkpoint_optim
 
     folder = tmp_path / "checkpoint-4"
     folder.mkdir()
     assert checkpoint_optim(folder) is None  # nothing to go by
-    torch.save(SimpleNamespace(optim=SimpleNamespace(value="adamw_torch_fused")), folder / "training_args.bin")
-    assert checkpoint_optim(folder) == "adamw_torch_fused"
-    (folder / "training_args.bin").write_bytes(b"\x80\x04 cut off")
+    (folder / "training_args.bin").write_bytes(b"\x80\x04 not to be unpickled")
+    torch.save({"state": {0: {"step": 3, "__bnb_optimizer_quant_state__": {"state1": torch.zeros(4)}}},
+                "param_groups": []}, folder / "optimizer.pt")
+    assert checkpoint_optim(folder) == "adamw_8bit"
     torch.save({"state": {0: {"state1": torch.zeros(4, dtype=torch.uint8), "step": 3}}, "param_groups": []},
                folder / "optimizer.pt")
     assert checkpoint_optim(folder) == "adamw_8bit"
-    torch.save({"state": {0: {"step": 3, "__bnb_optimizer_quant_state__": {"state1": torch.zeros(4)}}},
-                "param_groups": []}, folder / "optimizer.pt")  # bitsandbytes 0.50's layout
-    assert checkpoint_optim(folder) == "adamw_8bit"
     torch.save({"state": {0: {"exp_avg": torch.zeros(4), "step": torch.tensor(3.0)}}, "param_groups": []},
                folder / "optimizer.pt")
+    assert checkpoint_optim(folder) is None
+    (folder / "optimizer.pt").write_bytes(b"PK cut off")
     assert checkpoint_optim(folder) is None
