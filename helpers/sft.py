@@ -525,10 +525,16 @@ def dataset_digest(dataset) -> str | None:
 OTHER_DATA = "other-data"  # suffix of what train_sft moves aside: not a name TRAINING_STATE or the trainer globs
 
 
+# in run_dir, the digest of the rows its training started on (written before the first step): a checkpoint is
+# resumed only on those rows
+DATA_MARK = "training_data.json"
+
+
 def move_aside_other_data(run_dir, digest: str) -> list[Path]:
-    """A finished training of other rows than this call's (a re-run whose data changed): its adapter,
-    train_result.json, checkpoints and stages are moved aside to <name>.other-data-<time>, never deleted, with
-    one line; the call then trains afresh. Reusing it would report one run trained on two data sets."""
+    """A training of other rows than this call's (a re-run whose data changed), finished or stopped at a
+    checkpoint: its adapter, train_result.json, checkpoints and stages are moved aside to
+    <name>.other-data-<time>, never deleted, with one line; the call then trains afresh. Reusing or resuming it
+    would report one run trained on two data sets."""
     import time
 
     run_dir = Path(run_dir)
@@ -541,7 +547,7 @@ def move_aside_other_data(run_dir, digest: str) -> list[Path]:
             aside = run_dir / f"{stem}.{OTHER_DATA}-{stamp}{dot}{suffix}"
             path.rename(aside)
             moved.append(aside)
-    print(f"{run_dir / 'adapter'} was trained on other data (digest {digest}): moved aside to "
+    print(f"{run_dir} holds a training on other data (digest {digest}): moved aside to "
           f"{', '.join(p.name for p in moved)}, not deleted; training again on this data")
     return moved
 
@@ -574,13 +580,25 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
         from helpers.runs import check_resumable
 
         check_resumable(run_dir, settings)
-    adapter_dir = run_dir / "adapter"
+    adapter_dir, digest = run_dir / "adapter", dataset_digest(dataset)
     if resume and (adapter_dir / "adapter_config.json").exists():
         trained = json.loads((run_dir / "train_result.json").read_text())
-        if trained.get("data_digest") in (None, dataset_digest(dataset)):  # none: a run from before the digest
+        if trained.get("data_digest") in (None, digest):  # none: a run from before the digest
             load_adapter(model, adapter_dir)
             return trained | {"reused_adapter": True}
         move_aside_other_data(run_dir, trained["data_digest"])
+    elif resume and digest and any((run_dir / n).exists() for n in ("checkpoints", "stages")):
+        try:  # an interrupted training: resumed only on the rows it started on (none recorded: a run from before)
+            started_on = json.loads((run_dir / DATA_MARK).read_text()).get("data_digest")
+        except (OSError, ValueError, AttributeError):
+            started_on = None
+        if started_on and started_on != digest:
+            move_aside_other_data(run_dir, started_on)
+    if digest:
+        from helpers.runs import write_json
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / DATA_MARK, {"data_digest": digest})
     known = _read_loss_curve(run_dir) if resume else {}
     estimate = WallTimeEstimate(run_dir)
     points, parts, offset, weights, trainer = [], [], 0, None, None
@@ -645,7 +663,7 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
         "loss_last": losses[-1] if losses else None,
         "runtime_s": sum(p.get("runtime_s") or 0 for p in parts),  # of this call's training
         "examples": len(dataset),
-        "data_digest": dataset_digest(dataset),  # a re-run reuses the adapter only for these same rows
+        "data_digest": digest,  # a re-run reuses the adapter only for these same rows
         "resumed_from": next((p["resumed_from"] for p in parts if p.get("resumed_from")), None),
         "stage_schedule": stage_schedule if stage_epochs else None,
         "effective": {  # what the trainer really used (Unsloth may change some of it)

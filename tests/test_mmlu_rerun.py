@@ -188,7 +188,7 @@ def test_a_finished_adapter_trained_on_other_rows_is_moved_aside_and_trained_aga
     assert "reused_adapter" not in second and second["steps"] == 4 and second["resumed_from"] is None
     assert second["data_digest"] == dataset_digest(new)
     out = capsys.readouterr().out
-    assert out.count("was trained on other data") == 1 and "not deleted" in out
+    assert out.count("holds a training on other data") == 1 and "not deleted" in out
     aside = sorted(p.name for p in tmp_path.iterdir() if ".other-data-" in p.name)
     assert [name.split(".other-data-")[0] for name in aside] == ["adapter", "checkpoints", "train_result"]
     assert len({name.split(".other-data-")[1].removesuffix(".json") for name in aside}) == 1  # one time stamp
@@ -197,6 +197,47 @@ def test_a_finished_adapter_trained_on_other_rows_is_moved_aside_and_trained_aga
     assert (tmp_path / next(n for n in aside if n.startswith("adapter.")) / "adapter_config.json").exists()
     assert json.loads((tmp_path / "train_result.json").read_text())["data_digest"] == dataset_digest(new)
     assert train(new)["reused_adapter"] is True
+
+
+@pytest.mark.slow
+def test_a_checkpoint_of_other_rows_is_moved_aside_not_resumed(embedded_tokenizer, tmp_path, capsys):
+    """A disconnect mid-training, then "Run all" on rows that changed meanwhile (a teacher asked again, a hub
+    data set updated): the checkpoints are moved aside and the training starts over on the new rows, instead of
+    going on from a checkpoint of the old ones (one adapter trained on two data sets). The same rows resume."""
+    import shutil
+
+    from datasets import Dataset
+    from tiny_training import perf_bench, tiny_lora_model, tiny_settings
+
+    from helpers.sft import DATA_MARK, dataset_digest, train_sft
+
+    rows = perf_bench.length_rows(embedded_tokenizer, 16, 128, "alpaca")
+    old, new = Dataset.from_list(rows), Dataset.from_list(rows[:12] + rows[:4])
+    settings = dataclasses.replace(tiny_settings(), max_steps=6)
+
+    def disconnected(dataset):  # trained to the end, then as if cut off after checkpoint-4
+        train_sft(tiny_lora_model(embedded_tokenizer), embedded_tokenizer, dataset, run_dir=tmp_path,
+                  settings=settings, backend="transformers")
+        shutil.rmtree(tmp_path / "adapter")
+        (tmp_path / "train_result.json").unlink()
+        shutil.rmtree(tmp_path / "checkpoints" / "checkpoint-6")
+
+    def train(dataset):
+        return train_sft(tiny_lora_model(embedded_tokenizer), embedded_tokenizer, dataset, run_dir=tmp_path,
+                         settings=settings, backend="transformers")
+
+    disconnected(old)
+    assert json.loads((tmp_path / DATA_MARK).read_text()) == {"data_digest": dataset_digest(old)}
+    assert train(old)["resumed_from"].endswith("checkpoint-4")  # the same rows: resumed
+    disconnected(old)
+    capsys.readouterr()
+    second = train(new)
+    assert second["resumed_from"] is None and second["steps"] == 6 and second["data_digest"] == dataset_digest(new)
+    out = capsys.readouterr().out
+    assert out.count("holds a training on other data") == 1 and dataset_digest(old) in out
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("checkpoints.other-data-")]
+    assert len(aside) == 1 and (aside[0] / "checkpoint-4" / "optimizer.pt").exists()  # moved, not deleted
+    assert json.loads((tmp_path / DATA_MARK).read_text()) == {"data_digest": dataset_digest(new)}
 
     # a train_result.json from before the digest: reused as before, whatever the rows
     record = json.loads((tmp_path / "train_result.json").read_text())
