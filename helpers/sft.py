@@ -350,14 +350,19 @@ class GroupedSampler(torch.utils.data.Sampler):
         return len(self.lengths)
 
     def __iter__(self):
-        from transformers.trainer_pt_utils import get_length_grouped_indices
+        return iter(grouped_order(self.lengths, self.step_size, self.seed + self.epoch))
 
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        indices = get_length_grouped_indices(self.lengths, self.step_size, generator=generator)
-        steps = [indices[i:i + self.step_size] for i in range(0, len(indices), self.step_size)]
-        full = len(indices) // self.step_size
-        order = [*torch.randperm(full, generator=generator).tolist(), *range(full, len(steps))]
-        return iter([i for k in order for i in steps[k]])
+
+def grouped_order(lengths: list[int], step_size: int, seed: int) -> list[int]:
+    """GroupedSampler's order of the rows of `lengths` for one epoch's `seed`."""
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    generator = torch.Generator().manual_seed(seed)
+    indices = get_length_grouped_indices(lengths, step_size, generator=generator)
+    steps = [indices[i:i + step_size] for i in range(0, len(indices), step_size)]
+    full = len(indices) // step_size
+    order = [*torch.randperm(full, generator=generator).tolist(), *range(full, len(steps))]
+    return [i for k in order for i in steps[k]]
 
 
 def answer_logits_ok(model) -> bool:

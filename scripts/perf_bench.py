@@ -520,11 +520,11 @@ def pool_lengths(lengths: str, n: int, max_len: int, pool: int | None = None, st
 
     if not pool or pool <= n:
         return LENGTHS[lengths](n, max_len)
-    from helpers.sft import GroupedSampler
+    from helpers.sft import grouped_order  # not GroupedSampler: keep_row_order may have replaced its iteration
 
     pairs = LENGTHS[lengths](pool, max_len)
     total = [p + a + extra for p, a in pairs]
-    order = list(GroupedSampler(total, step_size, 0))
+    order = grouped_order(total, step_size, 0)
     steps = sorted((order[k:k + step_size] for k in range(0, len(order) - step_size + 1, step_size)),
                    key=lambda step: max(total[i] for i in step))
     wanted = -(-n // step_size)

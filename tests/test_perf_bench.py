@@ -743,8 +743,10 @@ def test_pool_rows_reach_the_trainer_in_their_order(embedded_tokenizer, monkeypa
     assert list(sft.GroupedSampler(lengths, 2, 0)) != list(range(6))  # grouped again: another order
     perf_bench.keep_row_order()
     assert list(sft.GroupedSampler(lengths, 2, 0)) == list(range(6))
-    rows = perf_bench.length_rows(embedded_tokenizer, 16, 256, "alpaca", pool=2_000, step_size=8)
-    assert len(rows) == 16 and all(len(r["input_ids"]) == len(r["labels"]) for r in rows)
+    # built after the order is kept (as the child does): still the run's grouped steps
+    rows = perf_bench.length_rows(embedded_tokenizer, 32, 1024, "alpaca", pool=50_000, step_size=8)
+    assert len(rows) == 32 and all(len(r["input_ids"]) == len(r["labels"]) for r in rows)
+    assert in_order_padding([len(r["input_ids"]) for r in rows], 8) < 1.1
     ns = preset(["--forgetting"])
     assert perf_bench.run_spec(ns, "train")["pool"] is None
     ns.pool = 50_000
