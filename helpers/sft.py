@@ -622,9 +622,14 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
                 offset, weights = offset + steps, stage_dir(run_dir, end)
                 continue
             checkpoint = last_checkpoint(run_dir, folder) if resume else None
-            kept_optim = None  # "auto" resumes with the optimizer whose state the checkpoint holds
-            if checkpoint is not None and getattr(settings, "optim", "auto") == "auto":
-                kept_optim = checkpoint_optim(checkpoint)
+            kept_optim = None  # "auto" resumes with the optimizer whose state the checkpoint holds; a schedule
+            if getattr(settings, "optim", "auto") == "auto":  # after a stage (restart), the kind the run began with
+                if checkpoint is None and index:
+                    a, b = schedules[index - 1]
+                    checkpoint_before = last_checkpoint(run_dir, run_dir / "checkpoints" / f"epochs{a:g}-{b:g}")
+                    kept_optim = checkpoint_optim(checkpoint_before) if checkpoint_before else None
+                elif checkpoint is not None:
+                    kept_optim = checkpoint_optim(checkpoint)
             if checkpoint is not None and stage_epochs and not restart:
                 _check_stages_before(run_dir, checkpoint, stage_epochs)
             if checkpoint is None and weights is not None:

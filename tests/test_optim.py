@@ -129,3 +129,32 @@ def test_checkpoint_optim_reads_the_states_kind_and_never_a_pickle(tmp_path):
     assert checkpoint_optim(folder) is None
     (folder / "optimizer.pt").write_bytes(b"PK cut off")
     assert checkpoint_optim(folder) is None
+
+
+@pytest.mark.slow
+def test_a_restart_schedule_after_a_stage_takes_the_optimizer_the_run_began_with(embedded_tokenizer, tmp_path):
+    """stage_schedule "restart": a disconnect after epoch 1's stage, then "Run all" under "auto" (which now picks
+    another optimizer for a small model on a GPU): epoch 2's schedule starts a new optimizer of the kind the run
+    began with, not another. On the CPU: a run begun with adamw_8bit goes on with it under "auto"."""
+    import shutil
+
+    from datasets import Dataset
+    from tiny_training import perf_bench, tiny_lora_model
+
+    from helpers.sft import train_sft
+
+    rows = Dataset.from_list(perf_bench.length_rows(embedded_tokenizer, 16, 128, "alpaca"))
+    settings = dataclasses.replace(tiny_settings(optim="adamw_8bit"), max_steps=-1, epochs=2)
+
+    def train(settings):
+        return train_sft(tiny_lora_model(embedded_tokenizer, 256, 16), embedded_tokenizer, rows, run_dir=tmp_path,
+                         settings=settings, backend="transformers", stage_epochs=(1, 2), stage_schedule="restart")
+
+    first = train(settings)
+    assert [p["epochs"] for p in first["schedules"]] == [[0, 1], [1, 2]]
+    for name in ("adapter", "checkpoints/epochs1-2", "stages/epoch2"):  # the disconnect: no more of epoch 2
+        shutil.rmtree(tmp_path / name)
+    (tmp_path / "train_result.json").unlink()
+    resumed = train(dataclasses.replace(settings, optim="auto"))
+    assert resumed["schedules"][0].get("reused_stage") is True and resumed["schedules"][1]["steps"] > 0
+    assert resumed["effective"]["optim"] == "adamw_8bit"
