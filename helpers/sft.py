@@ -535,6 +535,19 @@ OTHER_DATA = "other-data"  # suffix of what train_sft moves aside: not a name TR
 DATA_MARK = "training_data.json"
 
 
+def _started_on(run_dir: Path) -> str | None:
+    """The digest of the rows run_dir's training started on: DATA_MARK's, else train_result.json's data_digest (a
+    run finished before DATA_MARK existed); None where neither says (a run from before the digest: kept as is)."""
+    for name in (DATA_MARK, "train_result.json"):
+        try:
+            found = json.loads((run_dir / name).read_text()).get("data_digest")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if found:
+            return found
+    return None
+
+
 def move_aside_other_data(run_dir, digest: str) -> list[Path]:
     """A training of other rows than this call's (a re-run whose data changed), finished or stopped at a
     checkpoint: its adapter, train_result.json, checkpoints and stages are moved aside to
@@ -586,19 +599,15 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
 
         check_resumable(run_dir, settings)
     adapter_dir, digest = run_dir / "adapter", dataset_digest(dataset)
-    if resume and (adapter_dir / "adapter_config.json").exists():
-        trained = json.loads((run_dir / "train_result.json").read_text())
-        if trained.get("data_digest") in (None, digest):  # none: a run from before the digest
-            load_adapter(model, adapter_dir)
-            return trained | {"reused_adapter": True}
-        move_aside_other_data(run_dir, trained["data_digest"])
-    elif resume and digest and any((run_dir / n).exists() for n in ("checkpoints", "stages")):
-        try:  # an interrupted training: resumed only on the rows it started on (none recorded: a run from before)
-            started_on = json.loads((run_dir / DATA_MARK).read_text()).get("data_digest")
-        except (OSError, ValueError, AttributeError):
-            started_on = None
-        if started_on and started_on != digest:
+    if resume:  # a training in run_dir is reused or resumed only on the rows it started on
+        from helpers.runs import TRAINING_STATE
+
+        started_on = _started_on(run_dir)
+        if started_on not in (None, digest) and any((run_dir / name).exists() for name in TRAINING_STATE):
             move_aside_other_data(run_dir, started_on)
+        if (adapter_dir / "adapter_config.json").exists():
+            load_adapter(model, adapter_dir)
+            return json.loads((run_dir / "train_result.json").read_text()) | {"reused_adapter": True}
     if digest:
         from helpers.runs import write_json
 

@@ -198,6 +198,13 @@ def test_a_finished_adapter_trained_on_other_rows_is_moved_aside_and_trained_aga
     assert json.loads((tmp_path / "train_result.json").read_text())["data_digest"] == dataset_digest(new)
     assert train(new)["reused_adapter"] is True
 
+    # a run from before the digest (no data_digest, no training_data.json): reused as before, whatever the rows
+    record = json.loads((tmp_path / "train_result.json").read_text())
+    del record["data_digest"]
+    (tmp_path / "train_result.json").write_text(json.dumps(record))
+    (tmp_path / "training_data.json").unlink()
+    assert train(old)["reused_adapter"] is True
+
 
 @pytest.mark.slow
 def test_a_checkpoint_of_other_rows_is_moved_aside_not_resumed(embedded_tokenizer, tmp_path, capsys):
@@ -239,11 +246,6 @@ def test_a_checkpoint_of_other_rows_is_moved_aside_not_resumed(embedded_tokenize
     assert len(aside) == 1 and (aside[0] / "checkpoint-4" / "optimizer.pt").exists()  # moved, not deleted
     assert json.loads((tmp_path / DATA_MARK).read_text()) == {"data_digest": dataset_digest(new)}
 
-    # a train_result.json from before the digest: reused as before, whatever the rows
-    record = json.loads((tmp_path / "train_result.json").read_text())
-    del record["data_digest"]
-    (tmp_path / "train_result.json").write_text(json.dumps(record))
-    assert train(old)["reused_adapter"] is True
 
 
 # ------------------------------------------------------------------ the notebook, "Run all" twice
