@@ -159,9 +159,11 @@ def checkpoint_optim(checkpoint) -> str | None:
     AdamW's, which fused AdamW loads too; none at all). A resumed run keeps them under "auto": they only load
     into the optimizer that wrote them (8-bit states are not torch AdamW's: KeyError 'exp_avg' at the first
     step), whatever "auto" picks today. Read as tensors only (weights_only), never the trainer's pickles: a
-    run folder may come from someone else's Drive."""
+    run folder may come from someone else's Drive; memory-mapped (mmap), so only the keys are read here and the
+    trainer reads the states once, when it resumes."""
     try:
-        state = torch.load(Path(checkpoint) / "optimizer.pt", weights_only=True, map_location="cpu").get("state", {})
+        state = torch.load(Path(checkpoint) / "optimizer.pt", weights_only=True, map_location="cpu",
+                           mmap=True).get("state", {})
     except Exception:  # noqa: BLE001 - missing or cut off: decide as for a fresh run
         return None
     bnb = ("state1", "__bnb_optimizer_quant_state__")  # bitsandbytes 0.50 nests its states under the second

@@ -117,7 +117,10 @@ def test_checkpoint_optim_reads_the_states_kind_and_never_a_pickle(tmp_path):
     folder = tmp_path / "checkpoint-4"
     folder.mkdir()
     assert checkpoint_optim(folder) is None  # nothing to go by
-    (folder / "training_args.bin").write_bytes(b"\x80\x04 not to be unpickled")
+    from types import SimpleNamespace
+
+    # a pickle that would name another optimizer if it were read (the trainer's training_args.bin)
+    torch.save(SimpleNamespace(optim="paged_adamw_8bit"), folder / "training_args.bin")
     torch.save({"state": {0: {"step": 3, "__bnb_optimizer_quant_state__": {"state1": torch.zeros(4)}}},
                 "param_groups": []}, folder / "optimizer.pt")
     assert checkpoint_optim(folder) == "adamw_8bit"
@@ -126,7 +129,7 @@ def test_checkpoint_optim_reads_the_states_kind_and_never_a_pickle(tmp_path):
     assert checkpoint_optim(folder) == "adamw_8bit"
     torch.save({"state": {0: {"exp_avg": torch.zeros(4), "step": torch.tensor(3.0)}}, "param_groups": []},
                folder / "optimizer.pt")
-    assert checkpoint_optim(folder) is None
+    assert checkpoint_optim(folder) is None  # not the pickle's paged_adamw_8bit
     (folder / "optimizer.pt").write_bytes(b"PK cut off")
     assert checkpoint_optim(folder) is None
 
