@@ -491,9 +491,9 @@ def template_tokens(tokenizer) -> tuple[int, int]:
 def length_rows(tokenizer, n: int, max_len: int, lengths: str = "orca", pool: int | None = None,
                 step_size: int = 1) -> list[dict]:
     """Random token ids at `lengths` ("orca", or "alpaca" plus the tokenizer's chat-template tokens),
-    loss on the answer; "addition": the addition demo's real rows (`addition_rows`). `pool`: the first `n` rows
-    of a run over `pool` rows in the training's grouped order (helpers.sft.GroupedSampler, `step_size` rows a
-    step): n rows alone group with more padding than a run over a data set's thousands (pool_lengths)."""
+    loss on the answer; "addition": the addition demo's real rows (`addition_rows`). `pool`: n / `step_size`
+    steps of a run over `pool` rows in the training's grouped order (pool_lengths): n rows grouped among
+    themselves pad more than a run over a data set's thousands."""
     import random
 
     if lengths == "addition":
@@ -513,9 +513,9 @@ def pool_lengths(lengths: str, n: int, max_len: int, pool: int | None = None, st
     steps of a run over `pool` of them in the training's grouped order (GroupedSampler over the rows' lengths
     plus `extra` template tokens, steps of `step_size`): the steps a study's run trains on, with its padding.
     They are the midpoints of n / step_size equal parts of the run's steps ranked by their longest row, then
-    shuffled: a run's padding sits in a few steps with a long row (alpaca, 64 rows a step: the median step
-    computes 1.02 tokens per useful one, the run 1.11, its first 10 steps 1.60, the 10 midpoints 1.03), and the
-    first few steps would over- or under-state it widely."""
+    shuffled: a run's padding sits in a few steps with a long row, and the first few steps would over- or
+    under-state it widely (`--length-table alpaca` prints the run's, its median step's, its first ten steps' and
+    these ten steps' padding)."""
     import random
 
     if not pool or pool <= n:
@@ -547,18 +547,23 @@ def padding_overhead(lengths: list[int], batch: int, grouped: bool, seed: int = 
     order, or in the training's length-grouped order (`grouped`: helpers.sft.GroupedSampler)."""
     import torch
 
-    from helpers.sft import GroupedSampler
+    from helpers.sft import grouped_order  # not GroupedSampler: keep_row_order may have replaced its iteration
 
-    order = (list(GroupedSampler(lengths, batch, seed)) if grouped
+    order = (grouped_order(lengths, batch, seed) if grouped
              else torch.randperm(len(lengths), generator=torch.Generator().manual_seed(seed)).tolist())
     padded = sum(max(lengths[i] for i in order[k:k + batch]) * len(order[k:k + batch])
                  for k in range(0, len(order), batch))
     return padded / sum(lengths)
 
 
+POOL_STEPS = 10  # the timed steps of a forgetting measurement (demo_graphs.sh: --steps 10)
+
+
 def print_length_table(kind: str = "orca", n: int = 52_002, max_len: int = 1024) -> None:
     """Quantiles of `kind`'s token counts (before any chat template) and the padding each batching
     carries on them: the most that removing it can gain."""
+    from helpers.sft import grouped_order
+
     pairs = LENGTHS[kind](n, max_len)
     columns = {"prompt": [p for p, _ in pairs], "answer": [a for _, a in pairs], "total": [p + a for p, a in pairs]}
     marks = (5, 25, 50, 75, 95, 99)
@@ -575,6 +580,26 @@ def print_length_table(kind: str = "orca", n: int = 52_002, max_len: int = 1024)
     for batch in (2, 8, 32):
         rand, grouped = padding_overhead(lengths, batch, False), padding_overhead(lengths, batch, True)
         print(f"{batch:>5} {rand:>13.2f} {grouped:>15.3f} {rand / grouped:>19.2f}x")
+    print(f"\nA run over all {n} rows in the training's grouped order, tokens computed per useful one: the whole run,"
+          f" its median step, its first {POOL_STEPS} steps, the {POOL_STEPS} steps --pool {n} trains on (pool_lengths),"
+          f" and {POOL_STEPS} steps' rows grouped among themselves (the benchmark without --pool)")
+    print(f"{'batch':>5} {'run':>6} {'median':>7} {'first':>6} {'--pool':>7} {'alone':>6}")
+    totals = columns["total"]
+    for batch in (8, 64):
+        order = grouped_order(totals, batch, 0)
+        steps = [[totals[i] for i in order[k:k + batch]] for k in range(0, len(order) - batch + 1, batch)]
+        pooled = [p + a for p, a in pool_lengths(kind, POOL_STEPS * batch, max_len, n, batch)]
+        alone = [p + a for p, a in pairs[:POOL_STEPS * batch]]
+        print(f"{batch:>5} {padding_in_order([x for st in steps for x in st], batch):>6.3f} "
+              f"{statistics.median(max(st) * batch / sum(st) for st in steps):>7.3f} "
+              f"{padding_in_order([x for st in steps[:POOL_STEPS] for x in st], batch):>6.3f} "
+              f"{padding_in_order(pooled, batch):>7.3f} {padding_overhead(alone, batch, True):>6.3f}")
+
+
+def padding_in_order(lengths: list[int], batch: int) -> float:
+    """Tokens computed per useful one when each run of `batch` rows, in the order given, is padded to its longest."""
+    chunks = [lengths[k:k + batch] for k in range(0, len(lengths), batch)]
+    return sum(max(c) * len(c) for c in chunks) / sum(lengths)
 
 
 # bitsandbytes NF4 with double quantisation (blocksize 64): 4 bits a weight, an 8-bit absmax per 64
@@ -1220,9 +1245,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the forgetting study's defaults (batch, accumulation, max_seq_length, LoRA) on "
                              "Alpaca-like lengths for the train part")
     parser.add_argument("--pool", type=int, default=None,
-                        help="the train part's rows: the first steps of a run over this many rows in the training's "
+                        help="the train part's rows: steps of a run over this many rows in the training's "
                              "length-grouped order (the forgetting study's TinyLlama run: 50000), not steps x batch "
-                             "rows grouped among themselves (more padding than a real run's)")
+                             "rows grouped among themselves (more padding than a real run's); --length-table shows it")
     parser.add_argument("--demo", action="store_true",
                         help="the addition demo's settings (make demo: batch, accumulation, max_seq_length, LoRA, no "
                              "gradient checkpointing) on its real training rows for the train part")

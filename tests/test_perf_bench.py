@@ -385,10 +385,16 @@ def test_length_table_prints_the_quantiles_and_the_padding(capsys):
     pairs = perf_bench.alpaca_lengths(4000, 1024)
     cuts = statistics.quantiles([a for _, a in pairs], n=100, method="inclusive")
     assert answer[1] == f"{statistics.mean(a for _, a in pairs):.1f}" and answer[4] == f"{cuts[49]:.0f}"  # mean, p50
-    padding = {int(line.split()[0]): [float(x.rstrip("x")) for x in line.split()[1:]] for line in lines
+    run_table = next(i for i, line in enumerate(lines) if line.startswith("A run over all 4000 rows"))
+    padding = {int(line.split()[0]): [float(x.rstrip("x")) for x in line.split()[1:]] for line in lines[:run_table]
                if line.split() and line.split()[0] in ("2", "8", "32")}
     assert set(padding) == {2, 8, 32} and all(grouped < rand for rand, grouped, _ in padding.values())
     assert padding[2][0] < padding[8][0] < padding[32][0]  # larger batches in random order pad more
+    # a run's padding, and what the benchmark's ten steps compute with --pool and without it
+    runs = {int(line.split()[0]): [float(x) for x in line.split()[1:]] for line in lines[run_table + 2:]}
+    assert set(runs) == {8, 64}
+    for run, median, _first, pooled, alone in runs.values():
+        assert 1 <= median < run < alone and abs(pooled - run) < 0.15 and pooled < alone
 
 
 def test_alpaca_rows_add_the_chat_template_to_the_published_lengths():
@@ -709,23 +715,17 @@ def test_gpu_scripts_measurements_parse():
     assert ("demo_graphs.sh", "7", "tinyllama-1.1b") in {c[:3] for c in calls}
 
 
-def in_order_padding(lengths, step):
-    """Tokens computed per useful one when consecutive runs of `step` rows are padded to their longest."""
-    chunks = [lengths[k:k + step] for k in range(0, len(lengths), step)]
-    return sum(max(c) * len(c) for c in chunks) / sum(lengths)
-
-
 def test_pool_draws_a_real_runs_batches_with_its_padding():
     """--pool: steps of a run over a study's data in its grouped order. 640 Alpaca-like rows grouped among
     themselves pad 64-row steps to about 2.4x their useful tokens (the sixth round measured 2.53); ten steps
-    of the TinyLlama study's run over 50,000 rows, spread over its steps, about what the whole run pads (1.03
-    against 1.11: ten steps leave out the run's few steps with a long row, where most of its padding is)."""
+    of the TinyLlama study's run over 50,000 rows, spread over its steps, about what the whole run pads (ten
+    steps leave out the run's few steps with a long row, where most of its padding is: `--length-table`)."""
     alone = perf_bench.pool_lengths("alpaca", 640, 994)
     pooled = perf_bench.pool_lengths("alpaca", 640, 994, pool=50_000, step_size=64, extra=30)
     assert len(pooled) == 640 and alone == perf_bench.LENGTHS["alpaca"](640, 994)
     assert perf_bench.pool_lengths("alpaca", 640, 994, pool=640, step_size=64) == alone  # no pool beyond n
     grouped_alone = perf_bench.padding_overhead([p + a + 30 for p, a in alone], 64, grouped=True)
-    pooled_padding = in_order_padding([p + a + 30 for p, a in pooled], 64)
+    pooled_padding = perf_bench.padding_in_order([p + a + 30 for p, a in pooled], 64)
     lens = [p + a + 30 for p, a in perf_bench.LENGTHS["alpaca"](50_000, 994)]
     run = perf_bench.padding_overhead(lens, 64, grouped=True)
     assert grouped_alone > 1.7 and abs(pooled_padding - run) < 0.1, (grouped_alone, pooled_padding, run)
@@ -746,7 +746,7 @@ def test_pool_rows_reach_the_trainer_in_their_order(embedded_tokenizer, monkeypa
     # built after the order is kept (as the child does): still the run's grouped steps
     rows = perf_bench.length_rows(embedded_tokenizer, 32, 1024, "alpaca", pool=50_000, step_size=8)
     assert len(rows) == 32 and all(len(r["input_ids"]) == len(r["labels"]) for r in rows)
-    assert in_order_padding([len(r["input_ids"]) for r in rows], 8) < 1.1
+    assert perf_bench.padding_in_order([len(r["input_ids"]) for r in rows], 8) < 1.1
     ns = preset(["--forgetting"])
     assert perf_bench.run_spec(ns, "train")["pool"] is None
     ns.pool = 50_000

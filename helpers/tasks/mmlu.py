@@ -226,10 +226,10 @@ def fine_tune_and_evaluate(cfg, name: str, items: list[Question], questions: lis
     if not items:
         return {"name": name, "n_items": 0, "skipped": "no training items survived the filter"}
     folder = Path(run_dir) / "ft" / name
-    kept = _kept_evaluation(folder, student_identity(cfg, folder, items)) if cfg.resume else None
-    if kept is not None:
+    found = _kept_evaluation(folder, student_identity(cfg, folder, items)) if cfg.resume else None
+    if found is not None:
         train = json.loads((folder / "train_result.json").read_text()) | {"reused_adapter": True}
-        return {"name": name, "n_items": len(items), "train": train, **kept}
+        return {"name": name, "n_items": len(items), "train": train, **found}
     model, tokenizer, info = load_model(cfg.model, max_seq_length=cfg.max_seq_length, load_in_4bit=cfg.load_in_4bit)
     model = add_lora(model, info, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
                      targets=cfg.lora_targets, seed=cfg.seed, gradient_checkpointing=cfg.gradient_checkpointing)
