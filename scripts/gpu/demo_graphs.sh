@@ -25,7 +25,8 @@
 #   13: TinyLlama at 64 rows a step without checkpointing (as 10) on --pool 50000 rows: steps of the study's
 #      50,000-row run in its grouped order (perf_bench.pool_lengths), not 640 rows grouped among themselves
 #   14: TinyLlama at the forgetting defaults on --pool 50000 rows: as shipped, with cuda_graphs, raw Unsloth
-PREFIX=d ALL="1 2 3 4 5 6 7 8 9 10 11 12 13 14" TOTAL_DEFAULT=560 CHILD_DEFAULT=300  # raw Unsloth took over 150 s on the demo rows
+#   15: as 13 on bf16 weights (as 9): the "bf16 path"
+PREFIX=d ALL="1 2 3 4 5 6 7 8 9 10 11 12 13 14 15" TOTAL_DEFAULT=560 CHILD_DEFAULT=300  # raw Unsloth took over 150 s on the demo rows
 source scripts/gpu/measure.sh "$@"
 measure 1 smollm2-135m --demo --paths repo,unsloth --compile unsloth,graphs
 
@@ -50,4 +51,5 @@ measure 11 tinyllama-1.1b --forgetting --steps 10 --paths repo --optim adamw_8bi
 measure 12 tinyllama-1.1b --forgetting --steps 10 --paths repo --optim adamw_torch_fused --gc-on-gpu
 measure 13 tinyllama-1.1b --forgetting --steps 10 --paths repo --no-gc --variants 64x1:grouped --pool 50000
 measure 14 tinyllama-1.1b --forgetting --steps 10 --paths repo,unsloth --compile unsloth,graphs --pool 50000
+measure 15 tinyllama-1.1b --forgetting --steps 10 --paths repo --no-gc --variants 64x1:grouped --pool 50000 --bf16-weights
 finish
