@@ -38,7 +38,7 @@ import os
 import re
 import subprocess
 import sys
-@G from importlib.metadata import packages_distributions, version
+@G from importlib.metadata import distributions, packages_distributions, version
 @C from importlib.util import find_spec
 from pathlib import Path
 
@@ -148,6 +148,16 @@ def pip_install(*args):
 @G     pip_install("--no-deps", "-c", ROOT / "constraints.txt", "unsloth", "unsloth_zoo", "cut_cross_entropy")
 @G     pip_install("-r", ROOT / "requirements-gpu.txt", f"torch=={version('torch')}")
 @G     changed = sorted(d for d, v in before.items() if version(d) != v)
+@G     from packaging.requirements import Requirement  # the torch Unsloth declares (kept out of pip: --no-deps above)
+@G     torch_now, unsloth = version("torch"), next(distributions(name="unsloth"), None)
+@G     unsloth_needs = [Requirement(r) for r in (unsloth.requires or [] if unsloth else [])]
+@G     wants = next((r.specifier for r in unsloth_needs if r.name == "torch" and not r.marker), None)
+@G     if wants is not None and not wants.contains(torch_now.split("+")[0], prereleases=True):
+@G         cuda = torch_now.partition("+")[2]  # the runtime's CUDA build (cu126, ...): a replacement must match it
+@G         index = f" --index-url https://download.pytorch.org/whl/{cuda}" if cuda.startswith("cu") else ""
+@G         print(f"Note: this runtime has torch {torch_now}; Unsloth {unsloth.version} declares torch{wants}. If "
+@G               f"loading a model fails: !pip install 'torch{wants}' torchvision{index} in a new cell, restart the "
+@G               "session, then run all again.")
 @G     if changed:  # this kernel still runs the old versions of these
 @G         raise SystemExit(f"Updated {', '.join(changed)}, already imported: restart the session "
 @G                          "(Colab: Runtime > Restart session), then run all again.")

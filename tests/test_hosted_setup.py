@@ -404,11 +404,12 @@ def test_a_repository_that_cannot_be_cloned_is_one_line(tmp_path, hosted, then):
 
 # --- the install step, offline: metadata-only wheels, installed into a target folder (never into this venv) ---
 
-def stub_wheel(folder: Path, name: str, ver: str) -> None:
+def stub_wheel(folder: Path, name: str, ver: str, requires: tuple[str, ...] = ()) -> None:
     stem = f"{re.sub(r'[-_.]+', '_', name)}-{ver}"  # a wheel's file name has no '-' inside its fields
     dist = f"{stem}.dist-info"
+    declared = "".join(f"Requires-Dist: {r}\n" for r in requires)
     with zipfile.ZipFile(folder / f"{stem}-py3-none-any.whl", "w") as z:
-        z.writestr(f"{dist}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {ver}\n")
+        z.writestr(f"{dist}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {ver}\n{declared}")
         z.writestr(f"{dist}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
         z.writestr(f"{dist}/RECORD", "")
 
@@ -429,14 +430,20 @@ def pins(path: Path) -> dict[str, str]:
 NO_DEPS = re.findall(r'"([\w-]+)"', re.search(r'pip_install\("--no-deps", "-c", [^,]+, ([^)]*)\)', SETUP).group(1))
 
 
-def install_env(tmp_path):
-    """pip as the install step runs it, but offline: stub wheels of every pinned GPU package and of this torch."""
+# the torch that unsloth 2026.10.9 (constraints.txt) declares in its metadata, which --no-deps leaves unchecked
+UNSLOTH_TORCH = "torch<2.15.0,>=2.4.0"
+
+
+def install_env(tmp_path, torch: str | None = None):
+    """pip as the install step runs it, but offline: stub wheels of every pinned GPU package (unsloth declaring
+    its torch) and of the runtime's torch (this one's, or `torch`)."""
     wheels, site = tmp_path / "wheels", tmp_path / "site"
     wheels.mkdir()
     constraints = pins(ROOT / "constraints.txt")
     for name in [*pins(ROOT / "requirements-gpu.txt"), *NO_DEPS]:
-        stub_wheel(wheels, name, constraints[canonicalize_name(name)])
-    stub_wheel(wheels, "torch", version("torch"))
+        stub_wheel(wheels, name, constraints[canonicalize_name(name)],
+                   requires=(UNSLOTH_TORCH,) if name == "unsloth" else ())
+    stub_wheel(wheels, "torch", torch or version("torch"))
     return site, {"QLORA_INSTALLED": None, "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1",
                   "PIP_FIND_LINKS": str(wheels), "PIP_TARGET": str(site), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 
@@ -453,6 +460,35 @@ def test_install_step_installs_the_pinned_gpu_stack_beside_the_runtimes_torch(tm
     assert {"unsloth", "unsloth-zoo", "cut-cross-entropy", "transformers", "trl", "peft"} <= set(wanted)
     assert installed.pop("torch") == version("torch"), "torch is held at the version the runtime has"
     assert installed == {n: constraints[n] for n in wanted}
+
+
+def runtime_torch(tmp_path, ver: str) -> Path:
+    """A folder holding only the metadata of the runtime's own torch at `ver` (as Colab ships it)."""
+    dist = tmp_path / "runtime" / f"torch-{ver}.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: torch\nVersion: {ver}\n")
+    return dist.parent
+
+
+@pytest.mark.parametrize("runtime, note", [
+    ("2.15.0+cu128", "Note: this runtime has torch 2.15.0+cu128; Unsloth 2026.10.9 declares torch<2.15.0,>=2.4.0. "
+                     "If loading a model fails: !pip install 'torch<2.15.0,>=2.4.0' torchvision --index-url "
+                     "https://download.pytorch.org/whl/cu128 in a new cell, restart the session, then run all again."),
+    ("2.3.1", "Note: this runtime has torch 2.3.1; Unsloth 2026.10.9 declares torch<2.15.0,>=2.4.0. If loading a "
+              "model fails: !pip install 'torch<2.15.0,>=2.4.0' torchvision in a new cell, restart the session, "
+              "then run all again."),
+    ("2.14.1+cu126", None)])
+def test_a_runtime_torch_unsloth_does_not_declare_gets_one_line_with_the_fix(tmp_path, origin, runtime, note):
+    """Colab/Kaggle may ship a torch newer than the pinned Unsloth declares: the cell keeps it (Unsloth's own
+    notebooks do; --no-deps) and says in one line what to run if loading then fails, from the runtime's CUDA
+    build's index."""
+    site, env = install_env(tmp_path, torch=runtime)
+    proc, state = run_setup(tmp_path, tmp_path / "working", hosted="COLAB_RELEASE_TAG",
+                            env={**repo_env(origin), **env}, pythonpath=[site, runtime_torch(tmp_path, runtime)])
+    assert proc.returncode == 0 and state["installed"] == "1", proc.stderr
+    notes = [line for line in proc.stdout.splitlines() if line.startswith("Note: this runtime has torch")]
+    assert notes == ([note] if note else [])
+    assert {d.metadata["Name"]: d.version for d in distributions(path=[str(site)])}["torch"] == runtime  # kept
 
 
 def test_install_that_replaces_an_imported_package_asks_for_a_restart(tmp_path, origin):
