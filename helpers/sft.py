@@ -487,6 +487,7 @@ def sft_trainer(model, tokenizer, dataset, *, run_dir, settings, backend: str, s
         # waits for the GPU at every micro-batch. Unsloth's SFTConfig already turns it off.
         logging_nan_inf_filter=trl_step_metrics,
     )
+    one_gpu(args)
     multiple = graph_pad_multiple(settings, backend)
     if multiple and settings.padding_free:
         raise ConfigError("cuda_graphs needs padded batches of few shapes: set padding_free = False")
@@ -504,6 +505,17 @@ def sft_trainer(model, tokenizer, dataset, *, run_dir, settings, backend: str, s
     if backend != "unsloth":
         keep_adapters_fp32(model)
     return trainer
+
+
+def one_gpu(args) -> None:
+    """A run trains on one GPU (cuda:0), also where more are visible (Kaggle's "GPU T4 x2"; helpers.sweep_ray runs one
+    notebook per GPU instead). A Trainer that is not launched distributed counts every visible GPU in `n_gpu`: it
+    wraps a model that is not quantized in DataParallel and, quantized or not, takes `batch_size` x the GPUs' rows a
+    micro-batch into the one model, another batch than the settings'. Unsloth's trainers do the same for theirs."""
+    from transformers.training_args import ParallelMode
+
+    if args.parallel_mode == ParallelMode.NOT_DISTRIBUTED and args.n_gpu > 1:
+        args._n_gpu = 1
 
 
 def dataset_digest(dataset) -> str | None:

@@ -105,3 +105,27 @@ def test_runs_made_before_the_grouping_setting_keep_their_folder():
     before = {k: v for k, v in dataclasses.asdict(old).items() if k not in RUN_CONTROL_KEYS | later}
     assert config_hash(old) == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:8]
     assert config_hash(dataclasses.replace(old, group_by_length=True)) != config_hash(old)
+
+
+def test_more_visible_gpus_still_train_the_settings_batch(embedded_tokenizer, rows, model, tmp_path, monkeypatch):
+    """Kaggle's "GPU T4 x2": a Trainer not launched distributed counts both GPUs in n_gpu and would feed the one
+    model batch_size x 2 rows a micro-batch (and wrap a model that is not 4-bit in DataParallel); a run trains on
+    one GPU with the settings' batch (helpers.sft.one_gpu). Two GPUs are simulated: _setup_devices also says 2."""
+    from functools import cached_property
+
+    from transformers import TrainingArguments
+
+    setup = TrainingArguments._setup_devices.func
+
+    def two_gpus(self):
+        device = setup(self)
+        self._n_gpu = 2
+        return device
+
+    prop = cached_property(two_gpus)
+    prop.__set_name__(TrainingArguments, "_setup_devices")
+    monkeypatch.setattr(TrainingArguments, "_setup_devices", prop)
+    assert TrainingArguments(output_dir=str(tmp_path / "plain"), use_cpu=True).train_batch_size == 16  # 8 x 2 GPUs
+    trainer, batches = epoch_batches(model, embedded_tokenizer, rows, tmp_path / "run", group_by_length=False)
+    assert trainer.args.n_gpu == 1 and trainer.args.train_batch_size == 4
+    assert {len(b["input_ids"]) for b in batches} == {4}  # 96 rows in batches of batch_size
