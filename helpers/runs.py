@@ -218,6 +218,16 @@ def write_run_record(run_dir: Path, cfg, *, study: str, model_info=None, extra: 
     return write_json(run_dir / "run.json", record)
 
 
+def recorded_model(run_dir: Path) -> dict | None:
+    """run_dir/run.json's "model" (the ModelInfo an earlier "Run all" loaded, as JSON), else None: the record of
+    a re-run that finds every result kept and loads no model."""
+    try:
+        model = json.loads((Path(run_dir) / "run.json").read_text()).get("model")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return model if isinstance(model, dict) else None
+
+
 def write_metrics(run_dir: Path, metrics: dict) -> Path:
     return write_json(Path(run_dir) / "metrics.json", metrics)
 

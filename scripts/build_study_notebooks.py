@@ -253,7 +253,7 @@ import helpers  # noqa: F401  (before transformers, so Unsloth can patch it on a
 from helpers.config import collect_params
 from helpers.encoders import load_encoder
 from helpers.modeling import add_lora, load_model
-from helpers.runs import Timer, run_folder, write_metrics, write_run_record
+from helpers.runs import Timer, recorded_model, run_folder, write_metrics, write_run_record
 from helpers.studies import study_config
 from helpers.tables import write_table
 from helpers.tasks import small_vs_large as svl
@@ -271,16 +271,23 @@ for name, p in prepared.items():
     print(f"{name}: pool {len(p['pool'])}, test {len(p['test'])}; first test prompt with demonstrations:")
     print(p["prompts"]["demos"][0][:1200], "\\n")"""),
     ("md", "## The small model in five configurations"),
-    ("code", """with timer("load"):
-    llm, tokenizer, info = load_model(cfg.model, max_seq_length=cfg.max_seq_length, load_in_4bit=cfg.load_in_4bit)
-    llm = add_lora(llm, info, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, targets=cfg.lora_targets,
-                   seed=cfg.seed, gradient_checkpointing=cfg.gradient_checkpointing)
-write_run_record(run_dir, cfg, study="small_vs_large", model_info=info,
+    ("code", """# each task x configuration's answers are kept in run_dir/responses as soon as they are generated:
+# a "Run all" after a disconnect answers only what is missing (an adapter trained again is answered again;
+# delete a file to redo it), and one that finds every answer kept loads no model
+kept_all = svl.kept_configurations(prepared, cfg, run_dir)
+if kept_all is None:
+    with timer("load"):
+        llm, tokenizer, info = load_model(cfg.model, max_seq_length=cfg.max_seq_length, load_in_4bit=cfg.load_in_4bit)
+        llm = add_lora(llm, info, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
+                       targets=cfg.lora_targets, seed=cfg.seed, gradient_checkpointing=cfg.gradient_checkpointing)
+    model_info, backend = info, info.backend
+else:  # the model as the run that answered recorded it
+    model_info = recorded_model(run_dir) or {}
+    backend = model_info.get("backend")
+write_run_record(run_dir, cfg, study="small_vs_large", model_info=model_info,
                  extra={"task_versions": {n: svl.get_task(n).version for n in cfg.tasks}})
-# each task x configuration's answers are kept in run_dir/responses as soon as they are generated: a "Run all" after
-# a disconnect answers only what is missing (an adapter trained again is answered again; delete a file to redo it)
 with timer("small_model"):
-    responses, trained = svl.run_configurations(llm, tokenizer, info, prepared, cfg, run_dir)
+    responses, trained = kept_all or svl.run_configurations(llm, tokenizer, info, prepared, cfg, run_dir)
 trained"""),
     ("md", "## The large model's row\nThe same test questions, zero-shot as in the study (`large_model_demos = True` "
            "sends the demonstration prompts instead), through a chat backend (`helpers/backends.py`): a registry "
@@ -328,7 +335,7 @@ workbook_update"""),
 from helpers.published import add_comparison
 
 metrics = {
-    "study": "small_vs_large", "model": cfg.model, "backend": info.backend, "run_dir": str(run_dir),
+    "study": "small_vs_large", "model": cfg.model, "backend": backend, "run_dir": str(run_dir),
     "data_source": cfg.data_source, "n_pool": cfg.n_pool, "k_demos": cfg.k_demos, "retriever": cfg.retriever,
     "bertscore_model": cfg.bertscore_model, "f1_average": cfg.f1_average, "large_model": large_row,
     "large_failures": large_failures,

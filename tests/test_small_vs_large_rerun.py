@@ -2,6 +2,7 @@
 (run_dir/responses, helpers.runs.kept_result) instead of generating ~1800 answers again, and reports what the
 first run reported; an adapter whose files changed is answered again. On the tiny model (conftest.tiny_model)."""
 
+import dataclasses
 import json
 
 import pytest
@@ -55,9 +56,23 @@ def test_run_configurations_generates_only_what_is_not_kept(tiny_model, monkeypa
     again, trained_again = svl.run_configurations(llm, tokenizer, info, prepared, cfg, run_dir)
     assert calls == [] and again == first
     assert {k: {**v, "reused_adapter": True} for k, v in trained.items()} == trained_again
+    # what the notebook asks before it loads the model: everything kept, the same as run_configurations returns
+    assert svl.kept_configurations(prepared, cfg, run_dir) == (first, trained_again)
+    assert svl.kept_configurations(prepared, dataclasses.replace(cfg, resume=False), run_dir) is None
+    assert svl.kept_configurations(prepared, dataclasses.replace(cfg, max_new_tokens=9), run_dir) is None  # settings
+    # other training pairs (the same adapter files): the adapter is not the one these answers need
+    other = {"gsm8k": {**prepared["gsm8k"], "train_pairs": {**prepared["gsm8k"]["train_pairs"],
+                                                            "icl": prepared["gsm8k"]["train_pairs"]["icl"][1:]}}}
+    assert svl.kept_configurations(other, cfg, run_dir) is None
+    base = svl.responses_path(run_dir, "gsm8k", "base")
+    kept_base = base.read_bytes()
+    base.unlink()  # one answer file missing: the model must load
+    assert svl.kept_configurations(prepared, cfg, run_dir) is None
+    base.write_bytes(kept_base)
 
     # the plain adapter's files change (as when it is trained again): only its two configurations answer again
     (run_dir / "adapters" / "gsm8k" / "plain" / "adapter" / "README.md").write_text("trained again\n")
+    assert svl.kept_configurations(prepared, cfg, run_dir) is None
     calls.clear()
     third, _ = svl.run_configurations(llm, tokenizer, info, prepared, cfg, run_dir)
     assert calls == ["gsm8k qlora", "gsm8k icl+qlora"] and third == first  # the same adapter weights: same answers
@@ -73,11 +88,12 @@ def test_a_rerun_of_the_notebook_reuses_every_kept_answer_and_reports_the_same(t
     stamps = {p.name: p.stat().st_mtime_ns for p in kept}
     first = {name: (run_dir / name).read_bytes() for name in ("metrics.json", "generations.jsonl",
                                                                "small_vs_large_table.csv", "small_vs_large_table.md")}
+    first_model = json.loads((run_dir / "run.json").read_text())["model"]
 
     assert run_notebook.execute("small_vs_large", "smoke", params, log_output=False) == run_dir
     assert {p.name: p.stat().st_mtime_ns for p in (run_dir / "responses").glob("*.json")} == stamps  # none rewritten
     output = (run_dir / "small_vs_large.ipynb").read_text()
-    assert output.count("kept from an earlier run of these settings") == 15
+    assert output.count("the small model is not loaded") == 1  # every answer kept: no model loaded
     for name in ("generations.jsonl", "small_vs_large_table.csv", "small_vs_large_table.md"):
         assert (run_dir / name).read_bytes() == first[name], name
     m1, m2 = json.loads(first["metrics.json"]), json.loads((run_dir / "metrics.json").read_text())
@@ -87,3 +103,6 @@ def test_a_rerun_of_the_notebook_reuses_every_kept_answer_and_reports_the_same(t
     run_only = {"timings_s", "train", "workbook_update"}
     assert {k: v for k, v in m1.items() if k not in run_only} == {k: v for k, v in m2.items() if k not in run_only}
     assert {k: {**v, "reused_adapter": True} for k, v in m1["train"].items()} == m2["train"]
+    assert "load" in m1["timings_s"] and "load" not in m2["timings_s"]
+    record = json.loads((run_dir / "run.json").read_text())  # the model as the first run loaded it
+    assert record["model"] == first_model and record["model"]["backend"] == m2["backend"] == m1["backend"]

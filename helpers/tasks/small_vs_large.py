@@ -15,7 +15,8 @@ No example is ever its own demonstration, nor a copy of itself (same query text,
 aside: GSM8K has verbatim duplicates); test questions that are also pool questions are dropped from
 the test set (`prepare_task` counts both). The large model's row answers zero-shot by default, as
 the study's did (`large_model_demos`). Each task x configuration's answers are kept in the run folder as
-soon as they are generated (`run_configurations`): a "Run all" after a disconnect answers only what is missing.
+soon as they are generated (`run_configurations`): a "Run all" after a disconnect answers only what is missing,
+and one that finds every answer kept loads no model (`kept_configurations`).
 
     >>> task = TASKS["gsm8k"]
     >>> pool, test = load_task_data(task, cfg)
@@ -36,7 +37,7 @@ from helpers.config import ConfigError, InstructConfig, check_secret_env_params,
 from helpers.data import HubData, load_records
 from helpers.encoders import bertscore
 from helpers.metrics import classification_scores, gsm8k_extract, gsm8k_score, match_label
-from helpers.runs import files_digest, kept_result
+from helpers.runs import files_digest, kept, kept_result, write_json
 from helpers.stats import paired_comparison, score_summary, with_interval
 
 CONFIGURATIONS = ["base", "base+icl", "qlora", "icl+qlora", "icl-train+qlora"]
@@ -255,10 +256,74 @@ def response_identity(task: str, config: str, prompts: list[str], cfg, adapter=N
     adapter trained again is answered again."""
     identity = {"task": task, "version": get_task(task).version, "configuration": config,
                 "settings": config_hash(cfg),
-                "prompts": hashlib.sha256(json.dumps(prompts).encode()).hexdigest()[:16]}
+                "prompts": json_digest(prompts)}
     if adapter is not None:
         identity["adapter"] = files_digest(adapter)
     return identity
+
+
+TRAINED_ON = "trained_on.json"  # beside an adapter: the digest of its training pairs and the data's description
+
+
+def adapter_folder(run_dir, task: str, kind: str) -> Path:
+    """Where the adapter trained on `kind` ("plain" or "icl") pairs of `task` lives (train_sft's run_dir)."""
+    return Path(run_dir) / "adapters" / task / kind
+
+
+def json_digest(value) -> str:
+    """16 hex of a sha256 over `value` as JSON: the prompts asked, an adapter's training pairs."""
+    return hashlib.sha256(json.dumps(value).encode()).hexdigest()[:16]
+
+
+def _finished_training(folder: Path, pairs: list) -> dict | None:
+    """What train_sft returns when it reuses the finished adapter in `folder` (and the data's description), if
+    that adapter was trained on `pairs` (TRAINED_ON, written after its training); else None."""
+    try:
+        marked = json.loads((folder / TRAINED_ON).read_text())
+        result = json.loads((folder / "train_result.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if marked.get("pairs") != json_digest(pairs) or not (folder / "adapter" / "adapter_config.json").is_file():
+        return None
+    return result | {"reused_adapter": True, "data": marked.get("data")}
+
+
+def _configured(cfg) -> list[str]:
+    return [c for c in CONFIGURATIONS if c in cfg.configurations]
+
+
+def _identity(prepared: dict, cfg, run_dir, name: str, config: str) -> dict:
+    """response_identity of one task x configuration as run_configurations asks it."""
+    kind = ADAPTER.get(config)
+    adapter = adapter_folder(run_dir, name, kind) / "adapter" if kind else None
+    return response_identity(name, config, prepared[name]["prompts"][prompt_kind(config)], cfg, adapter)
+
+
+def kept_configurations(prepared: dict, cfg, run_dir) -> tuple[dict, dict] | None:
+    """(responses, trained) as run_configurations returns them on a re-run that finds everything kept, found
+    without a model: with `cfg.resume`, every configured task x configuration's answers kept under their identity
+    and every adapter they need finished on this run's training pairs. Else None: load the model and run
+    run_configurations (it answers only what is missing). Saves a 7B model's download and load after a
+    disconnect that came after the last answer."""
+    if not cfg.resume:
+        return None
+    responses, trained = {}, {}
+    for name, p in prepared.items():
+        responses[name] = {}
+        for config in _configured(cfg):
+            kind = ADAPTER.get(config)
+            if kind and f"{name}/{kind}" not in trained:
+                trained[f"{name}/{kind}"] = _finished_training(adapter_folder(run_dir, name, kind),
+                                                               p["train_pairs"][kind])
+                if trained[f"{name}/{kind}"] is None:
+                    return None
+            found = kept(responses_path(run_dir, name, config), _identity(prepared, cfg, run_dir, name, config))
+            if found is None:
+                return None
+            responses[name][config] = found
+    print(f"every answer is kept in {Path(run_dir) / 'responses'} from an earlier run of these settings: the small "
+          "model is not loaded (delete a file there to answer it again)")
+    return responses, trained
 
 
 def run_configurations(llm, tokenizer, info, prepared: dict, cfg, run_dir) -> tuple[dict, dict]:
@@ -273,11 +338,11 @@ def run_configurations(llm, tokenizer, info, prepared: dict, cfg, run_dir) -> tu
     from helpers.modeling import reset_lora
     from helpers.sft import build_sft_dataset, train_sft
 
-    def respond(name, config, adapter=None):
+    def respond(name, config):
         """One configuration's answers, generated or kept from an earlier run of the same identity."""
         prompts = prepared[name]["prompts"][prompt_kind(config)]
         responses[name][config] = kept_result(
-            responses_path(run_dir, name, config), response_identity(name, config, prompts, cfg, adapter),
+            responses_path(run_dir, name, config), _identity(prepared, cfg, run_dir, name, config),
             lambda: generate(llm, tokenizer, prompts, chat=True, stop_token_ids=info.stop_token_ids,
                              max_new_tokens=cfg.max_new_tokens, batch_size=cfg.eval_batch_size,
                              desc=f"{name} {config}"))
@@ -296,13 +361,15 @@ def run_configurations(llm, tokenizer, info, prepared: dict, cfg, run_dir) -> tu
                 continue
             reset_lora(llm, cfg.seed)
             dataset = build_sft_dataset(tokenizer, p["train_pairs"][kind], chat=True, max_length=cfg.max_seq_length)
-            folder = Path(run_dir) / "adapters" / name / kind
+            folder = adapter_folder(run_dir, name, kind)
             trained[f"{name}/{kind}"] = train_sft(llm, tokenizer, dataset, run_dir=folder, settings=cfg,
                                                   backend=info.backend, resume=cfg.resume)
             trained[f"{name}/{kind}"]["data"] = dataset.info.description
+            write_json(folder / TRAINED_ON, {"pairs": json_digest(p["train_pairs"][kind]),
+                                             "data": dataset.info.description})
             for config in configs:
-                respond(name, config, adapter=folder / "adapter")
-    responses = {name: {c: by_config[c] for c in CONFIGURATIONS if c in by_config}
+                respond(name, config)
+    responses = {name: {c: by_config[c] for c in _configured(cfg) if c in by_config}
                  for name, by_config in responses.items()}
     return responses, trained
 
