@@ -282,8 +282,8 @@ if kept_all is None:
                        targets=cfg.lora_targets, seed=cfg.seed, gradient_checkpointing=cfg.gradient_checkpointing)
     model_info, backend = info, info.backend
 else:  # the model as the run that answered recorded it
-    model_info = recorded_model(run_dir) or {}
-    backend = model_info.get("backend")
+    model_info = recorded_model(run_dir)
+    backend = (model_info or {}).get("backend")
 write_run_record(run_dir, cfg, study="small_vs_large", model_info=model_info,
                  extra={"task_versions": {n: svl.get_task(n).version for n in cfg.tasks}})
 with timer("small_model"):
