@@ -7,6 +7,9 @@ median measured step) and, on a GPU, the peak memory so far against the card's s
     estimate: 1,250 steps x 0.84 s/step = 17.5 min on Tesla T4; peak 6.1 of 14.7 GiB (41%)
 
 The same numbers go to `<run_dir>/estimate.json`, so a run folder says what was expected of it.
+`CheckpointSpace` adds what the run's checkpoints take there after the first is written, and says it in one line
+where that costs space the user does not see: on Google Drive each checkpoint the trainer replaces goes to Drive's
+trash, which counts against the account's storage until it is emptied.
 The peak after a few steps is the training peak: every step has the same shapes up to the batch's
 length, and length-grouped batches come in random order (helpers/sft.py).
 """
@@ -19,6 +22,18 @@ import time
 from pathlib import Path
 
 from transformers import TrainerCallback
+
+DRIVE_MOUNT = Path("/content/drive")  # where the notebooks' setup cell mounts Google Drive on Colab
+
+
+def record(run_dir, key: str, value) -> None:
+    """Set `key` of run_dir/estimate.json, keeping what the other callback wrote there."""
+    path = Path(run_dir, "estimate.json")
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        found = {}
+    path.write_text(json.dumps({**(found if isinstance(found, dict) else {}), key: value}, indent=2))
 
 
 def format_duration(seconds: float) -> str:
@@ -82,4 +97,36 @@ class WallTimeEstimate(TrainerCallback):
                        "expected_s": (left + done) * step_s, "measured_steps": len(timed), "memory": memory}
         self.echo(estimate_line(left + done, step_s, memory, total=total))
         if self.run_dir is not None:
-            Path(self.run_dir, "estimate.json").write_text(json.dumps(self.result, indent=2))
+            for key, value in self.result.items():
+                record(self.run_dir, key, value)
+
+
+def checkpoint_line(space: dict) -> str:
+    mb, trash = space["checkpoint_mb"], space["trash_mb"]
+    return (f"checkpoints: {mb:,.0f} MB each, {space['saves']} this run, {space['kept']} kept; on Google Drive each "
+            f"one replaced goes to Drive's trash, which counts against your storage until emptied: about "
+            f"{trash / 1024:,.1f} GB this run (empty it at https://drive.google.com/drive/trash, or raise save_steps)")
+
+
+class CheckpointSpace(TrainerCallback):
+    """After the first checkpoint is written: its size, how many this run writes (one every save_steps and one
+    at the end) and keeps (save_total_limit), and what the replaced ones leave in Drive's trash when the
+    checkpoints are on Google Drive (one line then; `estimate.json`'s "checkpoints" always)."""
+
+    def __init__(self, run_dir=None, *, echo=print):
+        self.run_dir, self.echo, self.result = run_dir, echo, None
+
+    def on_save(self, args, state, control, **kw):
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if self.result is not None or not folder.is_dir():
+            return
+        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
+        saves = -(-state.max_steps // args.save_steps)
+        kept = min(saves, args.save_total_limit or saves)
+        on_drive = Path(args.output_dir).resolve().is_relative_to(DRIVE_MOUNT.resolve())
+        self.result = {"checkpoint_mb": round(size, 1), "saves": saves, "kept": kept, "on_drive": on_drive,
+                       "trash_mb": round(size * (saves - kept), 1) if on_drive else 0.0}
+        if on_drive and saves > kept:
+            self.echo(checkpoint_line(self.result))
+        if self.run_dir is not None:
+            record(self.run_dir, "checkpoints", self.result)

@@ -605,7 +605,7 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
     restart = len(schedules) > 1
     if restart and settings.max_steps > 0:
         raise ConfigError("stage_schedule 'restart' trains whole epochs to each stage: set max_steps = -1")
-    from helpers.estimate import WallTimeEstimate
+    from helpers.estimate import CheckpointSpace, WallTimeEstimate
 
     run_dir = Path(run_dir)
     if resume:  # a run_name folder that other settings trained: refused before the adapter or a checkpoint loads
@@ -628,7 +628,7 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / DATA_MARK, {"data_digest": digest})
     known = _read_loss_curve(run_dir) if resume else {}
-    estimate = WallTimeEstimate(run_dir)
+    estimate, space = WallTimeEstimate(run_dir), CheckpointSpace(run_dir)
     points, parts, offset, weights, trainer = [], [], 0, None, None
     use_cache, model.config.use_cache = model.config.use_cache, False
     try:
@@ -659,7 +659,7 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
                 load_adapter(model, weights)  # a notebook restarted after the stage: the stage's weights
             trainer = sft_trainer(
                 model, tokenizer, dataset, run_dir=run_dir, settings=settings, backend=backend,
-                stage_epochs=() if restart else stage_epochs, callbacks=[estimate, *callbacks],
+                stage_epochs=() if restart else stage_epochs, callbacks=[estimate, space, *callbacks],
                 trl_step_metrics=trl_step_metrics, checkpoint_dir=folder, epochs=end - start,
                 # the grouped and accelerate's random sampler draw epoch e's order from data_seed + e: each
                 # epoch gets the order it has in one schedule, not the first epoch's again

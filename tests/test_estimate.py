@@ -48,3 +48,39 @@ def test_memory_against_the_card_and_warning():
     assert "on Tesla T4; peak 14.0 of 14.7 GiB (95%)" in line and "lower batch_size" in line
     assert "lower batch_size" not in estimate_line(1000, 0.5, mem | {"peak_gib": 6.0})
     assert [format_duration(s) for s in (30, 600, 7200)] == ["30 s", "10.0 min", "2.0 h"]
+
+
+def test_checkpoints_on_drive_say_what_their_trash_will_take(embedded_tokenizer, tmp_path, monkeypatch, capsys):
+    """Colab: run folders live on the mounted Drive, where every checkpoint the trainer replaces (save_total_limit
+    2) goes to Drive's trash and counts against the account's storage. After the first save the run says how much,
+    from the checkpoint's real size; off Drive it only records it (estimate.json, beside the wall-time estimate)."""
+    import dataclasses
+
+    from datasets import Dataset
+    from tiny_training import perf_bench, tiny_lora_model, tiny_settings  # tiny_training puts scripts/ on the path
+
+    from helpers import estimate
+    from helpers.sft import train_sft
+
+    settings = dataclasses.replace(tiny_settings(), max_steps=7, save_steps=2)  # saves at 2, 4, 6 and 7
+    rows = Dataset.from_list(perf_bench.length_rows(embedded_tokenizer, 16, 128, "alpaca"))
+    monkeypatch.setattr(estimate, "DRIVE_MOUNT", tmp_path / "drive")
+    for where, on_drive in (("drive", True), ("local", False)):
+        run_dir = tmp_path / where / "MyDrive" / "run"
+        capsys.readouterr()
+        train_sft(tiny_lora_model(embedded_tokenizer), embedded_tokenizer, rows, run_dir=run_dir, settings=settings,
+                  backend="transformers", resume=False)
+        lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("checkpoints:")]
+        recorded = json.loads((run_dir / "estimate.json").read_text())
+        space = recorded["checkpoints"]
+        kept = run_dir / "checkpoints" / "checkpoint-6"  # kept with checkpoint-7; 2 and 4 were replaced
+        size = sum(f.stat().st_size for f in kept.rglob("*") if f.is_file()) / 2**20
+        assert sorted(p.name for p in (run_dir / "checkpoints").glob("checkpoint-*")) == ["checkpoint-6",
+                                                                                          "checkpoint-7"]
+        assert recorded["steps"] == 7  # the wall-time estimate is kept beside it
+        assert space["saves"] == 4 and space["kept"] == 2 and space["on_drive"] is on_drive
+        assert abs(space["checkpoint_mb"] - size) < 0.05 + 0.01 * size
+        assert space["trash_mb"] == (round(space["checkpoint_mb"] * 2, 1) if on_drive else 0.0)
+        assert len(lines) == int(on_drive)
+        if on_drive:
+            assert "4 this run, 2 kept" in lines[0] and "drive.google.com/drive/trash" in lines[0]
