@@ -103,23 +103,25 @@ class WallTimeEstimate(TrainerCallback):
 
 def checkpoint_line(space: dict) -> str:
     mb, trash = space["checkpoint_mb"], space["trash_mb"]
-    return (f"checkpoints: {mb:,.0f} MB each, {space['saves']} this run, {space['kept']} kept; on Google Drive each "
+    return (f"checkpoints: {mb:,.0f} MB each, {space['saves']} to write, {space['kept']} kept; on Google Drive each "
             f"one replaced goes to Drive's trash, which counts against your storage until emptied: about "
-            f"{trash / 1024:,.1f} GB this run (empty it at https://drive.google.com/drive/trash, or raise save_steps)")
+            f"{trash / 1024:,.1f} GB (empty it at https://drive.google.com/drive/trash, or raise save_steps)")
 
 
 class CheckpointSpace(TrainerCallback):
-    """After the first checkpoint is written: its size, how many this run writes (one every save_steps and one
-    at the end) and keeps (save_total_limit), and what the replaced ones leave in Drive's trash when the
-    checkpoints are on Google Drive (one line then; `estimate.json`'s "checkpoints" always)."""
+    """After the first checkpoint of a schedule is written (train_sft's stage_schedule "restart" trains several, each
+    in its own folder): its size, how many the schedule writes (one every save_steps and one at the end) and keeps
+    (save_total_limit), and what the replaced ones leave in Drive's trash when the checkpoints are on Google Drive
+    (one line then; `estimate.json`'s "checkpoints" always, the latest schedule's)."""
 
     def __init__(self, run_dir=None, *, echo=print):
-        self.run_dir, self.echo, self.result = run_dir, echo, None
+        self.run_dir, self.echo, self.result, self.seen = run_dir, echo, None, set()
 
     def on_save(self, args, state, control, **kw):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if self.result is not None or not folder.is_dir():
+        if args.output_dir in self.seen or not folder.is_dir():
             return
+        self.seen.add(args.output_dir)
         size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
         saves = -(-state.max_steps // args.save_steps)
         kept = min(saves, args.save_total_limit or saves)

@@ -83,4 +83,24 @@ def test_checkpoints_on_drive_say_what_their_trash_will_take(embedded_tokenizer,
         assert space["trash_mb"] == (round(space["checkpoint_mb"] * 2, 1) if on_drive else 0.0)
         assert len(lines) == int(on_drive)
         if on_drive:
-            assert "4 this run, 2 kept" in lines[0] and "drive.google.com/drive/trash" in lines[0]
+            assert "4 to write, 2 kept" in lines[0] and "drive.google.com/drive/trash" in lines[0]
+
+
+def test_each_schedule_says_its_checkpoints_once(tmp_path, monkeypatch):
+    """stage_schedule "restart" trains one schedule after another, each checkpointing into its own folder: one line
+    per schedule, at its first save."""
+    from helpers import estimate
+
+    monkeypatch.setattr(estimate, "DRIVE_MOUNT", tmp_path)
+    lines = []
+    cb = estimate.CheckpointSpace(tmp_path, echo=lines.append)
+    for folder, max_steps in (("epochs0-1", 10), ("epochs1-3", 20)):
+        args = SimpleNamespace(output_dir=str(tmp_path / folder), save_steps=3, save_total_limit=2)
+        for step in (3, 6):
+            (tmp_path / folder / f"checkpoint-{step}").mkdir(parents=True)
+            (tmp_path / folder / f"checkpoint-{step}" / "optimizer.pt").write_bytes(b"0" * 2**20)
+            cb.on_save(args, SimpleNamespace(global_step=step, max_steps=max_steps), None)
+    assert [line.split(";")[0] for line in lines] == ["checkpoints: 1 MB each, 4 to write, 2 kept",
+                                                      "checkpoints: 1 MB each, 7 to write, 2 kept"]
+    assert json.loads((tmp_path / "estimate.json").read_text())["checkpoints"] == {
+        "checkpoint_mb": 1.0, "saves": 7, "kept": 2, "on_drive": True, "trash_mb": 5.0}
