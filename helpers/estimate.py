@@ -28,12 +28,14 @@ DRIVE_MOUNT = Path("/content/drive")  # where the notebooks' setup cell mounts G
 
 def record(run_dir, key: str, value) -> None:
     """Set `key` of run_dir/estimate.json, keeping what the other callback wrote there."""
+    from helpers.runs import write_json
+
     path = Path(run_dir, "estimate.json")
     try:
         found = json.loads(path.read_text())
     except (OSError, ValueError):
         found = {}
-    path.write_text(json.dumps({**(found if isinstance(found, dict) else {}), key: value}, indent=2))
+    write_json(path, {**(found if isinstance(found, dict) else {}), key: value})  # whole or not at all
 
 
 def format_duration(seconds: float) -> str:
