@@ -26,8 +26,8 @@ from transformers import TrainerCallback
 DRIVE_MOUNT = Path("/content/drive")  # where the notebooks' setup cell mounts Google Drive on Colab
 
 
-def record(run_dir, key: str, value) -> None:
-    """Set `key` of run_dir/estimate.json, keeping what the other callback wrote there."""
+def record(run_dir, values: dict) -> None:
+    """Set `values`' keys in run_dir/estimate.json, keeping what the other callback wrote there."""
     from helpers.runs import write_json
 
     path = Path(run_dir, "estimate.json")
@@ -35,7 +35,7 @@ def record(run_dir, key: str, value) -> None:
         found = json.loads(path.read_text())
     except (OSError, ValueError):
         found = {}
-    write_json(path, {**(found if isinstance(found, dict) else {}), key: value})  # whole or not at all
+    write_json(path, {**(found if isinstance(found, dict) else {}), **values})  # whole or not at all
 
 
 def format_duration(seconds: float) -> str:
@@ -99,8 +99,7 @@ class WallTimeEstimate(TrainerCallback):
                        "expected_s": (left + done) * step_s, "measured_steps": len(timed), "memory": memory}
         self.echo(estimate_line(left + done, step_s, memory, total=total))
         if self.run_dir is not None:
-            for key, value in self.result.items():
-                record(self.run_dir, key, value)
+            record(self.run_dir, self.result)
 
 
 def checkpoint_line(space: dict) -> str:
@@ -133,4 +132,4 @@ class CheckpointSpace(TrainerCallback):
         if on_drive and saves > kept:
             self.echo(checkpoint_line(self.result))
         if self.run_dir is not None:
-            record(self.run_dir, "checkpoints", self.result)
+            record(self.run_dir, {"checkpoints": self.result})

@@ -254,6 +254,11 @@ class Timer:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 2)
 
 
+def json_digest(value) -> str:
+    """16 hex of a sha256 over `value` as JSON (the training pairs or prompts a kept result stands for)."""
+    return hashlib.sha256(json.dumps(value).encode()).hexdigest()[:16]
+
+
 def files_digest(folder, pattern: str = "*") -> str | None:
     """16 hex of a sha256 over the names and bytes of the files of `folder` matching `pattern`, None if there are
     none: what a result computed from them (an adapter's) is keyed by."""

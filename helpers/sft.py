@@ -562,6 +562,19 @@ def _started_on(run_dir: Path) -> str | None:
     return None
 
 
+def finished_training(run_dir) -> dict | None:
+    """What train_sft returns when it reuses run_dir's finished adapter (train_result.json, "reused_adapter"), found
+    without a model; None while there is none to reuse. A caller that skips loading the model when every result
+    of it is kept asks this (helpers.tasks.mmlu, small_vs_large)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "adapter" / "adapter_config.json").exists():
+        return None
+    try:
+        return json.loads((run_dir / "train_result.json").read_text()) | {"reused_adapter": True}
+    except (OSError, ValueError):
+        return None
+
+
 def move_aside_other_data(run_dir, digest: str) -> list[Path]:
     """A training of other rows than this call's (a re-run whose data changed), finished or stopped at a
     checkpoint: its adapter, train_result.json, checkpoints and stages are moved aside to
@@ -582,6 +595,11 @@ def move_aside_other_data(run_dir, digest: str) -> list[Path]:
     print(f"{run_dir} holds a training on other data (digest {digest}): moved aside to "
           f"{', '.join(p.name for p in moved)}, not deleted; training again on this data")
     return moved
+
+
+def schedule_checkpoints(run_dir: Path, start: float, end: float) -> Path:
+    """Where stage_schedule "restart" checkpoints its schedule of epochs start..end."""
+    return Path(run_dir) / "checkpoints" / f"epochs{start:g}-{end:g}"
 
 
 def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, resume: bool = True,
@@ -619,9 +637,10 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
         started_on = _started_on(run_dir)
         if started_on not in (None, digest) and any((run_dir / name).exists() for name in TRAINING_STATE):
             move_aside_other_data(run_dir, started_on)
-        if (adapter_dir / "adapter_config.json").exists():
+        reused = finished_training(run_dir)
+        if reused is not None:
             load_adapter(model, adapter_dir)
-            return json.loads((run_dir / "train_result.json").read_text()) | {"reused_adapter": True}
+            return reused
     if digest:
         from helpers.runs import write_json
 
@@ -633,7 +652,7 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
     use_cache, model.config.use_cache = model.config.use_cache, False
     try:
         for index, (start, end) in enumerate(schedules):
-            folder = run_dir / "checkpoints" / f"epochs{start:g}-{end:g}" if restart else run_dir / "checkpoints"
+            folder = schedule_checkpoints(run_dir, start, end) if restart else run_dir / "checkpoints"
             stage_json = stage_dir(run_dir, end) / "stage.json" if restart and end in stage_epochs else None
             if resume and stage_json is not None and stage_json.exists():
                 # a stage finished by an earlier call: its weights start the next schedule, its steps are done
@@ -648,8 +667,7 @@ def train_sft(model, tokenizer, dataset, *, run_dir, settings, backend: str, res
             kept_optim = None  # "auto" resumes with the optimizer whose state the checkpoint holds; a schedule
             if getattr(settings, "optim", "auto") == "auto":  # after a stage (restart), the kind the run began with
                 if checkpoint is None and index:
-                    a, b = schedules[index - 1]
-                    checkpoint_before = last_checkpoint(run_dir, run_dir / "checkpoints" / f"epochs{a:g}-{b:g}")
+                    checkpoint_before = last_checkpoint(run_dir, schedule_checkpoints(run_dir, *schedules[index - 1]))
                     kept_optim = checkpoint_optim(checkpoint_before) if checkpoint_before else None
                 elif checkpoint is not None:
                     kept_optim = checkpoint_optim(checkpoint)

@@ -24,14 +24,12 @@ method's filtered data (helpers.tasks.teacher.method1_data), the evaluations (ev
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import re
 from pathlib import Path
 
 from helpers.config import ConfigError, StudyConfig, check_secret_env_params, config_hash
-from helpers.runs import files_digest, kept, kept_result
+from helpers.runs import files_digest, json_digest, kept, kept_result
 from helpers.stats import paired_comparison, score_summary
 from helpers.tasks import mmlu_data
 
@@ -191,7 +189,7 @@ def training_pairs(items: list[Question]) -> list[tuple[str, str]]:
 
 def items_digest(items: list[Question]) -> str:
     """16 hex of a sha256 of the (prompt, answer) pairs a student is trained on (training_pairs)."""
-    return hashlib.sha256(json.dumps(training_pairs(items)).encode()).hexdigest()[:16]
+    return json_digest(training_pairs(items))
 
 
 def student_identity(cfg, folder: Path, items: list[Question]) -> dict:
@@ -202,10 +200,10 @@ def student_identity(cfg, folder: Path, items: list[Question]) -> dict:
 
 
 def _kept_evaluation(folder: Path, identity: dict) -> dict | None:
-    """The evaluation kept in folder/eval.json (helpers.runs.kept_result's file) if it is of `identity` and the
-    adapter is finished, else None. Asked before the student's model loads: kept_result would load it first."""
+    """The evaluation kept in folder/eval.json (helpers.runs.kept_result's file) if it is of `identity`, else
+    None. Asked before the student's model loads: kept_result would load it first."""
     path = Path(folder) / "eval.json"
-    if identity["adapter"] is None or not (Path(folder) / "train_result.json").is_file():
+    if identity["adapter"] is None:
         return None
     found = kept(path, identity)
     if found is not None:
@@ -221,14 +219,14 @@ def fine_tune_and_evaluate(cfg, name: str, items: list[Question], questions: lis
     import gc
 
     from helpers.modeling import add_lora, load_model
-    from helpers.sft import build_sft_dataset, train_sft
+    from helpers.sft import build_sft_dataset, finished_training, train_sft
 
     if not items:
         return {"name": name, "n_items": 0, "skipped": "no training items survived the filter"}
     folder = Path(run_dir) / "ft" / name
-    found = _kept_evaluation(folder, student_identity(cfg, folder, items)) if cfg.resume else None
+    train = finished_training(folder) if cfg.resume else None
+    found = _kept_evaluation(folder, student_identity(cfg, folder, items)) if train is not None else None
     if found is not None:
-        train = json.loads((folder / "train_result.json").read_text()) | {"reused_adapter": True}
         return {"name": name, "n_items": len(items), "train": train, **found}
     model, tokenizer, info = load_model(cfg.model, max_seq_length=cfg.max_seq_length, load_in_4bit=cfg.load_in_4bit)
     model = add_lora(model, info, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,

@@ -27,7 +27,6 @@ and one that finds every answer kept loads no model (`kept_configurations`).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -37,7 +36,7 @@ from helpers.config import ConfigError, InstructConfig, check_secret_env_params,
 from helpers.data import HubData, load_records
 from helpers.encoders import bertscore
 from helpers.metrics import classification_scores, gsm8k_extract, gsm8k_score, match_label
-from helpers.runs import files_digest, kept, kept_result, write_json
+from helpers.runs import files_digest, json_digest, kept, kept_result, write_json
 from helpers.stats import paired_comparison, score_summary, with_interval
 
 CONFIGURATIONS = ["base", "base+icl", "qlora", "icl+qlora", "icl-train+qlora"]
@@ -249,16 +248,16 @@ def responses_path(run_dir, task: str, config: str):
     return Path(run_dir) / "responses" / f"{task}.{config}.json"
 
 
-def response_identity(task: str, config: str, prompts: list[str], cfg, adapter=None) -> dict:
+def response_identity(task: str, config: str, prompts: list[str], cfg, adapter_digest: str | None = None) -> dict:
     """What one task x configuration's kept answers stand for: the settings (config_hash), the task's
     version, the prompts asked (a digest: the data, the retrieval and the prompt format) and, for a
-    configuration with an adapter, the digest of the adapter's files (`adapter`: its folder), so an
-    adapter trained again is answered again."""
+    configuration with an adapter, the digest of the adapter's files (helpers.runs.files_digest of its
+    folder), so an adapter trained again is answered again."""
     identity = {"task": task, "version": get_task(task).version, "configuration": config,
                 "settings": config_hash(cfg),
                 "prompts": json_digest(prompts)}
-    if adapter is not None:
-        identity["adapter"] = files_digest(adapter)
+    if adapter_digest is not None:
+        identity["adapter"] = adapter_digest
     return identity
 
 
@@ -270,33 +269,32 @@ def adapter_folder(run_dir, task: str, kind: str) -> Path:
     return Path(run_dir) / "adapters" / task / kind
 
 
-def json_digest(value) -> str:
-    """16 hex of a sha256 over `value` as JSON: the prompts asked, an adapter's training pairs."""
-    return hashlib.sha256(json.dumps(value).encode()).hexdigest()[:16]
-
-
 def _finished_training(folder: Path, pairs: list) -> dict | None:
-    """What train_sft returns when it reuses the finished adapter in `folder` (and the data's description), if
-    that adapter was trained on `pairs` (TRAINED_ON, written after its training); else None."""
+    """What run_configurations reports of the finished adapter in `folder` when train_sft reuses it
+    (helpers.sft.finished_training, and the data's description), if that adapter was trained on `pairs`
+    (TRAINED_ON, written after its training); else None."""
+    from helpers.sft import finished_training
+
     try:
         marked = json.loads((folder / TRAINED_ON).read_text())
-        result = json.loads((folder / "train_result.json").read_text())
     except (OSError, ValueError):
         return None
-    if marked.get("pairs") != json_digest(pairs) or not (folder / "adapter" / "adapter_config.json").is_file():
-        return None
-    return result | {"reused_adapter": True, "data": marked.get("data")}
+    reused = finished_training(folder) if marked.get("pairs") == json_digest(pairs) else None
+    return None if reused is None else reused | {"data": marked.get("data")}
 
 
 def _configured(cfg) -> list[str]:
     return [c for c in CONFIGURATIONS if c in cfg.configurations]
 
 
-def _identity(prepared: dict, cfg, run_dir, name: str, config: str) -> dict:
-    """response_identity of one task x configuration as run_configurations asks it."""
+def _identity(prepared: dict, cfg, run_dir, name: str, config: str, digests: dict) -> dict:
+    """response_identity of one task x configuration as run_configurations asks it. `digests`: the adapters'
+    files digests already taken in this call (two configurations answer with each adapter: read it once)."""
     kind = ADAPTER.get(config)
-    adapter = adapter_folder(run_dir, name, kind) / "adapter" if kind else None
-    return response_identity(name, config, prepared[name]["prompts"][prompt_kind(config)], cfg, adapter)
+    if kind and (name, kind) not in digests:
+        digests[name, kind] = files_digest(adapter_folder(run_dir, name, kind) / "adapter")
+    return response_identity(name, config, prepared[name]["prompts"][prompt_kind(config)], cfg,
+                             digests[name, kind] if kind else None)
 
 
 def kept_configurations(prepared: dict, cfg, run_dir) -> tuple[dict, dict] | None:
@@ -307,7 +305,7 @@ def kept_configurations(prepared: dict, cfg, run_dir) -> tuple[dict, dict] | Non
     disconnect that came after the last answer."""
     if not cfg.resume:
         return None
-    responses, trained = {}, {}
+    responses, trained, digests = {}, {}, {}
     for name, p in prepared.items():
         responses[name] = {}
         for config in _configured(cfg):
@@ -317,7 +315,8 @@ def kept_configurations(prepared: dict, cfg, run_dir) -> tuple[dict, dict] | Non
                                                                p["train_pairs"][kind])
                 if trained[f"{name}/{kind}"] is None:
                     return None
-            found = kept(responses_path(run_dir, name, config), _identity(prepared, cfg, run_dir, name, config))
+            found = kept(responses_path(run_dir, name, config),
+                         _identity(prepared, cfg, run_dir, name, config, digests))
             if found is None:
                 return None
             responses[name][config] = found
@@ -342,12 +341,12 @@ def run_configurations(llm, tokenizer, info, prepared: dict, cfg, run_dir) -> tu
         """One configuration's answers, generated or kept from an earlier run of the same identity."""
         prompts = prepared[name]["prompts"][prompt_kind(config)]
         responses[name][config] = kept_result(
-            responses_path(run_dir, name, config), _identity(prepared, cfg, run_dir, name, config),
+            responses_path(run_dir, name, config), _identity(prepared, cfg, run_dir, name, config, digests),
             lambda: generate(llm, tokenizer, prompts, chat=True, stop_token_ids=info.stop_token_ids,
                              max_new_tokens=cfg.max_new_tokens, batch_size=cfg.eval_batch_size,
                              desc=f"{name} {config}"))
 
-    responses, trained = {}, {}
+    responses, trained, digests = {}, {}, {}  # digests: of each adapter once trained (or reused) here
     for name, p in prepared.items():
         responses[name] = {}
         base_configs = [c for c in ("base", "base+icl") if c in cfg.configurations]
